@@ -1,0 +1,277 @@
+"""Typed experiment configuration: YAML in, validated dataclasses out, and a stable hash.
+
+Every run is described by one :class:`Config`. Parameter files may inherit from another file
+with ``_base_: relative/path.yaml`` so that a table cell only states what differs from its family.
+Unknown keys and wrongly typed values are rejected with the dotted key's name, because a typo in
+a week-long GPU run should fail in the first second, not after the run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """Bad user configuration; the message names the file and/or key at fault."""
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "digits"  # digits | voc | cityscapes
+    root: str = "data/digits"
+    num_classes: int = 11
+    voc_layout: str = "aug"  # aug (SegmentationClassAug, 10582 ids) | classic (1464 fine masks)
+    # Split: explicit list files, or drawn from split_seed with a count or fraction of the train list.
+    train_list: Optional[str] = None  # pool the split is drawn from; defaults to the dataset's train list
+    labeled_list: Optional[str] = None
+    unlabeled_list: Optional[str] = None
+    val_list: Optional[str] = None
+    labeled_count: Optional[int] = None
+    labeled_fraction: Optional[float] = None
+    split_seed: int = 0
+    split_family: str = "drawn"  # recorded with results: which published list family the split came from
+    # Weak augmentation.
+    crop_size: int = 64
+    scale_range: list = field(default_factory=lambda: [0.5, 2.0])
+    scale_choices: Optional[list] = None  # discrete scales (STPG code: 0.5 .. 2.0); overrides scale_range
+    flip: bool = True
+    mean: list = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    std: list = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    batch_size: int = 8  # labeled images per step and process
+    unlabeled_batch_size: Optional[int] = None  # defaults to batch_size
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "resnet18"  # resnet18 | resnet50 | resnet101
+    pretrained: Optional[str] = None  # None | "imagenet" (torchvision weights) | path to a .pth file
+    output_stride: int = 16
+    aspp_rates: list = field(default_factory=lambda: [6, 12, 18])
+    aspp_channels: int = 256
+    decoder_channels: int = 256
+    low_level_channels: int = 48
+    proj_dim: int = 0  # 0 = no projection head
+    stem_maxpool: bool = True  # False keeps more resolution for tiny (64 px) inputs
+    sync_bn: bool = False
+    dropout: float = 0.1
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    head_lr_mult: float = 1.0
+    poly_power: float = 0.9
+    nesterov: bool = False
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    iters: Optional[int] = None
+    epochs: Optional[int] = None  # converted with iters_per_epoch = unlabeled (or labeled) images // batch
+    amp: str = "none"  # none | bf16 | fp16
+    channels_last: bool = False
+    deterministic: bool = True
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    ckpt_every: int = 100
+    log_every: int = 10
+    threads: Optional[int] = None  # torch CPU threads; None keeps torch's default
+
+
+@dataclass
+class EvalConfig:
+    mode: str = "whole"  # whole | center | sliding
+    crop_size: Optional[int] = None  # defaults to data.crop_size
+    stride_ratio: float = 2 / 3
+    scales: list = field(default_factory=lambda: [1.0])
+    flip: bool = False
+    batch_size: int = 16
+    keep_predictions: int = 0  # number of val predictions saved in the run dir (qualitative figures)
+
+
+@dataclass
+class Config:
+    name: str = "run"
+    method: dict = field(default_factory=lambda: {"name": "supervised"})
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """Stable 12-hex-digit digest of the resolved configuration (key order independent)."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    @property
+    def method_name(self) -> str:
+        return self.method["name"]
+
+
+def _check_type(value: Any, annotation: Any, key: str) -> Any:
+    """Return ``value`` coerced to ``annotation`` or raise naming ``key``."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None:
+            return None
+        return _check_type(value, args[0], key)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif annotation is str:
+        if isinstance(value, str):
+            return value
+    elif annotation is list or origin is list:
+        if isinstance(value, (list, tuple)):
+            return list(value)
+    elif annotation is dict or origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+    else:
+        return value
+    name = getattr(annotation, "__name__", str(annotation))
+    raise ConfigError(f"config key '{key}': expected {name}, got {type(value).__name__} {value!r}")
+
+
+def _build(cls: type, raw: dict, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config key '{prefix.rstrip('.')}': expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key '{prefix}{unknown[0]}' (known keys here: {', '.join(sorted(names))})"
+        )
+    kwargs = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check_type(value, hint, prefix + name)
+    return cls(**kwargs)
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "method":
+            out[key] = deep_merge(out[key], value)
+        elif key == "method" and isinstance(value, dict) and isinstance(out.get(key), dict):
+            # a different method name replaces the method block, the same name refines it
+            same = value.get("name", out[key].get("name")) == out[key].get("name")
+            out[key] = deep_merge(out[key], value) if same else dict(value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: str | Path, _seen: tuple = ()) -> dict:
+    """Read a parameter file, resolving ``_base_`` inheritance (paths relative to the file)."""
+    path = Path(path).resolve()
+    if path in _seen:
+        raise ConfigError(f"{path}: _base_ inheritance cycle")
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at top level, got {type(raw).__name__}")
+    base = raw.pop("_base_", None)
+    if base is None:
+        return raw
+    return deep_merge(read_yaml(path.parent / base, _seen + (path,)), raw)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (['a','b','c'], yaml-parsed value)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}': expected key=value, e.g. train.iters=100")
+    key, value = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(value)
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    raw = json.loads(json.dumps(raw))  # deep copy of plain data
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        node = raw
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{text}': '{k}' is not a section")
+        node[keys[-1]] = value
+    return raw
+
+
+def from_dict(raw: dict, source: str = "<dict>") -> Config:
+    """Validate a plain mapping into a :class:`Config`; errors name ``source`` and the key."""
+    try:
+        cfg = _build(Config, raw, "")
+        from reprokit.methods import validate_method_config
+
+        cfg.method = validate_method_config(cfg.method)
+        validate(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    raw = read_yaml(path) if path else {}
+    return from_dict(apply_overrides(raw, overrides or []), str(path) if path else "<defaults>")
+
+
+def validate(cfg: Config) -> None:
+    choices = {
+        "data.dataset": (cfg.data.dataset, {"digits", "voc", "cityscapes"}),
+        "data.voc_layout": (cfg.data.voc_layout, {"aug", "classic"}),
+        "model.backbone": (cfg.model.backbone, {"resnet18", "resnet34", "resnet50", "resnet101"}),
+        "model.output_stride": (cfg.model.output_stride, {8, 16}),
+        "train.amp": (cfg.train.amp, {"none", "bf16", "fp16"}),
+        "eval.mode": (cfg.eval.mode, {"whole", "center", "sliding"}),
+    }
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"config key '{key}': {value!r} is not one of {sorted(allowed, key=str)}")
+    if cfg.data.labeled_count is not None and cfg.data.labeled_fraction is not None:
+        raise ConfigError("give data.labeled_count or data.labeled_fraction, not both")
+    if cfg.data.labeled_fraction is not None and not 0 < cfg.data.labeled_fraction <= 1:
+        raise ConfigError(f"config key 'data.labeled_fraction': expected 0 < f <= 1, got {cfg.data.labeled_fraction}")
+    if (cfg.train.iters is None) == (cfg.train.epochs is None):
+        raise ConfigError("set exactly one of train.iters and train.epochs")
+    if len(cfg.data.scale_range) != 2:
+        raise ConfigError(f"config key 'data.scale_range': expected [low, high], got {cfg.data.scale_range}")
+    for key in ("batch_size", "crop_size", "num_classes"):
+        if getattr(cfg.data, key) <= 0:
+            raise ConfigError(f"config key 'data.{key}': expected a positive integer")
+
+
+def dataclass_from_mapping(cls: type, raw: dict, prefix: str) -> Any:
+    """Public helper for method parameter blocks (same validation as the main config)."""
+    return _build(cls, raw, prefix)

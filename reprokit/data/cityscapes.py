@@ -1,0 +1,63 @@
+"""Cityscapes: leftImg8bit images with gtFine masks, label ids mapped to the 19 official train ids."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from reprokit.data.palette import IGNORE_INDEX
+from reprokit.data.splits import Sample
+
+CLASS_NAMES = [
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
+    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
+]
+# official labelId -> trainId mapping (cityscapesScripts); every other id is ignored
+LABEL_TO_TRAIN = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
+                  26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
+_LUT = np.full(256, IGNORE_INDEX, np.uint8)
+for _label, _train in LABEL_TO_TRAIN.items():
+    _LUT[_label] = _train
+
+
+def to_train_ids(label_ids: np.ndarray) -> np.ndarray:
+    """Map Cityscapes label ids to train ids 0..18 (uint8); unlisted ids, including -1, become 255."""
+    ids = np.asarray(label_ids)
+    out = np.full(ids.shape, IGNORE_INDEX, np.uint8)
+    inside = (ids >= 0) & (ids < 256)
+    out[inside] = _LUT[ids[inside].astype(np.int64)]
+    return out
+
+
+def resolver(root: str | Path, split: str = "train"):
+    """Map a list line to a :class:`Sample`.
+
+    Accepts 'leftImg8bit/... gtFine/...' path pairs (public CPS/UniMatch lists), a single leftImg8bit
+    path, or a 'city/city_000000_000019' stem. Masks default to ``*_gtFine_labelIds.png``.
+    """
+    root = Path(root)
+
+    def resolve(line: str) -> Sample:
+        tokens = line.split()
+        image = tokens[0]
+        if not image.startswith("leftImg8bit"):
+            image = f"leftImg8bit/{split}/{image}_leftImg8bit.png"
+        if len(tokens) == 2:
+            mask = tokens[1]
+        else:
+            mask = image.replace("leftImg8bit/", "gtFine/", 1).replace("_leftImg8bit.png", "_gtFine_labelIds.png")
+        sid = Path(image).name.replace("_leftImg8bit.png", "")
+        return Sample(sid, root / image, root / mask)
+
+    return resolve
+
+
+def mask_needs_mapping(mask_path: Path) -> bool:
+    """labelIds masks are mapped to train ids; labelTrainIds masks are already in train ids."""
+    return "labelTrainIds" not in mask_path.name
+
+
+def scan_split(root: str | Path, split: str) -> list[str]:
+    """Stems of every image under leftImg8bit/<split> (used when no list file is given)."""
+    base = Path(root) / "leftImg8bit" / split
+    return sorted(str(p.relative_to(Path(root))) for p in base.glob("*/*_leftImg8bit.png"))

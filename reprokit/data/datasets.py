@@ -1,0 +1,146 @@
+"""Segmentation data sets over :class:`~reprokit.data.splits.Sample` lists, and their construction
+from a :class:`~reprokit.config.DataConfig` (lists read or drawn, then recorded in the run)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+import numpy as np
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
+
+from reprokit.config import DataConfig
+from reprokit.data import cityscapes, digits, voc
+from reprokit.data.splits import Sample, SplitError, check_disjoint, draw_split, read_list, write_list
+from reprokit.data.transforms import StrongAug, WeakAug, normalize
+
+
+def load_label(sample: Sample, dataset: str) -> np.ndarray:
+    mask = voc.read_mask(sample.mask)
+    if dataset == "cityscapes" and cityscapes.mask_needs_mapping(sample.mask):
+        mask = cityscapes.to_train_ids(mask)
+    return mask
+
+
+class SegDataset(torch.utils.data.Dataset):
+    """Items are dicts: ``image`` (normalised 3xHxW), ``mask`` (long HxW, 255 ignore; present whenever the
+    ground truth is known, so unlabeled-split diagnostics can use it), ``valid`` (non-padding pixels),
+    optional ``image_s`` (strong photometric view of the same crop), ``index`` and ``id``.
+
+    Indexed by ``(index, aug_seed)`` during training (see :mod:`reprokit.data.sampler`) or by a plain
+    ``index`` for evaluation (no augmentation).
+    """
+
+    def __init__(self, samples: list[Sample], cfg: DataConfig, train: bool, strong: bool = False):
+        self.samples, self.cfg, self.train, self.strong = samples, cfg, train, strong
+        self.weak = WeakAug(cfg.crop_size, cfg.scale_range, cfg.scale_choices, cfg.flip)
+        self.strong_aug = StrongAug()
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def ids(self) -> list[str]:
+        return [s.id for s in self.samples]
+
+    def __getitem__(self, key):
+        index, aug_seed = key if isinstance(key, tuple) else (key, None)
+        sample = self.samples[index]
+        image = Image.open(sample.image).convert("RGB")
+        mask = load_label(sample, self.cfg.dataset) if sample.mask is not None and sample.mask.is_file() else None
+        if self.train:
+            rng = np.random.default_rng(aug_seed)
+            img, mask, valid = self.weak(image, mask, rng)
+        else:
+            img, valid = np.asarray(image, dtype=np.uint8), np.ones(image.size[::-1], bool)
+        x = TF.to_tensor(img)
+        item = {"image": normalize(x, self.cfg.mean, self.cfg.std), "valid": torch.from_numpy(valid),
+                "index": index, "id": sample.id}
+        if mask is not None:
+            item["mask"] = torch.from_numpy(mask.astype(np.int64))
+        if self.train and self.strong:
+            item["image_s"] = normalize(self.strong_aug(x, rng), self.cfg.mean, self.cfg.std)
+        return item
+
+
+@dataclass
+class Splits:
+    labeled: list[Sample]
+    unlabeled: list[Sample]
+    val: list[Sample]
+    family: str
+
+
+def _resolver(cfg: DataConfig, split: str):
+    if cfg.dataset == "cityscapes":
+        return cityscapes.resolver(cfg.root, split)
+    return voc.resolver(cfg.root, "classic" if cfg.dataset == "digits" else cfg.voc_layout)
+
+
+def _default_list(cfg: DataConfig, split: str) -> Path:
+    if cfg.dataset == "cityscapes":
+        path = Path(cfg.root) / f"{split}.txt"
+        if not path.is_file():  # no list given: scan the folder tree once and record it
+            path = Path(cfg.root) / f".reprokit_{split}_scan.txt"
+            path.write_text("".join(f"{p}\n" for p in cityscapes.scan_split(cfg.root, split)))
+        return path
+    layout = "classic" if cfg.dataset == "digits" else cfg.voc_layout
+    return voc.default_lists(cfg.root, layout)[split]
+
+
+def resolve_splits(cfg: DataConfig) -> Splits:
+    """Read the configured lists or draw the labeled subset from ``split_seed``; validate everything."""
+    if cfg.dataset == "digits":
+        digits.ensure_digit_scenes(cfg.root)
+    val_file = cfg.val_list or _default_list(cfg, "val")
+    val = read_list(val_file, cfg.root, _resolver(cfg, "val"))
+    if cfg.labeled_list:
+        labeled = read_list(cfg.labeled_list, cfg.root, _resolver(cfg, "train"))
+        if cfg.unlabeled_list:
+            unlabeled = read_list(cfg.unlabeled_list, cfg.root, _resolver(cfg, "train"), need_masks=False)
+        else:
+            pool = read_list(cfg.train_list or _default_list(cfg, "train"), cfg.root, _resolver(cfg, "train"),
+                             need_masks=False)
+            taken = {s.id for s in labeled}
+            unlabeled = [s for s in pool if s.id not in taken]
+        check_disjoint(labeled, unlabeled, str(cfg.labeled_list), str(cfg.unlabeled_list or "the train pool"))
+        return Splits(labeled, unlabeled, val, cfg.split_family)
+    if cfg.unlabeled_list:
+        raise SplitError("data.unlabeled_list was given without data.labeled_list")
+    pool = read_list(cfg.train_list or _default_list(cfg, "train"), cfg.root, _resolver(cfg, "train"))
+    if cfg.labeled_count is None and cfg.labeled_fraction is None:
+        return Splits(pool, [], val, cfg.split_family)
+    labeled, unlabeled = draw_split(pool, cfg.split_seed, cfg.labeled_count, cfg.labeled_fraction)
+    return Splits(labeled, unlabeled, val, "drawn")
+
+
+def record_splits(splits: Splits, out_dir: Path) -> dict[str, str]:
+    """Write the lists actually used into the run directory (they are part of the result)."""
+    out = {}
+    for name in ("labeled", "unlabeled", "val"):
+        samples = getattr(splits, name)
+        if samples:
+            out[name] = str(write_list(out_dir / "splits" / f"{name}.txt", samples).relative_to(out_dir))
+    return out
+
+
+def class_names(cfg: DataConfig) -> list[str]:
+    names = {"digits": digits.CLASS_NAMES, "voc": voc.CLASS_NAMES, "cityscapes": cityscapes.CLASS_NAMES}[cfg.dataset]
+    if len(names) != cfg.num_classes:
+        return [f"class {i}" for i in range(cfg.num_classes)]
+    return names
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack tensors; keep lists for ids. A batch lacking masks on some items drops the key."""
+    out = {}
+    for key in items[0]:
+        values = [it.get(key) for it in items]
+        if any(v is None for v in values):
+            continue
+        out[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else (
+            torch.tensor(values) if isinstance(values[0], int) else values)
+    return out
+
+

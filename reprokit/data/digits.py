@@ -1,0 +1,181 @@
+"""The embedded default data set: "digit scenes" built offline from scikit-learn's handwritten digits.
+
+Each scene is an RGB image on a coloured, textured background holding a few upscaled digits at random
+positions, scales and colours (they may overlap; the later digit is on top). Labels follow Pascal VOC:
+background 0, digit d -> class d + 1, and 255 on a thin band along every object edge. Digit classes are
+drawn from a long-tailed profile (digit 0 the most frequent, digit 9 the rarest by default) because STPG
+is about minority classes. Train and val scenes use disjoint source digits. The result is written in the
+Pascal VOC layout so the VOC reader serves it unchanged.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from reprokit.data.palette import IGNORE_INDEX, voc_palette
+
+CLASS_NAMES = ["background"] + [f"digit {d}" for d in range(10)]
+NUM_CLASSES = len(CLASS_NAMES)
+
+
+@dataclass
+class DigitScenesSpec:
+    n_train: int = 2000
+    n_val: int = 500
+    size: int = 64
+    min_digits: int = 2
+    max_digits: int = 4
+    min_scale: int = 16  # rendered digit height in pixels
+    max_scale: int = 30
+    imbalance: float = 20.0  # P(most frequent digit) / P(rarest digit)
+    val_source_fraction: float = 0.3
+    edge_band: int = 1  # width in pixels of the 255 band along object edges
+    seed: int = 0
+
+
+def class_profile(imbalance: float) -> np.ndarray:
+    """Geometric long-tail over digits 0..9: p[0] / p[9] == imbalance."""
+    if imbalance < 1:
+        raise ValueError(f"imbalance must be >= 1 (P(head)/P(tail)), got {imbalance}")
+    p = imbalance ** (-np.arange(10) / 9.0)
+    return p / p.sum()
+
+
+def split_sources(target: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified, seeded split of source digit indices into disjoint train / val pools."""
+    rng = np.random.default_rng([seed, 7])
+    train, val = [], []
+    for d in range(10):
+        idx = rng.permutation(np.flatnonzero(target == d))
+        n_val = max(1, int(round(len(idx) * val_fraction)))
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    return np.concatenate(train), np.concatenate(val)
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Smooth coloured noise plus oriented stripes: texture the network must learn to ignore."""
+    base = rng.uniform(0, 255, size=3)
+    coarse = rng.normal(0, 40, size=(4, 4, 3)).astype(np.float32)
+    noise = np.asarray(
+        Image.fromarray(np.clip(coarse + 128, 0, 255).astype(np.uint8)).resize((size, size), Image.BICUBIC),
+        dtype=np.float32,
+    ) - 128
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    theta, freq = rng.uniform(0, np.pi), rng.uniform(0.1, 0.6)
+    stripes = np.sin(freq * (xx * np.cos(theta) + yy * np.sin(theta)) + rng.uniform(0, 2 * np.pi))
+    stripe_colour = rng.normal(0, 25, size=3)
+    grain = rng.normal(0, 6, size=(size, size, 3))
+    return base + noise + stripes[..., None] * stripe_colour + grain
+
+
+def _glyph(image8: np.ndarray, height: int) -> np.ndarray:
+    """8x8 digit (0..16) -> smooth alpha map in [0, 1] of the given height (aspect kept square)."""
+    img = Image.fromarray((image8 * 255 / 16).astype(np.uint8)).resize((height, height), Image.BICUBIC)
+    return np.clip(np.asarray(img, dtype=np.float32) / 255, 0, 1)
+
+
+def _edge_band(label: np.ndarray, width: int) -> np.ndarray:
+    """Pixels within ``width`` of a change of class (VOC marks object outlines as 255)."""
+    band = np.zeros(label.shape, bool)
+    padded = np.pad(label, width, mode="edge")
+    h, w = label.shape
+    for dy in range(-width, width + 1):
+        for dx in range(-width, width + 1):
+            band |= padded[width + dy: width + dy + h, width + dx: width + dx + w] != label
+    return band
+
+
+def render_scene(rng: np.random.Generator, spec: DigitScenesSpec, images: np.ndarray, target: np.ndarray,
+                 pool: np.ndarray, profile: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """One scene: (HxWx3 uint8 image, HxW uint8 label, digit classes placed)."""
+    size = spec.size
+    canvas = _background(rng, size)
+    label = np.zeros((size, size), np.uint8)
+    by_digit = [pool[target[pool] == d] for d in range(10)]
+    placed = []
+    for _ in range(rng.integers(spec.min_digits, spec.max_digits + 1)):
+        digit = int(rng.choice(10, p=profile))
+        src = images[rng.choice(by_digit[digit])]
+        h = int(rng.integers(spec.min_scale, spec.max_scale + 1))
+        alpha = _glyph(src, h)
+        y, x = (int(v) for v in rng.integers(0, size - h + 1, size=2))
+        colour = rng.uniform(0, 255, size=3)
+        region = canvas[y:y + h, x:x + h]
+        # keep the digit visible: push its colour away from the local background colour
+        if np.abs(colour - region.mean((0, 1))).sum() < 150:
+            colour = 255 - region.mean((0, 1))
+        canvas[y:y + h, x:x + h] = region * (1 - alpha[..., None]) + colour * alpha[..., None]
+        label[y:y + h, x:x + h][alpha > 0.5] = digit + 1
+        placed.append(digit + 1)
+    label[_edge_band(label, spec.edge_band)] = IGNORE_INDEX
+    return np.clip(canvas, 0, 255).astype(np.uint8), label, placed
+
+
+def write_palette_png(path: Path, label: np.ndarray) -> None:
+    img = Image.fromarray(label, mode="P")
+    img.putpalette(voc_palette(256).reshape(-1).tolist())
+    img.save(path)
+
+
+def build_digit_scenes(out: str | Path, spec: DigitScenesSpec | None = None, progress: bool = False) -> dict:
+    """Write the digit-scenes data set under ``out`` in the VOC layout; returns its metadata.
+
+    Deterministic: the same spec gives byte-identical files. Returns (and writes to ``meta.json``)
+    the spec, class names, per-split instance and pixel counts, and the build time in seconds.
+    """
+    from sklearn.datasets import load_digits
+
+    spec = spec or DigitScenesSpec()
+    start = time.perf_counter()
+    out = Path(out)
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    digits = load_digits()
+    images, target = digits.images, digits.target
+    train_pool, val_pool = split_sources(target, spec.val_source_fraction, spec.seed)
+    profile = class_profile(spec.imbalance)
+    meta = {"spec": asdict(spec), "class_names": CLASS_NAMES, "splits": {}}
+    iterator = [("train", spec.n_train, train_pool), ("val", spec.n_val, val_pool)]
+    for split_id, (split, count, pool) in enumerate(iterator):
+        ids, instances, pixels = [], np.zeros(NUM_CLASSES, np.int64), np.zeros(NUM_CLASSES, np.int64)
+        for i in range(count):
+            rng = np.random.default_rng([spec.seed, split_id, i])
+            image, label, placed = render_scene(rng, spec, images, target, pool, profile)
+            scene_id = f"{split}_{i:05d}"
+            Image.fromarray(image).save(out / "JPEGImages" / f"{scene_id}.jpg", quality=95)
+            write_palette_png(out / "SegmentationClass" / f"{scene_id}.png", label)
+            ids.append(scene_id)
+            np.add.at(instances, placed, 1)
+            pixels += np.bincount(label[label != IGNORE_INDEX], minlength=NUM_CLASSES)
+        (out / "ImageSets/Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+        meta["splits"][split] = {
+            "count": count,
+            "source_digits": int(len(pool)),
+            "instances_per_class": instances.tolist(),
+            "pixels_per_class": pixels.tolist(),
+        }
+    meta["source_digits_disjoint"] = not set(train_pool.tolist()) & set(val_pool.tolist())
+    meta["build_seconds"] = round(time.perf_counter() - start, 3)
+    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def ensure_digit_scenes(root: str | Path, spec: DigitScenesSpec | None = None) -> Path:
+    """Build the data set at ``root`` unless a complete build with the same spec is already there."""
+    root = Path(root)
+    spec = spec or DigitScenesSpec()
+    meta_path = root / "meta.json"
+    if meta_path.is_file():
+        try:
+            if json.loads(meta_path.read_text()).get("spec") == asdict(spec):
+                return root
+        except json.JSONDecodeError:
+            pass
+    build_digit_scenes(root, spec)
+    return root

@@ -1,0 +1,267 @@
+"""The training loop shared by every method: optimiser, poly LR, AMP, DDP, EMA timing, logging,
+atomic checkpoints with exact resume, and the final evaluation written to the run directory."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from reprokit.config import Config
+from reprokit.data.datasets import SegDataset, class_names, collate, record_splits, resolve_splits
+from reprokit.data.sampler import StepBatchSampler
+from reprokit.engine import rundir
+from reprokit.engine.checkpoint import FORMAT, load_checkpoint, rng_state, save_atomic, set_rng_state
+from reprokit.engine.distributed import DistInfo, all_gather_floats, barrier, init_distributed
+from reprokit.engine.ema import ema_update
+from reprokit.engine.evaluate import eval_summary, evaluate
+from reprokit.engine.optim import build_optimizer, poly_scheduler
+from reprokit.methods import build_method
+
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN/Inf; the run stopped and the last good checkpoint was kept."""
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def configure_determinism(cfg: Config) -> None:
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    if cfg.train.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def total_iterations(cfg: Config, n_labeled: int, n_unlabeled: int, world_size: int) -> int:
+    """``train.iters``, or ``train.epochs`` x (unlabeled images // global batch) as in STPG/CPS
+    (labeled images when the method uses no unlabeled data)."""
+    if cfg.train.iters is not None:
+        return cfg.train.iters
+    per_epoch_pool = n_unlabeled or n_labeled
+    batch = (cfg.data.unlabeled_batch_size or cfg.data.batch_size) if n_unlabeled else cfg.data.batch_size
+    return cfg.train.epochs * max(1, per_epoch_pool // (batch * world_size))
+
+
+def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            v = v.to(device, non_blocking=True)
+            if channels_last and v.dim() == 4:
+                v = v.contiguous(memory_format=torch.channels_last)
+        out[k] = v
+    return out
+
+
+def _loader(dataset, batch: int, seed: int, stream: int, start: int, total: int, dist: DistInfo, workers: int):
+    sampler = StepBatchSampler(len(dataset), batch, seed, stream, start, total, dist.rank, dist.world_size)
+    return iter(torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
+                                            num_workers=workers, persistent_workers=workers > 0))
+
+
+def show_progress() -> bool:
+    """Progress bars in terminals and notebooks, quiet in batch mode (override: REPROKIT_PROGRESS=0/1)."""
+    forced = os.environ.get("REPROKIT_PROGRESS")
+    if forced is not None:
+        return forced == "1"
+    import sys
+
+    return sys.stderr.isatty() or "ipykernel" in sys.modules
+
+
+def _scalar(v) -> float:
+    return float(v.detach().float().mean()) if isinstance(v, torch.Tensor) else float(v)
+
+
+class Trainer:
+    """One training run in ``run_dir``; rerunning on the same directory resumes from its checkpoint."""
+
+    def __init__(self, cfg: Config, run_dir: str | Path, dist: Optional[DistInfo] = None):
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.dist = dist or init_distributed(cfg.train.device)
+        self.ckpt_path = self.run_dir / "checkpoint.pt"
+        configure_determinism(cfg)
+        seed_everything(cfg.train.seed)
+        if self.dist.is_main:
+            rundir.prepare(self.run_dir, cfg)
+        barrier()
+        self.splits = resolve_splits(cfg.data)
+        self.class_names = class_names(cfg.data)
+        self.method = build_method(cfg, cfg.data.num_classes).to(self.dist.device)
+        if cfg.train.channels_last:
+            self.method = self.method.to(memory_format=torch.channels_last)
+        ub = cfg.data.unlabeled_batch_size or cfg.data.batch_size
+        self.unlabeled_batch = ub * getattr(self.method, "unlabeled_batches", 1)
+        self.total = total_iterations(cfg, len(self.splits.labeled), len(self.splits.unlabeled),
+                                      self.dist.world_size)
+        self.method.set_total_steps(self.total)
+        self.optimizer = build_optimizer(self.method.students(), cfg.optim)
+        self.scheduler = poly_scheduler(self.optimizer, self.total, cfg.optim.poly_power)
+        self.amp_dtype = AMP_DTYPES[cfg.train.amp] if self.dist.device.type == "cuda" or cfg.train.amp == "bf16" else None
+        self.scaler = torch.amp.GradScaler(self.dist.device.type, enabled=cfg.train.amp == "fp16"
+                                           and self.dist.device.type == "cuda")
+        self.start_step = 0
+        if self.ckpt_path.is_file():
+            self._restore(load_checkpoint(self.ckpt_path))
+        # training randomness (dropout, CutMix boxes) differs per rank; init above is identical on all ranks
+        if self.start_step == 0:
+            seed_everything(cfg.train.seed * 1000 + self.dist.rank + 1)
+        self.model = self.method
+        if self.dist.enabled:
+            self.model = DistributedDataParallel(
+                self.method, device_ids=[self.dist.device.index] if self.dist.device.type == "cuda" else None,
+                find_unused_parameters=self.method.may_skip_params)
+
+    # --- checkpoints --------------------------------------------------------------------------
+    def _state(self, step: int) -> dict:
+        return {"format": FORMAT, "step": step, "config_hash": self.cfg.hash(), "method": self.method.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "rng": rng_state()}
+
+    def _restore(self, ckpt: dict) -> None:
+        from reprokit.engine.checkpoint import CheckpointError
+
+        if ckpt["config_hash"] != self.cfg.hash():
+            raise CheckpointError(f"{self.ckpt_path}: written by config {ckpt['config_hash']}, not {self.cfg.hash()}")
+        self.method.load_state_dict(ckpt["method"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(ckpt["rng"])
+        self.start_step = ckpt["step"]
+
+    def _save(self, step: int) -> None:
+        if self.dist.is_main:
+            save_atomic(self._state(step), self.ckpt_path)
+            rundir.write_meta(self.run_dir, self.cfg, {"status": "running", "step": step, "total_steps": self.total})
+        barrier()
+
+    # --- the loop -----------------------------------------------------------------------------
+    def fit(self) -> dict:
+        cfg, dist, main = self.cfg, self.dist, self.dist.is_main
+        if main:
+            rundir.write_meta(self.run_dir, cfg, {
+                "status": "running", "total_steps": self.total, "world_size": dist.world_size,
+                "device": str(dist.device), "split_family": self.splits.family,
+                "labeled_count": len(self.splits.labeled), "unlabeled_count": len(self.splits.unlabeled),
+                "splits": record_splits(self.splits, self.run_dir)})
+            rundir.truncate_metrics(self.run_dir / "metrics.jsonl", self.start_step)
+        if self.start_step < self.total:
+            self._train_steps(main)
+        return self.final_eval()
+
+    def _train_steps(self, main: bool) -> None:
+        cfg, dist = self.cfg, self.dist
+        from torch.utils.tensorboard import SummaryWriter
+
+        strong = self.method.uses_unlabeled
+        lab_ds = SegDataset(self.splits.labeled, cfg.data, train=True)
+        it_l = _loader(lab_ds, cfg.data.batch_size, cfg.train.seed, 0, self.start_step, self.total, dist,
+                       cfg.data.num_workers)
+        it_u = None
+        if self.method.uses_unlabeled:
+            if not self.splits.unlabeled:
+                raise ValueError(f"method {cfg.method_name!r} needs unlabeled data: set data.labeled_fraction, "
+                                 "data.labeled_count or data.unlabeled_list")
+            unl_ds = SegDataset(self.splits.unlabeled, cfg.data, train=True, strong=strong)
+            it_u = _loader(unl_ds, self.unlabeled_batch, cfg.train.seed, 1, self.start_step, self.total, dist,
+                           cfg.data.num_workers)
+        writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.start_step) if main else None
+        metrics_file = open(self.run_dir / "metrics.jsonl", "a") if main else None
+        bar = tqdm(total=self.total, initial=self.start_step, desc=f"{cfg.name} [{cfg.method_name}]",
+                   disable=not (main and show_progress()), dynamic_ncols=True)
+        bad = torch.zeros((), dtype=torch.bool, device=dist.device)
+        t_last, step_last = time.perf_counter(), self.start_step
+        self.model.train()
+        try:
+            for step in range(self.start_step, self.total):
+                labeled = _to_device(next(it_l), dist.device, cfg.train.channels_last)
+                unlabeled = _to_device(next(it_u), dist.device, cfg.train.channels_last) if it_u else None
+                with torch.autocast(dist.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                    out = self.model(labeled, unlabeled, step)
+                loss = sum(out.losses.values())
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.scheduler.step()
+                for teacher, student, momentum in self.method.ema_pairs():
+                    ema_update(teacher, student, momentum)
+                bad |= ~torch.isfinite(loss.detach())
+                done = step + 1
+                log_now = done % cfg.train.log_every == 0 or done == self.total
+                ckpt_now = done % cfg.train.ckpt_every == 0 or done == self.total
+                if log_now or ckpt_now:
+                    if bool(bad):  # one host sync, only at log / checkpoint steps
+                        raise NonFiniteLossError(self._nan_message(step, out))
+                if log_now:
+                    now = time.perf_counter()
+                    record = {"step": done, "loss": _scalar(loss), "lr": self.optimizer.param_groups[0]["lr"],
+                              "sec_per_iter": (now - t_last) / max(done - step_last, 1)}
+                    record.update({f"loss/{k}": _scalar(v) for k, v in out.losses.items()})
+                    record.update({f"diag/{k}": _scalar(v) for k, v in out.diagnostics.items()})
+                    t_last, step_last = now, done
+                    if main:
+                        metrics_file.write(json.dumps(record) + "\n")
+                        metrics_file.flush()
+                        for k, v in record.items():
+                            if k != "step" and math.isfinite(v):
+                                writer.add_scalar(k, v, done)
+                        bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}")
+                if ckpt_now:
+                    self._save(done)
+                bar.update(1)
+        finally:
+            bar.close()
+            if main:
+                metrics_file.close()
+                writer.close()
+
+    def _nan_message(self, step: int, out) -> str:
+        losses = {k: _scalar(v) for k, v in out.losses.items()}
+        last = load_checkpoint(self.ckpt_path)["step"] if self.ckpt_path.is_file() else None
+        where = f"kept the last good checkpoint {self.ckpt_path} (step {last})" if last is not None else \
+            "no checkpoint had been written yet"
+        return (f"non-finite loss detected by step {step + 1} of run {self.run_dir} (losses at that step: {losses}); "
+                f"training stopped and {where}. Lower optim.lr or check the data.")
+
+    def final_eval(self) -> dict:
+        cfg = self.cfg
+        val_ds = SegDataset(self.splits.val, cfg.data, train=False)
+        net = self.method.eval_network()
+        result = evaluate(net, val_ds, cfg.eval, cfg.eval.crop_size or cfg.data.crop_size, cfg.data.num_classes,
+                          self.dist, progress=show_progress(), keep=cfg.eval.keep_predictions,
+                          amp_dtype=self.amp_dtype)
+        summary = eval_summary(result, self.class_names, cfg.eval)
+        checksum = [float(sum(p.detach().double().sum() for p in net.parameters()))]
+        summary["rank_param_checksums"] = [c[0] for c in all_gather_floats(checksum, self.dist.device)]
+        if self.dist.is_main:
+            rundir.write_json_atomic(self.run_dir / "eval.json", summary)
+            if result["predictions"]:
+                torch.save({p["id"]: p["pred"] for p in result["predictions"]}, self.run_dir / "predictions.pt")
+            rundir.write_meta(self.run_dir, cfg, {"status": "finished", "step": self.total, "miou": summary["miou"]})
+        barrier()
+        return summary
+
+
+def train(cfg: Config, run_dir: str | Path) -> dict:
+    """Train (or resume) and evaluate; returns the eval summary."""
+    return Trainer(cfg, run_dir).fit()

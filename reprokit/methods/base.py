@@ -1,0 +1,74 @@
+"""The method contract: a method owns its networks and losses; the engine owns everything else.
+
+A method is an ``nn.Module`` whose ``forward`` is the training step, so the engine can wrap it in
+DistributedDataParallel as one unit. Teachers are registered with ``requires_grad=False`` and updated
+by the engine through :meth:`Method.ema_pairs` after each optimiser step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from reprokit.config import Config
+
+
+@dataclass
+class StepOutput:
+    """What a training step returns: named loss tensors (the engine sums them) and diagnostics
+    (scalar tensors or floats, logged; never backpropagated)."""
+
+    losses: dict[str, torch.Tensor]
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+
+class Method(nn.Module):
+    #: parameter dataclass of the method (validated from the ``method:`` block of the config)
+    Params: type = None
+    #: whether the method consumes unlabeled batches
+    uses_unlabeled: bool = False
+    #: set when some trainable parameters may receive no gradient in a step (DDP needs to know)
+    may_skip_params: bool = False
+
+    def __init__(self, cfg: Config, params: Any, num_classes: int):
+        super().__init__()
+        self.cfg, self.params, self.num_classes = cfg, params, num_classes
+
+    # --- the contract -------------------------------------------------------------------------
+    def forward(self, labeled: dict, unlabeled: Optional[dict], step: int) -> StepOutput:
+        return self.training_step(labeled, unlabeled, step)
+
+    def training_step(self, labeled: dict, unlabeled: Optional[dict], step: int) -> StepOutput:
+        raise NotImplementedError
+
+    def students(self) -> dict[str, nn.Module]:
+        """Trainable networks by role name (the optimiser's parameter groups come from these)."""
+        raise NotImplementedError
+
+    def ema_pairs(self) -> list[tuple[nn.Module, nn.Module, float]]:
+        """(teacher, student, momentum) triples the engine updates after each optimiser step."""
+        return []
+
+    def eval_network(self) -> nn.Module:
+        """The network evaluated and exported."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def pseudo_labels(self, unlabeled: dict) -> dict[str, torch.Tensor]:
+        """Per-pixel maps for inspection; methods without a teacher show their own prediction."""
+        net = self.eval_network()
+        prob = net(unlabeled["image"]).softmax(1)
+        conf, label = prob.max(1)
+        return {"teacher_label": label, "confidence": conf, "student_pred": label}
+
+    def set_total_steps(self, total: int) -> None:
+        """Called once by the engine; methods with warm-up phases in fractions of training use it."""
+        self.total_steps = total
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module

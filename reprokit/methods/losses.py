@@ -1,0 +1,30 @@
+"""Losses shared by several methods."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = 255
+
+
+def ohem_ce(logits: torch.Tensor, target: torch.Tensor, thresh: float = 0.7, min_kept: int = 50000,
+            ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Online hard example mining CE: keep pixels whose true-class probability is below ``thresh``,
+    and at least the ``min_kept`` hardest ones (per batch); the Cityscapes protocol of CPS/STPG."""
+    ce = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none").flatten()
+    valid = target.flatten() != ignore_index
+    ce = ce[valid]
+    if ce.numel() == 0:
+        return logits.sum() * 0
+    prob_true = torch.exp(-ce)
+    k = min(min_kept, ce.numel()) - 1
+    threshold = max(thresh, float(prob_true.kthvalue(k + 1).values)) if k >= 0 else thresh
+    hard = ce[prob_true <= threshold]
+    return hard.mean() if hard.numel() else ce.mean()
+
+
+def supervised_loss(logits: torch.Tensor, target: torch.Tensor, params) -> torch.Tensor:
+    """Plain CE with ignore 255 (Eq. 1 term), or OHEM CE when ``params.ohem`` is set."""
+    if getattr(params, "ohem", False):
+        return ohem_ce(logits, target, params.ohem_thresh, params.ohem_min_kept * target.shape[0])
+    return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)

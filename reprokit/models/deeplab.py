@@ -1,0 +1,158 @@
+"""DeepLabV3+ over torchvision ResNets, with an optional projection head for pixel contrast.
+
+Large configuration (the papers): ResNet-50/101, layer4 dilated (output stride 16) or layers 3-4
+(output stride 8), ASPP rates 6/12/18, 256-channel decoder at 1/4 resolution. CPU configuration (the
+embedded default): ResNet-18 with a narrow ASPP/decoder. torchvision refuses to dilate basic blocks,
+so for ResNet-18/34 the stride-to-dilation swap is done here (:func:`dilate_basic_layer`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from reprokit.config import ModelConfig
+
+
+class CheckpointKeyError(RuntimeError):
+    """Pretrained weights on disk do not fit the backbone."""
+
+
+def conv_bn_relu(cin: int, cout: int, k: int = 3, dilation: int = 1) -> nn.Sequential:
+    pad = 0 if k == 1 else dilation
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=pad, dilation=dilation, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class ASPP(nn.Module):
+    """Atrous spatial pyramid pooling: 1x1, three dilated 3x3 and an image-pooling branch."""
+
+    def __init__(self, cin: int, cout: int, rates: list[int]):
+        super().__init__()
+        self.branches = nn.ModuleList([conv_bn_relu(cin, cout, 1)] + [conv_bn_relu(cin, cout, 3, r) for r in rates])
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, cout, 1, bias=False),
+                                  nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+        self.project = conv_bn_relu(cout * (len(rates) + 2), cout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = F.interpolate(self.pool(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.project(torch.cat([b(x) for b in self.branches] + [pooled], dim=1))
+
+
+class ProjectionHead(nn.Module):
+    """conv3x3 -> BN -> ReLU -> Dropout2d -> conv1x1 on the decoder feature (STPG's contrastive head)."""
+
+    def __init__(self, cin: int, dim: int, dropout: float = 0.1):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(cin, cin, 3, padding=1, bias=False), nn.BatchNorm2d(cin),
+                                 nn.ReLU(inplace=True), nn.Dropout2d(dropout), nn.Conv2d(cin, dim, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class ResNetBackbone(nn.Module):
+    """torchvision ResNet returning (low-level 1/4 feature, high-level feature)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        deep = cfg.backbone in ("resnet50", "resnet101")
+        kwargs = {}
+        if deep:
+            kwargs["replace_stride_with_dilation"] = [False, cfg.output_stride == 8, True]
+        weights = "DEFAULT" if cfg.pretrained == "imagenet" else None
+        net = getattr(torchvision.models, cfg.backbone)(weights=weights, **kwargs)
+        if not deep:
+            dilate_basic_layer(net.layer4, 2)
+            if cfg.output_stride == 8:
+                dilate_basic_layer(net.layer3, 2)
+                dilate_basic_layer(net.layer4, 4)
+        if cfg.pretrained and cfg.pretrained != "imagenet":
+            load_pretrained(net, cfg.pretrained)
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool if cfg.stem_maxpool else nn.Identity())
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        self.low_channels = net.layer1[-1].conv3.out_channels if deep else net.layer1[-1].conv2.out_channels
+        self.high_channels = net.fc.in_features
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        low = self.layer1(self.stem(x))
+        return low, self.layer4(self.layer3(self.layer2(low)))
+
+
+def dilate_basic_layer(layer: nn.Sequential, dilation: int) -> None:
+    """Turn a strided stage of basic blocks into a dilated one (same weights, stride 1)."""
+    for block in layer:
+        for conv in (block.conv1, block.conv2):
+            conv.stride, conv.dilation, conv.padding = (1, 1), (dilation, dilation), (dilation, dilation)
+        if block.downsample is not None:
+            block.downsample[0].stride = (1, 1)
+
+
+def load_pretrained(net: nn.Module, path: str) -> None:
+    """Load ImageNet weights from a local file; mismatched keys are an error naming the file."""
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointKeyError(f"model.pretrained: file not found: {file}")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
+        raise CheckpointKeyError(f"model.pretrained: {file} is not a loadable state dict ({exc})") from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    expected = {k for k in net.state_dict() if not k.startswith("fc.")}
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise CheckpointKeyError(
+            f"model.pretrained: {file} does not match the backbone: {len(missing)} missing keys "
+            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
+    net.load_state_dict(state, strict=False)
+
+
+class DeepLabV3Plus(nn.Module):
+    """Forward returns logits at input resolution; ``return_features`` adds the decoder feature
+    (1/4 resolution) and, when a projection head exists, its projections."""
+
+    def __init__(self, cfg: ModelConfig, num_classes: int):
+        super().__init__()
+        self.backbone = ResNetBackbone(cfg)
+        self.aspp = ASPP(self.backbone.high_channels, cfg.aspp_channels, cfg.aspp_rates)
+        self.reduce = conv_bn_relu(self.backbone.low_channels, cfg.low_level_channels, 1)
+        self.fuse = nn.Sequential(conv_bn_relu(cfg.aspp_channels + cfg.low_level_channels, cfg.decoder_channels),
+                                  conv_bn_relu(cfg.decoder_channels, cfg.decoder_channels))
+        self.classifier = nn.Sequential(nn.Dropout2d(cfg.dropout), nn.Conv2d(cfg.decoder_channels, num_classes, 1))
+        self.projector = ProjectionHead(cfg.decoder_channels, cfg.proj_dim, cfg.dropout) if cfg.proj_dim else None
+
+    def head_modules(self) -> list[nn.Module]:
+        """Everything but the backbone (gets ``optim.head_lr_mult``)."""
+        return [m for m in (self.aspp, self.reduce, self.fuse, self.classifier, self.projector) if m is not None]
+
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        low, high = self.backbone(x)
+        high = F.interpolate(self.aspp(high), size=low.shape[-2:], mode="bilinear", align_corners=False)
+        feat = self.fuse(torch.cat([high, self.reduce(low)], dim=1))
+        logits = F.interpolate(self.classifier(feat), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        if not return_features:
+            return logits
+        out = {"logits": logits, "features": feat}
+        if self.projector is not None:
+            out["proj"] = self.projector(feat)
+        return out
+
+
+def build_model(cfg: ModelConfig, num_classes: int) -> DeepLabV3Plus:
+    model = DeepLabV3Plus(cfg, num_classes)
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model) if cfg.sync_bn else model
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    return module.module if hasattr(module, "module") else module
+
+
+def maybe_channels_last(model: nn.Module, enabled: bool) -> nn.Module:
+    return model.to(memory_format=torch.channels_last) if enabled else model
+
+

@@ -1,0 +1,37 @@
+"""Run directories -> one pandas DataFrame (tables and figures are built only from these)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+
+def load_run(run_dir: str | Path) -> dict:
+    """One row: identity, provenance, key settings, mIoU and per-class IoU (``iou/<class>`` columns)."""
+    run_dir = Path(run_dir)
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    meta = json.loads((run_dir / "meta.json").read_text()) if (run_dir / "meta.json").is_file() else {}
+    ev = json.loads((run_dir / "eval.json").read_text())
+    row = {
+        "run_id": run_dir.name, "path": str(run_dir), "name": cfg.get("name"), "method": cfg["method"]["name"],
+        "dataset": cfg["data"]["dataset"], "backbone": cfg["model"]["backbone"], "seed": cfg["train"]["seed"],
+        "labeled_fraction": cfg["data"].get("labeled_fraction"), "labeled_count": meta.get("labeled_count"),
+        "split_family": meta.get("split_family"), "config_hash": meta.get("config_hash"),
+        "git_commit": (meta.get("git") or {}).get("commit"), "status": meta.get("status"), "miou": ev["miou"],
+    }
+    row.update({f"iou/{k}": v for k, v in ev["iou"].items()})
+    return row
+
+
+def load_runs(root: str | Path) -> pd.DataFrame:
+    """Every finished run (a directory holding config.yaml and eval.json) under ``root``, recursively."""
+    rows = [load_run(p.parent) for p in sorted(Path(root).rglob("eval.json")) if (p.parent / "config.yaml").is_file()]
+    return pd.DataFrame(rows)
+
+
+def summary_table(df: pd.DataFrame, by: list[str], value: str = "miou") -> pd.DataFrame:
+    """Mean, std and count of ``value`` per group (std is NaN for a single seed)."""
+    grouped = df.groupby(by, dropna=False)[value]
+    return grouped.agg(["mean", "std", "count"]).reset_index()
