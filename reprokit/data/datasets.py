@@ -53,7 +53,7 @@ class SegDataset(torch.utils.data.Dataset):
             rng = np.random.default_rng(aug_seed)
             img, mask, valid = self.weak(image, mask, rng)
         else:
-            img, valid = np.asarray(image, dtype=np.uint8), np.ones(image.size[::-1], bool)
+            img, valid = np.array(image, dtype=np.uint8), np.ones(image.size[::-1], bool)
         x = TF.to_tensor(img)
         item = {"image": normalize(x, self.cfg.mean, self.cfg.std), "valid": torch.from_numpy(valid),
                 "index": index, "id": sample.id}

@@ -30,8 +30,8 @@ class DigitScenesSpec:
     size: int = 64
     min_digits: int = 2
     max_digits: int = 4
-    min_scale: int = 16  # rendered digit height in pixels
-    max_scale: int = 30
+    min_scale: int = 22  # rendered digit height in pixels
+    max_scale: int = 38
     imbalance: float = 20.0  # P(most frequent digit) / P(rarest digit)
     val_source_fraction: float = 0.3
     edge_band: int = 1  # width in pixels of the 255 band along object edges
@@ -81,14 +81,19 @@ def _glyph(image8: np.ndarray, height: int) -> np.ndarray:
 
 
 def _edge_band(label: np.ndarray, width: int) -> np.ndarray:
-    """Pixels within ``width`` of a change of class (VOC marks object outlines as 255)."""
-    band = np.zeros(label.shape, bool)
+    """Pixels within ``width`` of a change of class (VOC marks object outlines as 255): background
+    pixels next to a digit, and digit pixels next to a different digit. Digit pixels bordering only
+    background are kept, so thin strokes keep their width."""
     padded = np.pad(label, width, mode="edge")
     h, w = label.shape
+    near_digit = np.zeros(label.shape, bool)
+    near_other_digit = np.zeros(label.shape, bool)
     for dy in range(-width, width + 1):
         for dx in range(-width, width + 1):
-            band |= padded[width + dy: width + dy + h, width + dx: width + dx + w] != label
-    return band
+            n = padded[width + dy: width + dy + h, width + dx: width + dx + w]
+            near_digit |= n > 0
+            near_other_digit |= (n > 0) & (n != label)
+    return ((label == 0) & near_digit) | ((label > 0) & near_other_digit)
 
 
 def render_scene(rng: np.random.Generator, spec: DigitScenesSpec, images: np.ndarray, target: np.ndarray,
@@ -111,7 +116,7 @@ def render_scene(rng: np.random.Generator, spec: DigitScenesSpec, images: np.nda
         if np.abs(colour - region.mean((0, 1))).sum() < 150:
             colour = 255 - region.mean((0, 1))
         canvas[y:y + h, x:x + h] = region * (1 - alpha[..., None]) + colour * alpha[..., None]
-        label[y:y + h, x:x + h][alpha > 0.5] = digit + 1
+        label[y:y + h, x:x + h][alpha > 0.35] = digit + 1
         placed.append(digit + 1)
     label[_edge_band(label, spec.edge_band)] = IGNORE_INDEX
     return np.clip(canvas, 0, 255).astype(np.uint8), label, placed
@@ -167,15 +172,9 @@ def build_digit_scenes(out: str | Path, spec: DigitScenesSpec | None = None, pro
 
 
 def ensure_digit_scenes(root: str | Path, spec: DigitScenesSpec | None = None) -> Path:
-    """Build the data set at ``root`` unless a complete build with the same spec is already there."""
+    """Build the default data set at ``root`` when nothing is there yet; an existing build (of any
+    spec) is left untouched, so a custom build is never overwritten."""
     root = Path(root)
-    spec = spec or DigitScenesSpec()
-    meta_path = root / "meta.json"
-    if meta_path.is_file():
-        try:
-            if json.loads(meta_path.read_text()).get("spec") == asdict(spec):
-                return root
-        except json.JSONDecodeError:
-            pass
-    build_digit_scenes(root, spec)
+    if not (root / "meta.json").is_file():
+        build_digit_scenes(root, spec)
     return root

@@ -73,8 +73,10 @@ def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
 
 def _loader(dataset, batch: int, seed: int, stream: int, start: int, total: int, dist: DistInfo, workers: int):
     sampler = StepBatchSampler(len(dataset), batch, seed, stream, start, total, dist.rank, dist.world_size)
-    return iter(torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
-                                            num_workers=workers, persistent_workers=workers > 0))
+    # a private generator: creating the iterator must not draw from the global RNG that resume restores
+    generator = torch.Generator().manual_seed(seed * 100 + stream)
+    return iter(torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
+                                            persistent_workers=workers > 0, generator=generator))
 
 
 def show_progress() -> bool:
@@ -106,6 +108,9 @@ class Trainer:
         self.splits = resolve_splits(cfg.data)
         self.class_names = class_names(cfg.data)
         self.method = build_method(cfg, cfg.data.num_classes).to(self.dist.device)
+        if cfg.model.sync_bn and self.dist.enabled and self.dist.device.type == "cuda":
+            # SyncBN is GPU-only in PyTorch; on CPU/gloo each rank keeps its own batch statistics
+            self.method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
         if cfg.train.channels_last:
             self.method = self.method.to(memory_format=torch.channels_last)
         ub = cfg.data.unlabeled_batch_size or cfg.data.batch_size

@@ -144,8 +144,7 @@ class DeepLabV3Plus(nn.Module):
 
 
 def build_model(cfg: ModelConfig, num_classes: int) -> DeepLabV3Plus:
-    model = DeepLabV3Plus(cfg, num_classes)
-    return nn.SyncBatchNorm.convert_sync_batchnorm(model) if cfg.sync_bn else model
+    return DeepLabV3Plus(cfg, num_classes)
 
 
 def unwrap(module: nn.Module) -> nn.Module:

@@ -1,0 +1,20 @@
+# The two set-up commands of the README:
+#   make main   bootstrap .venv, build the embedded digit scenes, train + evaluate, write runs/ and figures/
+#   make test   bootstrap .venv and run the whole test suite (slow end-to-end tests included)
+PY := .venv/bin/python
+.PHONY: main test test-fast env clean
+
+env:
+	@bash scripts/bootstrap.sh
+
+main: env
+	$(PY) -m reprokit.main
+
+test: env
+	$(PY) -m pytest -q
+
+test-fast: env
+	$(PY) -m pytest -q -m "not slow and not e2e"
+
+clean:
+	rm -rf runs data .pytest_cache

@@ -1,0 +1,197 @@
+"""STPG (Hong et al., "Semi-Supervised Semantic Segmentation with Professional and General Training"):
+the paper's equations as small pure functions, and the class-wise FIFO memory bank.
+
+Equation numbers refer to Section 3 of the paper. Where the paper leaves a detail open, the docstring
+says which choice is made here (see docs/stpg.md for paper vs authors' code vs reprokit).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+from torch import nn
+
+IGNORE_INDEX = 255
+
+
+def mismatch_scores(student_pred: torch.Tensor, teacher_pred: torch.Tensor, num_classes: int,
+                    valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Class-level mismatch scores I (Eq. 5) from the confusion matrix M of the two predictions.
+
+    ``M[p, q]`` counts pixels where the student (Pro-Student) predicts p and the teacher (Gen-Teacher)
+    predicts q. ``I_q = (row_q - m_qq) / row_q + (col_q - m_qq) / col_q``; a term whose denominator
+    is 0 counts as 0. Pixels where ``valid`` is False are left out. Computed with one bincount on the
+    device (no host synchronisation).
+    """
+    s, t = student_pred.reshape(-1).long(), teacher_pred.reshape(-1).long()
+    if valid is not None:
+        keep = valid.reshape(-1).bool()
+        s, t = s[keep], t[keep]
+    m = torch.bincount(s * num_classes + t, minlength=num_classes * num_classes)
+    m = m.reshape(num_classes, num_classes).double()
+    diag, rows, cols = m.diagonal(), m.sum(1), m.sum(0)
+    row_term = torch.where(rows > 0, (rows - diag) / rows.clamp(min=1), torch.zeros_like(rows))
+    col_term = torch.where(cols > 0, (cols - diag) / cols.clamp(min=1), torch.zeros_like(cols))
+    return (row_term + col_term).float()
+
+
+def select_pixels(student_pred: torch.Tensor, teacher_pred: torch.Tensor, scores: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pixel selection (Eq. 6): (consistent, highly mismatched, low mismatched) boolean maps.
+
+    Consistent: both predict the same class. Highly mismatched: they differ and the teacher's class has
+    the larger mismatch score, ``scores[teacher] > scores[student]``. Low mismatched: every other pixel.
+    The three are mutually exclusive and cover every pixel.
+    """
+    cons = student_pred == teacher_pred
+    hmis = ~cons & (scores[teacher_pred.long()] > scores[student_pred.long()])
+    lmis = ~cons & ~hmis
+    return cons, hmis, lmis
+
+
+def weighted_ce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
+                ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Confidence-weighted cross-entropy of Eqs. 7 and 11.
+
+    Per-pixel CE times ``weight`` (teacher confidence, times the selection mask for the Pro-Student),
+    averaged over all pixels whose target is not ``ignore_index``: zero-weight pixels stay in the
+    denominator, as in the authors' code (no confidence threshold).
+    """
+    ce = F.cross_entropy(logits, target.long(), ignore_index=ignore_index, reduction="none")
+    valid = (target != ignore_index).to(ce.dtype)
+    return (ce * weight * valid).sum() / valid.sum().clamp(min=1)
+
+
+def anchor_uniformity_loss(anchors: torch.Tensor, tau: float) -> torch.Tensor:
+    """Eq. 12: ``(1/C) sum_i log sum_j exp(v_i . v_j / tau)`` (j runs over all anchors, i included)."""
+    return torch.logsumexp(anchors @ anchors.T / tau, dim=1).mean()
+
+
+def make_anchors(num_classes: int, dim: int, tau: float = 0.5, seed: int = 0, steps: int = 3000) -> torch.Tensor:
+    """Fixed class anchors: random unit vectors optimised with Eq. 12 on the unit sphere.
+
+    For ``dim >= C - 1`` the optimum is a regular simplex (pairwise cosine -1/(C-1)); Adam on the
+    unnormalised vectors with re-projection reaches it to well within 0.01.
+    """
+    g = torch.Generator().manual_seed(seed)
+    raw = nn.Parameter(torch.randn(num_classes, dim, generator=g, dtype=torch.float64))
+    opt = torch.optim.Adam([raw], lr=0.05)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    for _ in range(steps):
+        opt.zero_grad()
+        anchor_uniformity_loss(F.normalize(raw, dim=1), tau).backward()
+        opt.step()
+        sched.step()
+    return F.normalize(raw.detach(), dim=1).float()
+
+
+def _class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class mean of L2-normalised features, itself normalised; and which classes occur."""
+    keep = (labels >= 0) & (labels < num_classes)
+    f, y = F.normalize(features[keep].float(), dim=1), labels[keep].long()
+    sums = torch.zeros(num_classes, f.shape[1], device=f.device).index_add_(0, y, f)
+    present = torch.bincount(y, minlength=num_classes) > 0
+    return F.normalize(sums, dim=1), present
+
+
+def update_prototypes(prototypes: torch.Tensor, features: torch.Tensor, labels: torch.Tensor,
+                      alpha: float = 0.99) -> torch.Tensor:
+    """Eq. 13: ``c_i <- alpha c_i + (1 - alpha) mean_i`` for each class i present in ``labels``.
+
+    ``mean_i`` is the normalised mean of the class's L2-normalised features. Classes absent from
+    ``labels`` are unchanged; a class whose prototype is still all zeros takes ``mean_i`` directly
+    (the EMA would otherwise start from the origin).
+    """
+    means, present = _class_means(features, labels, prototypes.shape[0])
+    fresh = prototypes.abs().sum(1) == 0
+    updated = torch.where(fresh[:, None], means, alpha * prototypes + (1 - alpha) * means)
+    return torch.where(present[:, None], updated.to(prototypes.dtype), prototypes)
+
+
+def match_anchors(prototypes: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """Eq. 14: the permutation sigma minimising ``sum_i ||anchors[sigma[i]] - prototypes[i]||``
+    (Hungarian algorithm, scipy's linear_sum_assignment); ``sigma[i]`` is the anchor of class i."""
+    cost = torch.cdist(prototypes.double().cpu(), anchors.double().cpu())
+    rows, cols = linear_sum_assignment(cost.numpy())
+    sigma = torch.empty(len(rows), dtype=torch.long)
+    sigma[torch.as_tensor(rows)] = torch.as_tensor(cols)
+    return sigma.to(prototypes.device)
+
+
+def anchor_contrastive_loss(features: torch.Tensor, labels: torch.Tensor, anchors: torch.Tensor,
+                            assignment: torch.Tensor, tau: float = 0.5) -> torch.Tensor:
+    """Eq. 15 averaged over features: ``-log softmax_c(f . v_sigma / tau)`` with f L2-normalised,
+    i.e. pull each feature to its class anchor and push it from every other class anchor.
+    Features labelled ``IGNORE_INDEX`` are left out."""
+    keep = labels != IGNORE_INDEX
+    if not keep.any():
+        return features.sum() * 0
+    f = F.normalize(features[keep], dim=1)
+    logits = f @ anchors[assignment].to(f.dtype).T / tau
+    return F.cross_entropy(logits, labels[keep].long())
+
+
+def similarity_loss(features: torch.Tensor, labels: torch.Tensor, memory: list[torch.Tensor]) -> torch.Tensor:
+    """Eq. 16 averaged over features: for a feature f of class c, the mean over the class's memory
+    entries i+ of ``1 - cos(f, i+)``. Features of classes with an empty memory contribute nothing."""
+    terms = []
+    for c, entries in enumerate(memory):
+        if entries is None or len(entries) == 0:
+            continue
+        f = features[labels == c]
+        if len(f):
+            cos = F.normalize(f, dim=1) @ F.normalize(entries.to(f.dtype), dim=1).T
+            terms.append((1 - cos).mean(1))
+    if not terms:
+        return features.sum() * 0
+    return torch.cat(terms).mean()
+
+
+class MemoryBank(nn.Module):
+    """Per-class FIFO queues of at most ``size`` feature vectors (Section 3.3, proximity-guided sampling).
+
+    Stored as buffers ([C, N, D] ring buffer, fill counts and write pointers) so the bank is part of
+    ``state_dict`` and survives exact resume. Admission: teacher features of labeled pixels where the
+    teacher is correct and confident (max probability > phi); of those, the ``top_k`` closest (cosine)
+    to the class anchor when proximity is on, else the first ``top_k``.
+    """
+
+    def __init__(self, num_classes: int, size: int, dim: int):
+        super().__init__()
+        self.size = size
+        self.register_buffer("bank", torch.zeros(num_classes, max(size, 1), dim))
+        self.register_buffer("count", torch.zeros(num_classes, dtype=torch.long))
+        self.register_buffer("ptr", torch.zeros(num_classes, dtype=torch.long))
+
+    def push(self, c: int, feats: torch.Tensor) -> None:
+        """Append ``feats`` to class c's queue, dropping the oldest entries beyond ``size``."""
+        if self.size == 0 or len(feats) == 0:
+            return
+        feats = feats[-self.size:].detach().to(self.bank.dtype)
+        idx = (self.ptr[c] + torch.arange(len(feats), device=feats.device)) % self.size
+        self.bank[c, idx] = feats
+        self.ptr[c] = (self.ptr[c] + len(feats)) % self.size
+        self.count[c] = torch.clamp(self.count[c] + len(feats), max=self.size)
+
+    def get(self, c: int) -> torch.Tensor:
+        """Class c's entries, oldest first."""
+        n = int(self.count[c])
+        if n < self.size:
+            return self.bank[c, :n]
+        start = int(self.ptr[c])
+        return torch.cat([self.bank[c, start:], self.bank[c, :start]])
+
+    def entries(self) -> list[torch.Tensor]:
+        return [self.get(c) for c in range(self.bank.shape[0])]
+
+    @torch.no_grad()
+    def admit(self, features: torch.Tensor, labels: torch.Tensor, teacher_pred: torch.Tensor,
+              teacher_conf: torch.Tensor, phi: float, top_k: int, anchors: torch.Tensor | None = None) -> None:
+        """Admit features [N, D] with ground truth ``labels``, given the teacher's prediction and confidence."""
+        eligible = (teacher_pred == labels) & (teacher_conf > phi) & (labels != IGNORE_INDEX)
+        for c in labels[eligible].unique().tolist():
+            f = features[eligible & (labels == c)]
+            if anchors is not None and len(f) > top_k:
+                closeness = F.normalize(f, dim=1) @ F.normalize(anchors[c].to(f.dtype), dim=0)
+                f = f[closeness.topk(top_k).indices]
+            self.push(c, f[:top_k])

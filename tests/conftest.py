@@ -1,0 +1,50 @@
+"""Shared fixtures: a small digit-scenes build and tiny configurations that train in seconds."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from reprokit.config import from_dict
+from reprokit.data.digits import DigitScenesSpec, build_digit_scenes
+
+os.environ.setdefault("REPROKIT_PROGRESS", "0")
+ROOT = Path(__file__).resolve().parents[1]
+TINY_SPEC = DigitScenesSpec(n_train=48, n_val=12, size=32, min_scale=12, max_scale=20, min_digits=1, max_digits=3)
+
+
+@pytest.fixture(scope="session")
+def digits_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("digits")
+    build_digit_scenes(root, TINY_SPEC)
+    return root
+
+
+def tiny_raw(root: Path, **sections) -> dict:
+    """A plain config mapping for a seconds-long CPU run on the tiny digit scenes."""
+    raw = {
+        "name": "tiny",
+        "method": {"name": "supervised"},
+        "data": {"dataset": "digits", "root": str(root), "crop_size": 32, "batch_size": 4,
+                 "labeled_fraction": 0.25, "scale_range": [0.75, 1.25]},
+        "model": {"backbone": "resnet18", "aspp_channels": 16, "decoder_channels": 16, "low_level_channels": 8,
+                  "aspp_rates": [1, 2, 3]},
+        "optim": {"lr": 0.01},
+        "train": {"iters": 6, "ckpt_every": 3, "log_every": 1, "threads": 1},
+        "eval": {"batch_size": 12},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and key != "method":
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    return raw
+
+
+@pytest.fixture
+def tiny_cfg(digits_root):
+    def make(**sections):
+        return from_dict(tiny_raw(digits_root, **sections))
+
+    return make

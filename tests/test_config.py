@@ -1,0 +1,44 @@
+import pytest
+
+from reprokit.config import ConfigError, from_dict, load_config
+
+
+def test_defaults_need_iters_or_epochs():
+    with pytest.raises(ConfigError, match="train.iters and train.epochs"):
+        load_config()
+
+
+def test_unknown_key_is_named(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  iters: 5\n  lr: 0.1\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: unknown config key 'train.lr'"):
+        load_config(f)
+
+
+def test_wrong_type_is_named():
+    with pytest.raises(ConfigError, match=r"'data.batch_size': expected int, got str"):
+        from_dict({"train": {"iters": 1}, "data": {"batch_size": "eight"}})
+
+
+def test_unknown_method_key_is_named():
+    with pytest.raises(ConfigError, match=r"unknown config key 'method.lamda_u'"):
+        from_dict({"train": {"iters": 1}, "method": {"name": "supervised", "lamda_u": 1}})
+
+
+def test_base_inheritance_and_overrides(tmp_path):
+    (tmp_path / "base.yaml").write_text("data:\n  batch_size: 4\n  crop_size: 32\ntrain:\n  iters: 10\n")
+    (tmp_path / "child.yaml").write_text("_base_: base.yaml\ndata:\n  crop_size: 48\n")
+    cfg = load_config(tmp_path / "child.yaml", ["train.iters=20", "optim.lr=0.5"])
+    assert (cfg.data.batch_size, cfg.data.crop_size, cfg.train.iters, cfg.optim.lr) == (4, 48, 20, 0.5)
+
+
+def test_hash_is_stable_and_sensitive():
+    a = from_dict({"train": {"iters": 1, "seed": 0}, "data": {"crop_size": 32}})
+    b = from_dict({"data": {"crop_size": 32}, "train": {"seed": 0, "iters": 1}})
+    c = from_dict({"data": {"crop_size": 33}, "train": {"seed": 0, "iters": 1}})
+    assert a.hash() == b.hash() != c.hash()
+
+
+def test_choice_validation():
+    with pytest.raises(ConfigError, match="train.amp"):
+        from_dict({"train": {"iters": 1, "amp": "fp8"}})
