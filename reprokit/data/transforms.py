@@ -33,7 +33,7 @@ class WeakAug:
         w, h = image.size
         nw, nh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
         image = image.resize((nw, nh), Image.BILINEAR)
-        img = np.asarray(image, dtype=np.uint8)
+        img = np.array(image, dtype=np.uint8)
         lab = None
         if mask is not None:
             lab = np.asarray(Image.fromarray(mask).resize((nw, nh), Image.NEAREST), dtype=np.uint8)

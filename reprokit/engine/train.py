@@ -115,8 +115,8 @@ class Trainer:
             self.method = self.method.to(memory_format=torch.channels_last)
         ub = cfg.data.unlabeled_batch_size or cfg.data.batch_size
         self.unlabeled_batch = ub * getattr(self.method, "unlabeled_batches", 1)
-        self.total = total_iterations(cfg, len(self.splits.labeled), len(self.splits.unlabeled),
-                                      self.dist.world_size)
+        n_unlabeled = len(self.splits.unlabeled) if self.method.uses_unlabeled else 0
+        self.total = total_iterations(cfg, len(self.splits.labeled), n_unlabeled, self.dist.world_size)
         self.method.set_total_steps(self.total)
         self.optimizer = build_optimizer(self.method.students(), cfg.optim)
         self.scheduler = poly_scheduler(self.optimizer, self.total, cfg.optim.poly_power)
