@@ -130,3 +130,10 @@ def test_torchrun_two_processes_agree(digits_root, tmp_path):
 def test_trainer_counts_epochs(tiny_cfg, tmp_path):
     t = Trainer(tiny_cfg(train={"iters": None, "epochs": 2}), tmp_path / "r")
     assert t.total == 2 * (12 // 4)
+
+
+def test_bf16_autocast_and_channels_last_on_cpu(tiny_cfg, tmp_path):
+    summary = train(tiny_cfg(train={"amp": "bf16", "channels_last": True, "iters": 3}), tmp_path / "run")
+    assert 0 <= summary["miou"] <= 1
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert all(json.loads(x)["loss"] == json.loads(x)["loss"] for x in lines)  # finite, not NaN
