@@ -132,10 +132,3 @@ def mix(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def normalize(img: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     return TF.normalize(img, list(mean), list(std))
-
-
-def denormalize(img: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Inverse of :func:`normalize`, for display."""
-    m = torch.tensor(mean, device=img.device).view(-1, 1, 1)
-    s = torch.tensor(std, device=img.device).view(-1, 1, 1)
-    return (img * s + m).clamp(0, 1)

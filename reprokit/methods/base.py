@@ -66,9 +66,3 @@ class Method(nn.Module):
     def set_total_steps(self, total: int) -> None:
         """Called once by the engine; methods with warm-up phases in fractions of training use it."""
         self.total_steps = total
-
-
-def freeze(module: nn.Module) -> nn.Module:
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module

@@ -145,13 +145,3 @@ class DeepLabV3Plus(nn.Module):
 
 def build_model(cfg: ModelConfig, num_classes: int) -> DeepLabV3Plus:
     return DeepLabV3Plus(cfg, num_classes)
-
-
-def unwrap(module: nn.Module) -> nn.Module:
-    return module.module if hasattr(module, "module") else module
-
-
-def maybe_channels_last(model: nn.Module, enabled: bool) -> nn.Module:
-    return model.to(memory_format=torch.channels_last) if enabled else model
-
-
