@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("--out", default="data/digits")
     dg.add_argument("--n-train", type=int, default=2000)
     dg.add_argument("--n-val", type=int, default=500)
-    dg.add_argument("--size", type=int, default=64)
+    dg.add_argument("--size", type=int, default=48)
     dg.add_argument("--imbalance", type=float, default=20.0)
     dg.add_argument("--seed", type=int, default=0)
     dg.set_defaults(func=_data)

@@ -54,6 +54,7 @@ class DataConfig:
 class ModelConfig:
     backbone: str = "resnet18"  # resnet18 | resnet50 | resnet101
     pretrained: Optional[str] = None  # None | "imagenet" (torchvision weights) | path to a .pth file
+    width: int = 64  # first-stage channels; < 64 builds a narrow ResNet-18/34 (CPU default, no pretrained weights)
     output_stride: int = 16
     aspp_rates: list = field(default_factory=lambda: [6, 12, 18])
     aspp_channels: int = 256
@@ -259,6 +260,9 @@ def validate(cfg: Config) -> None:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"config key '{key}': {value!r} is not one of {sorted(allowed, key=str)}")
+    if cfg.model.width != 64 and (cfg.model.backbone not in ("resnet18", "resnet34") or cfg.model.pretrained):
+        raise ConfigError("config key 'model.width': a width other than 64 needs backbone resnet18 or resnet34 "
+                          "and no pretrained weights")
     if cfg.data.labeled_count is not None and cfg.data.labeled_fraction is not None:
         raise ConfigError("give data.labeled_count or data.labeled_fraction, not both")
     if cfg.data.labeled_fraction is not None and not 0 < cfg.data.labeled_fraction <= 1:

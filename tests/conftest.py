@@ -28,7 +28,7 @@ def tiny_raw(root: Path, **sections) -> dict:
         "method": {"name": "supervised"},
         "data": {"dataset": "digits", "root": str(root), "crop_size": 32, "batch_size": 4,
                  "labeled_fraction": 0.25, "scale_range": [0.75, 1.25]},
-        "model": {"backbone": "resnet18", "aspp_channels": 16, "decoder_channels": 16, "low_level_channels": 8,
+        "model": {"backbone": "resnet18", "width": 8, "aspp_channels": 16, "decoder_channels": 16, "low_level_channels": 8,
                   "aspp_rates": [1, 2, 3]},
         "optim": {"lr": 0.01},
         "train": {"iters": 6, "ckpt_every": 3, "log_every": 1, "threads": 1},

@@ -27,11 +27,12 @@ NUM_CLASSES = len(CLASS_NAMES)
 class DigitScenesSpec:
     n_train: int = 2000
     n_val: int = 500
-    size: int = 64
-    min_digits: int = 2
-    max_digits: int = 4
-    min_scale: int = 22  # rendered digit height in pixels
-    max_scale: int = 38
+    size: int = 48
+    min_digits: int = 1
+    max_digits: int = 3
+    min_scale: int = 16  # rendered digit height in pixels
+    max_scale: int = 26
+    max_overlap: float = 0.2  # largest share of a digit's box another digit may cover
     imbalance: float = 20.0  # P(most frequent digit) / P(rarest digit)
     val_source_fraction: float = 0.3
     edge_band: int = 1  # width in pixels of the 255 band along object edges
@@ -61,7 +62,7 @@ def split_sources(target: np.ndarray, val_fraction: float, seed: int) -> tuple[n
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """Smooth coloured noise plus oriented stripes: texture the network must learn to ignore."""
     base = rng.uniform(0, 255, size=3)
-    coarse = rng.normal(0, 40, size=(4, 4, 3)).astype(np.float32)
+    coarse = rng.normal(0, 30, size=(4, 4, 3)).astype(np.float32)
     noise = np.asarray(
         Image.fromarray(np.clip(coarse + 128, 0, 255).astype(np.uint8)).resize((size, size), Image.BICUBIC),
         dtype=np.float32,
@@ -69,7 +70,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     theta, freq = rng.uniform(0, np.pi), rng.uniform(0.1, 0.6)
     stripes = np.sin(freq * (xx * np.cos(theta) + yy * np.sin(theta)) + rng.uniform(0, 2 * np.pi))
-    stripe_colour = rng.normal(0, 25, size=3)
+    stripe_colour = rng.normal(0, 15, size=3)
     grain = rng.normal(0, 6, size=(size, size, 3))
     return base + noise + stripes[..., None] * stripe_colour + grain
 
@@ -96,6 +97,34 @@ def _edge_band(label: np.ndarray, width: int) -> np.ndarray:
     return ((label == 0) & near_digit) | ((label > 0) & near_other_digit)
 
 
+def _position(rng: np.random.Generator, size: int, h: int, boxes: list, max_overlap: float) -> tuple[int, int]:
+    """Top-left corner for an h x h digit whose box overlaps every earlier box by at most ``max_overlap``
+    of the smaller box; after a few rejected draws the last draw is kept (scenes stay bounded in cost)."""
+    for _ in range(20):
+        y, x = (int(v) for v in rng.integers(0, size - h + 1, size=2))
+        if all(_overlap((y, x, h), b) <= max_overlap for b in boxes):
+            break
+    return y, x
+
+
+def _overlap(a: tuple, b: tuple) -> float:
+    (ya, xa, ha), (yb, xb, hb) = a, b
+    iy = max(0, min(ya + ha, yb + hb) - max(ya, yb))
+    ix = max(0, min(xa + ha, xb + hb) - max(xa, xb))
+    return iy * ix / min(ha, hb) ** 2
+
+
+def _contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
+    """A random colour whose mean brightness sits about 80 grey levels or more away from the local
+    background, so the digit's shape is visible; its hue stays random and carries no class information."""
+    colour = rng.uniform(0, 255, size=3)
+    bg = background.mean()
+    if abs(colour.mean() - bg) < 80:
+        target = bg + 80 if bg < 128 else bg - 80
+        colour = np.clip(colour - colour.mean() + target, 0, 255)
+    return colour
+
+
 def render_scene(rng: np.random.Generator, spec: DigitScenesSpec, images: np.ndarray, target: np.ndarray,
                  pool: np.ndarray, profile: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """One scene: (HxWx3 uint8 image, HxW uint8 label, digit classes placed)."""
@@ -103,18 +132,16 @@ def render_scene(rng: np.random.Generator, spec: DigitScenesSpec, images: np.nda
     canvas = _background(rng, size)
     label = np.zeros((size, size), np.uint8)
     by_digit = [pool[target[pool] == d] for d in range(10)]
-    placed = []
+    placed, boxes = [], []
     for _ in range(rng.integers(spec.min_digits, spec.max_digits + 1)):
         digit = int(rng.choice(10, p=profile))
         src = images[rng.choice(by_digit[digit])]
         h = int(rng.integers(spec.min_scale, spec.max_scale + 1))
         alpha = _glyph(src, h)
-        y, x = (int(v) for v in rng.integers(0, size - h + 1, size=2))
-        colour = rng.uniform(0, 255, size=3)
+        y, x = _position(rng, size, h, boxes, spec.max_overlap)
+        boxes.append((y, x, h))
         region = canvas[y:y + h, x:x + h]
-        # keep the digit visible: push its colour away from the local background colour
-        if np.abs(colour - region.mean((0, 1))).sum() < 150:
-            colour = 255 - region.mean((0, 1))
+        colour = _contrasting_colour(rng, region.mean((0, 1)))
         canvas[y:y + h, x:x + h] = region * (1 - alpha[..., None]) + colour * alpha[..., None]
         label[y:y + h, x:x + h][alpha > 0.35] = digit + 1
         placed.append(digit + 1)

@@ -7,6 +7,9 @@ from reprokit.config import ConfigError, dataclass_from_mapping
 
 REGISTRY = {
     "supervised": ("reprokit.methods.supervised", "Supervised"),
+    "mean_teacher": ("reprokit.methods.mean_teacher", "MeanTeacher"),
+    "fixmatch": ("reprokit.methods.fixmatch", "FixMatch"),
+    "stpg": ("reprokit.methods.stpg_method", "STPG"),
 }
 
 

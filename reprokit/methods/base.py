@@ -55,13 +55,20 @@ class Method(nn.Module):
         """The network evaluated and exported."""
         raise NotImplementedError
 
-    @torch.no_grad()
-    def pseudo_labels(self, unlabeled: dict) -> dict[str, torch.Tensor]:
-        """Per-pixel maps for inspection; methods without a teacher show their own prediction."""
+    def label_roles(self) -> tuple[nn.Module, nn.Module]:
+        """(network that makes pseudo-labels, network that learns them); without a teacher, both are the
+        evaluated network."""
         net = self.eval_network()
-        prob = net(unlabeled["image"]).softmax(1)
-        conf, label = prob.max(1)
-        return {"teacher_label": label, "confidence": conf, "student_pred": label}
+        return net, net
+
+    @torch.no_grad()
+    def pseudo_labels(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Per-pixel maps on ``batch["image"]`` for inspection: the teacher's label and confidence and the
+        student's prediction. Call in eval mode (training mode would update BN statistics)."""
+        teacher, student = self.label_roles()
+        conf, label = teacher(batch["image"]).softmax(1).max(1)
+        pred = label if student is teacher else student(batch["image"]).argmax(1)
+        return {"teacher_label": label, "confidence": conf, "student_pred": pred}
 
     def set_total_steps(self, total: int) -> None:
         """Called once by the engine; methods with warm-up phases in fractions of training use it."""

@@ -63,8 +63,11 @@ class ResNetBackbone(nn.Module):
         kwargs = {}
         if deep:
             kwargs["replace_stride_with_dilation"] = [False, cfg.output_stride == 8, True]
-        weights = "DEFAULT" if cfg.pretrained == "imagenet" else None
-        net = getattr(torchvision.models, cfg.backbone)(weights=weights, **kwargs)
+        if cfg.width != 64:
+            net = narrow_resnet(cfg.backbone, cfg.width)
+        else:
+            weights = "DEFAULT" if cfg.pretrained == "imagenet" else None
+            net = getattr(torchvision.models, cfg.backbone)(weights=weights, **kwargs)
         if not deep:
             dilate_basic_layer(net.layer4, 2)
             if cfg.output_stride == 8:
@@ -74,12 +77,42 @@ class ResNetBackbone(nn.Module):
             load_pretrained(net, cfg.pretrained)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool if cfg.stem_maxpool else nn.Identity())
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
-        self.low_channels = net.layer1[-1].conv3.out_channels if deep else net.layer1[-1].conv2.out_channels
-        self.high_channels = net.fc.in_features
+        last_conv = "conv3" if deep else "conv2"
+        self.low_channels = getattr(net.layer1[-1], last_conv).out_channels
+        self.high_channels = getattr(net.layer4[-1], last_conv).out_channels
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         low = self.layer1(self.stem(x))
         return low, self.layer4(self.layer3(self.layer2(low)))
+
+
+BASIC_DEPTHS = {"resnet18": [2, 2, 2, 2], "resnet34": [3, 4, 6, 3]}
+
+
+def narrow_resnet(name: str, width: int) -> nn.Module:
+    """ResNet-18/34 with ``width`` channels in the first stage instead of 64 (then 2x, 4x, 8x).
+
+    torchvision fixes the widths, but the embedded default trains from scratch on a CPU, where a
+    quarter-width network is about ten times cheaper and still large enough for digit scenes. The
+    attribute names match torchvision's so the rest of the backbone code is shared.
+    """
+    from torchvision.models.resnet import BasicBlock
+
+    net = nn.Module()
+    net.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
+    net.bn1, net.relu, net.maxpool = nn.BatchNorm2d(width), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)
+    inplanes = width
+    for stage, blocks in enumerate(BASIC_DEPTHS[name]):
+        planes, stride = width * 2 ** stage, 1 if stage == 0 else 2
+        layer = []
+        for i in range(blocks):
+            down = None
+            if i == 0 and (stride != 1 or inplanes != planes):
+                down = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+            layer.append(BasicBlock(inplanes, planes, stride if i == 0 else 1, down))
+            inplanes = planes
+        setattr(net, f"layer{stage + 1}", nn.Sequential(*layer))
+    return net
 
 
 def dilate_basic_layer(layer: nn.Sequential, dilation: int) -> None:

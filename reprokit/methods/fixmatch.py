@@ -1,0 +1,52 @@
+"""FixMatch for segmentation (Table 4 context, Fig. 6 baseline): the student itself labels the weak
+view without gradient, and learns the strong view (photometric + CutMix) on pixels whose confidence
+reaches ``threshold`` (0.95). No EMA teacher."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from reprokit.methods.base import Method, StepOutput
+from reprokit.methods.losses import IGNORE_INDEX, supervised_loss
+from reprokit.methods.semi import SemiParams, accuracy, cutmix_views, teacher_targets
+from reprokit.models.deeplab import build_model
+
+
+@dataclass
+class FixMatchParams(SemiParams):
+    name: str = "fixmatch"
+    threshold: float = 0.95
+
+
+class FixMatch(Method):
+    Params = FixMatchParams
+    uses_unlabeled = True
+    unlabeled_batches = 2
+
+    def __init__(self, cfg, params, num_classes):
+        super().__init__(cfg, params, num_classes)
+        self.net = build_model(cfg.model, num_classes)
+
+    def students(self):
+        return {"net": self.net}
+
+    def eval_network(self):
+        return self.net
+
+    def training_step(self, labeled, unlabeled, step):
+        views = cutmix_views(unlabeled, self.params, self.cfg.train.seed, step)
+        with torch.no_grad():
+            conf, pseudo = teacher_targets(self.net(views.x_w).softmax(1), views)
+        kept = conf >= self.params.threshold
+        b = labeled["image"].shape[0]
+        logits = self.net(torch.cat([labeled["image"], views.x_s]))
+        ce = F.cross_entropy(logits[b:], pseudo, ignore_index=IGNORE_INDEX, reduction="none")
+        counted = (pseudo != IGNORE_INDEX).sum().clamp(min=1)
+        losses = {"sup": supervised_loss(logits[:b], labeled["mask"], self.params),
+                  "unsup": self.params.lambda_u * (ce * kept).sum() / counted}
+        diagnostics = {"kept": (kept & views.valid).sum() / views.valid.sum().clamp(min=1)}
+        if views.gt is not None:
+            diagnostics["acc/kept"] = accuracy(pseudo, views.gt, kept & views.valid)
+        return StepOutput(losses, diagnostics)

@@ -1,0 +1,118 @@
+"""Pieces every teacher-student method here shares: the CutMix strong view of two unlabeled batches,
+gradient-free teacher targets mixed with the same boxes, and pseudo-label diagnostics.
+
+The engine hands a method ``unlabeled`` batches of 2B images (``unlabeled_batches = 2``): u0 is the first
+half, u1 the second. The strong view pastes boxes of u1's strong photometric view into u0's; teachers see
+u0 and u1 unmixed in one forward, and their outputs are mixed with the same boxes (as in the STPG code).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import nn
+
+from reprokit.data.transforms import cutmix_box_masks, mix
+from reprokit.methods.base import Method
+from reprokit.methods.losses import IGNORE_INDEX
+from reprokit.methods.supervised import SupervisedParams
+
+
+@dataclass
+class SemiParams(SupervisedParams):
+    """Settings shared by the teacher-student methods (paper defaults: STPG Section 4.1)."""
+
+    lambda_u: float = 1.0  # weight of the unsupervised loss (Eq. 17; Fig. 8b sweeps 0 / 0.5 / 1 / 1.5)
+    cutmix_boxes: int = 3
+    cutmix_area: list = field(default_factory=lambda: [0.25, 0.5])  # total box area, fraction of the image
+
+
+@dataclass
+class TeacherParams(SemiParams):
+    """Adds the EMA teachers' settings."""
+
+    ema_momentum: float = 0.99  # teacher = EMA of student (parameters and BN statistics)
+    teacher_train_mode: bool = False  # authors' STPG code runs teachers with batch BN statistics
+
+
+@dataclass
+class MixedViews:
+    """Unlabeled inputs of one step."""
+
+    x_w: torch.Tensor  # [2B, 3, H, W] weak views of u0 and u1 (teacher input)
+    x_s: torch.Tensor  # [B, 3, H, W] strong view: u0 with boxes pasted from u1
+    box: torch.Tensor  # [B, H, W] True where x_s comes from u1
+    valid: torch.Tensor  # [B, H, W] non-padding pixels of x_s
+    gt: Optional[torch.Tensor]  # [B, H, W] hidden ground truth of x_s (diagnostics only, never trained on)
+
+    def mixed(self, t: torch.Tensor) -> torch.Tensor:
+        """Mix a per-image tensor computed on the 2B weak views with the strong view's boxes."""
+        b = self.box.shape[0]
+        return mix(t[:b], t[b:], self.box)
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """CPU generator for the step's CutMix boxes: a pure function of (seed, step, rank), so boxes are
+    identical after a resume and differ across DDP ranks."""
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+    return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 1009 + rank) % (2 ** 63))
+
+
+def cutmix_views(unlabeled: dict, params: SemiParams, seed: int, step: int) -> MixedViews:
+    x_w, x_s = unlabeled["image"], unlabeled["image_s"]
+    if x_w.shape[0] % 2:
+        raise ValueError(f"unlabeled batch of {x_w.shape[0]} images cannot be split into u0 and u1")
+    b, (h, w) = x_w.shape[0] // 2, x_w.shape[-2:]
+    box = cutmix_box_masks(b, h, w, params.cutmix_boxes, params.cutmix_area,
+                           generator=step_generator(seed, step), device=x_w.device)
+    valid = mix(unlabeled["valid"][:b], unlabeled["valid"][b:], box)
+    gt = unlabeled.get("mask")
+    views = MixedViews(x_w, mix(x_s[:b], x_s[b:], box), box, valid, None)
+    if gt is not None:
+        views.gt = views.mixed(gt)
+    return views
+
+
+@torch.no_grad()
+def teacher_targets(probs: torch.Tensor, views: MixedViews) -> tuple[torch.Tensor, torch.Tensor]:
+    """(confidence, pseudo-label) on the strong view from teacher probabilities on the 2B weak views;
+    padding pixels get label 255 (ignored by every loss)."""
+    conf, label = probs.max(1)
+    conf, label = views.mixed(conf), views.mixed(label)
+    return conf, label.masked_fill(~views.valid, IGNORE_INDEX)
+
+
+def accuracy(pred: torch.Tensor, gt: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """Share of pixels in ``where`` (and with known ground truth) where ``pred`` is right; NaN when none."""
+    keep = where & (gt != IGNORE_INDEX)
+    return ((pred == gt) & keep).sum() / keep.sum().to(torch.float32)
+
+
+def ema_copy(student: nn.Module) -> nn.Module:
+    teacher = copy.deepcopy(student)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+class TeacherStudent(Method):
+    """Base for methods with EMA teachers: teachers stay in eval mode (running BN statistics, no
+    dropout) whatever mode the engine sets, unless ``teacher_train_mode`` asks for the code's quirk."""
+
+    uses_unlabeled = True
+    unlabeled_batches = 2  # u0 and u1 for the CutMix strong view
+
+    def teachers(self) -> list[nn.Module]:
+        return [t for t, _, _ in self.ema_pairs()]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if not self.params.teacher_train_mode:
+            for t in self.teachers():
+                t.eval()
+        return self
+
+    def views(self, unlabeled: dict, step: int) -> MixedViews:
+        return cutmix_views(unlabeled, self.params, self.cfg.train.seed, step)

@@ -1,0 +1,240 @@
+"""STPG as a method: dual mean teacher with professional and general training (Section 3) and dual
+contrastive learning with anchors (Section 3.3), assembled from the equation functions in
+:mod:`reprokit.methods.stpg`.
+
+One step, with u0/u1 the two unlabeled batches and x_s their CutMix strong view:
+- teachers (no gradient, one batched forward each over u0 and u1) give pseudo-labels on x_s;
+- professional module: the Pro-Student learns the Gen-Teacher's labels on the pixels kept by
+  ``pixel_selection`` (Eqs. 2-7), weighted by the Gen-Teacher's confidence;
+- general module: the Gen-Student learns all Pro-Teacher labels, confidence-weighted (Eqs. 8-11);
+- dual contrastive learning on the Gen-Student's projections (Eqs. 12-16), after warm-up phases;
+- total loss Eq. 17. The Gen-Student is evaluated.
+
+Ablations are switches: ``dual_teacher: false`` keeps one student whose own EMA teacher plays both
+teacher roles (Table 4 rows 4-5 without DM); ``pixel_selection`` any subset of cons/hmis/lmis (Table 5);
+``contrastive: false`` or ``bank_size: 0`` removes DCL (Table 4, Fig. 8a); ``lambda_u`` (Fig. 8b).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from reprokit.config import ConfigError
+from reprokit.methods.base import StepOutput
+from reprokit.methods.losses import IGNORE_INDEX, supervised_loss
+from reprokit.methods.semi import MixedViews, TeacherParams, TeacherStudent, accuracy, ema_copy, teacher_targets
+from reprokit.methods.stpg import (MemoryBank, anchor_contrastive_loss, make_anchors, match_anchors, mismatch_scores,
+                                   select_pixels, similarity_loss, update_prototypes, weighted_ce)
+from reprokit.models.deeplab import build_model
+
+CATEGORIES = ("cons", "hmis", "lmis")
+
+
+@dataclass
+class STPGParams(TeacherParams):
+    name: str = "stpg"
+    dual_teacher: bool = True  # Table 4 "DM"
+    pixel_selection: list = field(default_factory=lambda: ["cons", "hmis"])  # Table 5; all three = no selection
+    contrastive: bool = True  # Table 4 "DCL"
+    lambda_ctr: float = 0.1
+    tau: float = 0.5  # temperature of Eqs. 12 and 15
+    phi: float = 0.95  # memory bank admission confidence
+    alpha: float = 0.99  # prototype EMA, Eq. 13 (authors' code: 0.9)
+    bank_size: int = 256  # N per class; 0 removes contrastive learning (Fig. 8a)
+    bank_top_k: int = 0  # features admitted per class and step; 0 = bank_size // labeled batch size
+    bank_teacher: str = "gen"  # teacher whose labeled-image features fill the bank (paper: gen; code: pro)
+    proj_dim: int = 256
+    # Warm-up phases, as fractions of training (the code's VOC epochs 5 / 10 / 15 of 32).
+    bank_start: float = 0.15
+    contrastive_start: float = 0.3
+    proximity_start: float = 0.45
+    matching_freeze: float = 1.0  # stop re-matching prototypes to anchors after this fraction (code, VOC: 20/32)
+
+
+def check_params(p: STPGParams) -> None:
+    bad = sorted(set(p.pixel_selection) - set(CATEGORIES))
+    if bad or not p.pixel_selection:
+        raise ConfigError(f"config key 'method.pixel_selection': expected a non-empty subset of {list(CATEGORIES)}, "
+                          f"got {p.pixel_selection}")
+    if p.bank_teacher not in ("gen", "pro"):
+        raise ConfigError(f"config key 'method.bank_teacher': expected 'gen' or 'pro', got {p.bank_teacher!r}")
+    if p.bank_teacher == "pro" and not p.dual_teacher:
+        raise ConfigError("config key 'method.bank_teacher': 'pro' needs method.dual_teacher: true")
+    for key in ("bank_start", "contrastive_start", "proximity_start", "matching_freeze"):
+        if not 0 <= getattr(p, key) <= 1:
+            raise ConfigError(f"config key 'method.{key}': expected a fraction of training in [0, 1]")
+
+
+def at_feature_size(label: torch.Tensor, size) -> torch.Tensor:
+    """Nearest-neighbour downsampling of a label map [B, H, W] to the projection's resolution."""
+    return F.interpolate(label[:, None].float(), size=size, mode="nearest")[:, 0].long()
+
+
+def pixels(t: torch.Tensor) -> torch.Tensor:
+    """[B, D, h, w] -> [B*h*w, D]."""
+    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+
+
+class STPG(TeacherStudent):
+    Params = STPGParams
+    may_skip_params = True  # the projection head gets no gradient before contrastive_start
+
+    def __init__(self, cfg, params, num_classes):
+        super().__init__(cfg, params, num_classes)
+        check_params(params)
+        proj = params.proj_dim if self.use_contrastive else 0
+        self.gen_student = build_model(dataclasses.replace(cfg.model, proj_dim=proj), num_classes)
+        self.gen_teacher = ema_copy(self.gen_student)
+        if params.dual_teacher:
+            pro_proj = proj if params.bank_teacher == "pro" else 0
+            self.pro_student = build_model(dataclasses.replace(cfg.model, proj_dim=pro_proj), num_classes)
+            self.pro_teacher = ema_copy(self.pro_student)
+        if self.use_contrastive:
+            self.register_buffer("anchors", make_anchors(num_classes, proj, params.tau, seed=cfg.train.seed))
+            self.register_buffer("prototypes", torch.zeros(num_classes, proj))
+            self.register_buffer("assignment", torch.arange(num_classes))
+            self.bank = MemoryBank(num_classes, params.bank_size, proj)
+        self.total_steps = 1
+
+    @property
+    def use_contrastive(self) -> bool:
+        return self.params.contrastive and self.params.bank_size > 0 and self.params.lambda_ctr > 0
+
+    # --- roles ---------------------------------------------------------------------------------
+    def students(self):
+        nets = {"gen_student": self.gen_student}
+        if self.params.dual_teacher:
+            nets["pro_student"] = self.pro_student
+        return nets
+
+    def ema_pairs(self):
+        m = self.params.ema_momentum
+        pairs = [(self.gen_teacher, self.gen_student, m)]
+        if self.params.dual_teacher:
+            pairs.append((self.pro_teacher, self.pro_student, m))
+        return pairs
+
+    def eval_network(self):
+        return self.gen_student
+
+    def pro_roles(self):
+        """(Pro-Student, Pro-Teacher); without the dual teacher the single pair plays both modules."""
+        if self.params.dual_teacher:
+            return self.pro_student, self.pro_teacher
+        return self.gen_student, self.gen_teacher
+
+    def label_roles(self):
+        """The professional module's pair: Gen-Teacher labels, Pro-Student learns the selected pixels."""
+        return self.gen_teacher, self.pro_roles()[0]
+
+    @torch.no_grad()
+    def pseudo_labels(self, batch):
+        """Adds the selection category per pixel (0 consistent, 1 highly, 2 low mismatched, Eq. 6) and the
+        batch's class mismatch scores (Eq. 5) to the base maps."""
+        maps = super().pseudo_labels(batch)
+        student, teacher = maps["student_pred"], maps["teacher_label"]
+        scores = mismatch_scores(student, teacher, self.num_classes, valid=batch.get("valid"))
+        _, hmis, lmis = select_pixels(student, teacher, scores)
+        maps["category"] = (hmis.to(torch.uint8) + 2 * lmis.to(torch.uint8))
+        maps["scores"] = scores
+        return maps
+
+    def phase(self, step: int, fraction: float) -> bool:
+        return step >= math.floor(fraction * self.total_steps)
+
+    # --- the step ------------------------------------------------------------------------------
+    def training_step(self, labeled, unlabeled, step):
+        p = self.params
+        x_l, y_l = labeled["image"], labeled["mask"]
+        b = x_l.shape[0]
+        views = self.views(unlabeled, step)
+        pro_student, pro_teacher = self.pro_roles()
+        bank_net = self.gen_teacher if p.bank_teacher == "gen" else pro_teacher
+
+        with torch.no_grad():  # gradient-free teacher passes, u0 and u1 (and x_l for the bank) batched
+            bank_in = torch.cat([x_l, views.x_w]) if self.use_contrastive else views.x_w
+            bank_out = bank_net(bank_in, return_features=True)
+            bank_probs = bank_out["logits"].softmax(1)
+            gen_probs = bank_probs[-views.x_w.shape[0]:] if bank_net is self.gen_teacher else \
+                self.gen_teacher(views.x_w).softmax(1)
+            pro_probs = bank_probs[-views.x_w.shape[0]:] if bank_net is pro_teacher else \
+                pro_teacher(views.x_w).softmax(1)
+            gen_conf, gen_label = teacher_targets(gen_probs, views)
+            pro_conf, pro_label = teacher_targets(pro_probs, views)
+
+        x_in = torch.cat([x_l, views.x_s])
+        gen_out = self.gen_student(x_in, return_features=True)
+        gen_logits = gen_out["logits"]
+        losses = {"sup_gen": supervised_loss(gen_logits[:b], y_l, p)}
+        if p.dual_teacher:
+            pro_logits = self.pro_student(x_in)
+            losses["sup_pro"] = supervised_loss(pro_logits[:b], y_l, p)
+        else:
+            pro_logits = gen_logits
+
+        # Professional module (Eqs. 2-7): Gen-Teacher labels on the selected pixels.
+        pro_pred = pro_logits[b:].detach().argmax(1)
+        teacher_pred = torch.where(views.valid, gen_label, pro_pred)  # padding: no class, counts as agreement
+        scores = mismatch_scores(pro_pred, teacher_pred, self.num_classes, valid=views.valid)
+        masks = dict(zip(CATEGORIES, select_pixels(pro_pred, teacher_pred, scores)))
+        selected = torch.zeros_like(views.valid)
+        for name in p.pixel_selection:
+            selected |= masks[name]
+        losses["pro"] = p.lambda_u * weighted_ce(pro_logits[b:], gen_label, gen_conf * selected)
+        # General module (Eqs. 8-11): all Pro-Teacher labels.
+        if p.dual_teacher:
+            losses["gen"] = p.lambda_u * weighted_ce(gen_logits[b:], pro_label, pro_conf)
+
+        diagnostics = self.selection_diagnostics(masks, scores, views, gen_label, pro_label)
+        if self.use_contrastive:
+            self.contrastive_step(step, gen_out["proj"], bank_out, y_l, pro_label, losses, diagnostics)
+        return StepOutput(losses, diagnostics)
+
+    def contrastive_step(self, step, proj, bank_out, y_l, pro_label, losses, diagnostics):
+        """Dual contrastive learning (Eqs. 13-16) on the Gen-Student's projections of labeled pixels (ground
+        truth) and strong-view pixels (Pro-Teacher labels); fills the memory bank from teacher features."""
+        p, b = self.params, y_l.shape[0]
+        size = proj.shape[-2:]
+        y_small = at_feature_size(y_l, size)
+        labels = torch.cat([y_small, at_feature_size(pro_label, size)]).reshape(-1)
+        feats = pixels(proj)
+        with torch.no_grad():
+            labeled_feats = feats[: y_small.numel()].detach()
+            self.prototypes.copy_(update_prototypes(self.prototypes, labeled_feats, y_small.reshape(-1), p.alpha))
+            if not self.phase(step, p.matching_freeze) or step == 0:
+                self.assignment.copy_(match_anchors(self.prototypes, self.anchors))
+            if self.phase(step, p.bank_start):
+                self.admit_to_bank(step, bank_out, y_l, size, b)
+        diagnostics["bank_fill"] = self.bank.count.float().mean() / p.bank_size
+        if self.phase(step, p.contrastive_start):
+            losses["ac"] = p.lambda_ctr * anchor_contrastive_loss(feats, labels, self.anchors, self.assignment, p.tau)
+            losses["sim"] = p.lambda_ctr * similarity_loss(feats, labels, self.bank.entries())
+
+    def admit_to_bank(self, step, bank_out, y_l, size, b):
+        p = self.params
+        probs = F.interpolate(bank_out["logits"][:b].softmax(1), size=size, mode="bilinear", align_corners=False)
+        conf, pred = probs.max(1)
+        top_k = p.bank_top_k or max(1, p.bank_size // b)
+        anchors = self.anchors[self.assignment] if self.phase(step, p.proximity_start) else None
+        self.bank.admit(pixels(bank_out["proj"][:b]), at_feature_size(y_l, size).reshape(-1), pred.reshape(-1),
+                        conf.reshape(-1), p.phi, top_k, anchors)
+
+    def selection_diagnostics(self, masks, scores, views: MixedViews, gen_label, pro_label) -> dict:
+        """Selection ratios and per-class mismatch scores; with hidden ground truth, the accuracy of the
+        Gen-Teacher's pseudo-labels in each category (the paper's claim: hmis is more often right than lmis)."""
+        valid = views.valid & (gen_label != IGNORE_INDEX)
+        n = valid.sum().clamp(min=1)
+        diag = {f"sel/{k}": (m & valid).sum() / n for k, m in masks.items()}
+        diag.update({f"mismatch/{c}": s for c, s in enumerate(scores)})
+        if views.gt is not None:
+            diag.update({f"acc/{k}": accuracy(gen_label, views.gt, m & valid) for k, m in masks.items()})
+            diag["acc/gen_teacher"] = accuracy(gen_label, views.gt, valid)
+            diag["acc/pro_teacher"] = accuracy(pro_label, views.gt, valid)
+        return diag
+
+    def set_total_steps(self, total: int) -> None:
+        self.total_steps = max(total, 1)
