@@ -1,7 +1,8 @@
 """Typed experiment configuration: YAML in, validated dataclasses out, and a stable hash.
 
 Every run is described by one :class:`Config`. Parameter files may inherit from another file
-with ``_base_: relative/path.yaml`` so that a table cell only states what differs from its family.
+with ``_base_: relative/path.yaml`` (or a list: a data set's base plus an ablation row's overlay) so
+that a table cell only states what differs from its family.
 Unknown keys and wrongly typed values are rejected with the dotted key's name, because a typo in
 a week-long GPU run should fail in the first second, not after the run.
 """
@@ -43,6 +44,7 @@ class DataConfig:
     scale_range: list = field(default_factory=lambda: [0.5, 2.0])
     scale_choices: Optional[list] = None  # discrete scales (STPG code: 0.5 .. 2.0); overrides scale_range
     flip: bool = True
+    strong_photometric: bool = True  # colour jitter / grayscale / blur in the strong view (STPG paper: CutMix only)
     mean: list = field(default_factory=lambda: [0.485, 0.456, 0.406])
     std: list = field(default_factory=lambda: [0.229, 0.224, 0.225])
     batch_size: int = 8  # labeled images per step and process
@@ -191,7 +193,8 @@ def deep_merge(base: dict, update: dict) -> dict:
 
 
 def read_yaml(path: str | Path, _seen: tuple = ()) -> dict:
-    """Read a parameter file, resolving ``_base_`` inheritance (paths relative to the file)."""
+    """Read a parameter file, resolving ``_base_`` inheritance (a path or a list of paths relative to the
+    file, merged in order, then the file itself on top)."""
     path = Path(path).resolve()
     if path in _seen:
         raise ConfigError(f"{path}: _base_ inheritance cycle")
@@ -203,10 +206,11 @@ def read_yaml(path: str | Path, _seen: tuple = ()) -> dict:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at top level, got {type(raw).__name__}")
-    base = raw.pop("_base_", None)
-    if base is None:
-        return raw
-    return deep_merge(read_yaml(path.parent / base, _seen + (path,)), raw)
+    bases = raw.pop("_base_", None)
+    merged: dict = {}
+    for base in [bases] if isinstance(bases, str) else bases or []:
+        merged = deep_merge(merged, read_yaml(path.parent / base, _seen + (path,)))
+    return deep_merge(merged, raw)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

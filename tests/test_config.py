@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from reprokit.config import ConfigError, from_dict, load_config
@@ -42,3 +44,24 @@ def test_hash_is_stable_and_sensitive():
 def test_choice_validation():
     with pytest.raises(ConfigError, match="train.amp"):
         from_dict({"train": {"iters": 1, "amp": "fp8"}})
+
+
+PARAMS = Path(__file__).resolve().parents[1] / "params"
+
+
+@pytest.mark.parametrize("path", sorted(p for p in PARAMS.rglob("*.yaml") if "rows" not in p.parts
+                                        and "sweeps" not in p.parts), ids=lambda p: str(p.relative_to(PARAMS)))
+def test_every_params_file_resolves(path):
+    """Every shipped parameter file (table cells, ablation rows per data set) is a valid config."""
+    cfg = load_config(path)
+    if "table5" in path.parts:
+        assert cfg.method_name == "stpg" and set(cfg.method["pixel_selection"]) <= {"cons", "hmis", "lmis"}
+
+
+def test_base_list_merges_in_order_and_method_name_replaces_block(tmp_path):
+    (tmp_path / "a.yaml").write_text("method: {name: stpg, tau: 0.3}\ntrain: {iters: 5}\n")
+    (tmp_path / "b.yaml").write_text("method: {name: supervised}\n")
+    (tmp_path / "c.yaml").write_text("_base_: [a.yaml, b.yaml]\ntrain: {seed: 3}\n")
+    cfg = load_config(tmp_path / "c.yaml")
+    assert cfg.method_name == "supervised" and "tau" not in cfg.method
+    assert cfg.train.iters == 5 and cfg.train.seed == 3

@@ -60,7 +60,8 @@ class SegDataset(torch.utils.data.Dataset):
         if mask is not None:
             item["mask"] = torch.from_numpy(mask.astype(np.int64))
         if self.train and self.strong:
-            item["image_s"] = normalize(self.strong_aug(x, rng), self.cfg.mean, self.cfg.std)
+            x_s = self.strong_aug(x, rng) if self.cfg.strong_photometric else x
+            item["image_s"] = normalize(x_s, self.cfg.mean, self.cfg.std)
         return item
 
 

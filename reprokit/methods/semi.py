@@ -25,7 +25,7 @@ class SemiParams(SupervisedParams):
     """Settings shared by the teacher-student methods (paper defaults: STPG Section 4.1)."""
 
     lambda_u: float = 1.0  # weight of the unsupervised loss (Eq. 17; Fig. 8b sweeps 0 / 0.5 / 1 / 1.5)
-    cutmix_boxes: int = 3
+    cutmix_boxes: int = 3  # 0 = no CutMix
     cutmix_area: list = field(default_factory=lambda: [0.25, 0.5])  # total box area, fraction of the image
 
 
@@ -65,8 +65,11 @@ def cutmix_views(unlabeled: dict, params: SemiParams, seed: int, step: int) -> M
     if x_w.shape[0] % 2:
         raise ValueError(f"unlabeled batch of {x_w.shape[0]} images cannot be split into u0 and u1")
     b, (h, w) = x_w.shape[0] // 2, x_w.shape[-2:]
-    box = cutmix_box_masks(b, h, w, params.cutmix_boxes, params.cutmix_area,
-                           generator=step_generator(seed, step), device=x_w.device)
+    if params.cutmix_boxes:
+        box = cutmix_box_masks(b, h, w, params.cutmix_boxes, params.cutmix_area,
+                               generator=step_generator(seed, step), device=x_w.device)
+    else:  # no mixing: the strong view is u0's photometric view
+        box = torch.zeros(b, h, w, dtype=torch.bool, device=x_w.device)
     valid = mix(unlabeled["valid"][:b], unlabeled["valid"][b:], box)
     gt = unlabeled.get("mask")
     views = MixedViews(x_w, mix(x_s[:b], x_s[b:], box), box, valid, None)
