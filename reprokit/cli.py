@@ -1,9 +1,10 @@
-"""Command line: ``reprokit train | eval | data``."""
+"""Command line: ``reprokit train | eval | sweep | figures | data | results``."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 
@@ -49,6 +50,24 @@ def _results(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    from reprokit.sweep import run_sweep
+
+    devices = args.devices.split(",") if args.devices else None
+    results = run_sweep(args.sweep_file, args.jobs, devices, args.stagger)
+    return 1 if any(not r["ok"] for r in results) else 0
+
+
+def _figures(args) -> int:
+    from reprokit.figures import regenerate
+
+    start = time.perf_counter()
+    errors = regenerate(args.runs, args.out, args.preset, args.jobs, args.only)
+    print(f"figures: {sum(e is None for e in errors.values())} of {len(errors)} artefacts built in "
+          f"{time.perf_counter() - start:.1f} s into {args.out}")
+    return 1 if any(e and not e.startswith("skipped") for e in errors.values()) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reprokit", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -61,6 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="eval overrides, e.g. eval.mode=sliding")
     e.set_defaults(func=_eval)
+    sw = sub.add_parser("sweep", help="run a grid of experiments through the train notebook (papermill)")
+    sw.add_argument("sweep_file")
+    sw.add_argument("--jobs", type=int, default=1, help="cells executed at once (one process each)")
+    sw.add_argument("--devices", help="comma-separated GPU ids; job i is pinned to device i mod len")
+    sw.add_argument("--stagger", type=float, default=3.0, help="seconds between the first kernel starts")
+    sw.set_defaults(func=_sweep)
+    fg = sub.add_parser("figures", help="rebuild every table and figure from run directories (no training)")
+    fg.add_argument("--runs", default="runs/quick")
+    fg.add_argument("--out", default="figures")
+    fg.add_argument("--preset", default="digits", help="digits | cityscapes | voc")
+    fg.add_argument("--jobs", type=int, default=2)
+    fg.add_argument("--only", nargs="*", help="artefact notebooks to run (default: all)")
+    fg.set_defaults(func=_figures)
     d = sub.add_parser("data", help="build data sets")
     dsub = d.add_subparsers(dest="dataset", required=True)
     dg = dsub.add_parser("digits", help="build the embedded digit-scenes data set (VOC layout)")

@@ -9,7 +9,8 @@ import yaml
 
 
 def load_run(run_dir: str | Path) -> dict:
-    """One row: identity, provenance, key settings, mIoU and per-class IoU (``iou/<class>`` columns)."""
+    """One row: identity, provenance, key settings, scalar method parameters (``method.<key>``), mIoU and
+    per-class IoU (``iou/<class>``)."""
     run_dir = Path(run_dir)
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     meta = json.loads((run_dir / "meta.json").read_text()) if (run_dir / "meta.json").is_file() else {}
@@ -21,6 +22,7 @@ def load_run(run_dir: str | Path) -> dict:
         "split_family": meta.get("split_family"), "config_hash": meta.get("config_hash"),
         "git_commit": (meta.get("git") or {}).get("commit"), "status": meta.get("status"), "miou": ev["miou"],
     }
+    row.update({f"method.{k}": v for k, v in cfg["method"].items() if isinstance(v, (int, float, str, bool))})
     row.update({f"iou/{k}": v for k, v in ev["iou"].items()})
     return row
 

@@ -1,0 +1,61 @@
+"""``reprokit figures``: rebuild every table and figure from run directories alone by executing the
+artefact notebooks (papermill), and report the runs that are missing by config name."""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from reprokit.results import load_runs
+from reprokit.viz.artefacts import PRESETS
+
+NOTEBOOKS = ["tables_1_3", "table4", "table5", "fig6", "fig7", "fig8", "fig9"]
+
+
+def needed_names(preset: str) -> dict[str, list[str]]:
+    """Config names each artefact of ``preset`` reads."""
+    p = PRESETS[preset]
+    return {"table4": list(p["table4"]["rows"].values()), "table5": list(p["table5"]["rows"].values()),
+            "fig6": list(p["fig6"]["groups"].values()), "fig7": list(p["fig7"]["runs"].values()),
+            "fig8": list(p["fig8"].values()), "fig9": [p["fig9"]["baseline"], p["fig9"]["method"]]}
+
+
+def missing_runs(runs_dir: str | Path, preset: str) -> dict[str, list[str]]:
+    have = set(load_runs(runs_dir)["name"]) if Path(runs_dir).is_dir() and any(Path(runs_dir).rglob("eval.json")) \
+        else set()
+    return {art: [n for n in names if n not in have] for art, names in needed_names(preset).items()
+            if any(n not in have for n in names)}
+
+
+def regenerate(runs_dir: str | Path, out: str | Path, preset: str = "digits", jobs: int = 2,
+               only: list[str] | None = None, notebooks_dir: str | Path = "notebooks", log=print) -> dict:
+    """Execute the artefact notebooks; executed copies go to ``out/notebooks``. Returns
+    {artefact: None or error}. Artefacts without any of their runs are skipped, partial ones still build."""
+    import papermill as pm
+
+    out = Path(out)
+    (out / "notebooks").mkdir(parents=True, exist_ok=True)
+    missing = missing_runs(runs_dir, preset)
+    needs = needed_names(preset)
+    for art, names in missing.items():
+        log(f"{art}: missing runs {', '.join(names)}")
+    todo = [n for n in (only or NOTEBOOKS) if not (n in needs and len(missing.get(n, [])) == len(needs[n]))]
+    skipped = sorted(set(only or NOTEBOOKS) - set(todo))
+    if skipped:
+        log(f"skipped (none of their runs exist): {', '.join(skipped)}")
+
+    def run(name: str):
+        start = time.perf_counter()
+        try:
+            pm.execute_notebook(str(Path(notebooks_dir) / f"{name}.ipynb"), str(out / "notebooks" / f"{name}.ipynb"),
+                                parameters={"runs": str(runs_dir), "out": str(out), "preset": preset},
+                                kernel_name="python3", progress_bar=False, start_timeout=120)
+            log(f"{name}: built in {time.perf_counter() - start:.1f} s")
+            return None
+        except Exception as exc:  # noqa: BLE001 - one artefact failing must not stop the others
+            log(f"{name}: FAILED ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+            return f"{type(exc).__name__}: {exc}"
+
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        errors = dict(zip(todo, pool.map(run, todo)))
+    return {**errors, **{s: "skipped: no runs" for s in skipped}}

@@ -1,0 +1,103 @@
+"""Tables, figures and provenance from small synthetic run directories: the numbers in the outputs
+equal the inputs (means, stds, gains, deltas to the paper)."""
+import json
+import math
+
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from reprokit.config import from_dict
+from reprokit.results import load_runs
+from reprokit.viz import artefacts, tables
+from tests.conftest import tiny_raw
+
+CLASSES = ["background"] + [f"digit {d}" for d in range(10)]
+
+
+def fake_run(root, run_id, name, seed, miou, method="stpg", dataset_raw=None, iou=None, **method_params):
+    """A run directory as the engine writes it, with chosen numbers (no training)."""
+    raw = tiny_raw(dataset_raw or root, method={"name": method, **method_params}, train={"seed": seed})
+    raw["name"] = name
+    cfg = from_dict(raw)
+    d = root / run_id
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
+    (d / "meta.json").write_text(json.dumps({"config_hash": cfg.hash(), "labeled_count": 12,
+                                             "git": {"commit": f"commit-{run_id}"}}))
+    iou = iou or {c: miou for c in CLASSES}
+    (d / "eval.json").write_text(json.dumps({"miou": miou, "iou": iou, "class_names": CLASSES}))
+    return d
+
+
+@pytest.fixture
+def runs(tmp_path, digits_root):
+    root = tmp_path / "runs"
+    values = {"digits-table4-ls": [0.40, 0.44], "digits-table4-mt": [0.50], "digits-table4-stpg": [0.60, 0.62, 0.64]}
+    for name, mious in values.items():
+        for seed, m in enumerate(mious):
+            method = "supervised" if name.endswith("ls") else "stpg"
+            fake_run(root, f"{name}-s{seed}", name, seed, m, method=method, dataset_raw=digits_root)
+    return root
+
+
+def test_ablation_table_means_stds_gains(runs, tmp_path):
+    built = artefacts.build_ablation("table4", runs, tmp_path / "fig")
+    t = built.table.set_index("Row")
+    assert t.loc["L_s", "mIoU (%)"] == f"42.00 ± {100 * pd.Series([0.40, 0.44]).std():.2f} (2)"
+    assert t.loc["STPG (all)", "mIoU (%)"] == "62.00 ± 2.00 (3)"
+    assert t.loc["+L_u (MT)", "mIoU (%)"] == "50.00" and t.loc["+L_u (MT)", "runs"] == 1
+    assert t.loc["STPG (all)", "gain"] == "+20.00"
+    assert t.loc["STPG (all)", "paper"] == "75.14" and t.loc["STPG (all)", "paper gain"] == "+8.40"
+    assert t.loc["+DM", "mIoU (%)"] == "-"
+    assert built.missing == ["digits-table4-dm", "digits-table4-dm_dcl", "digits-table4-dm_ps"]
+    md, tex = (tmp_path / "fig" / "table4.md").read_text(), (tmp_path / "fig" / "table4.tex").read_text()
+    assert "62.00 ± 2.00 (3)" in md and "\\toprule" in tex and "62.00 $\\pm$ 2.00 (3)" in tex
+
+
+def test_provenance_sidecars_name_the_runs_used(runs, tmp_path):
+    built = artefacts.build_ablation("table4", runs, tmp_path / "fig")
+    for f in built.files:
+        side = json.loads((f.parent / f"{f.name}.provenance.json").read_text())
+        assert sorted(r["run_id"] for r in side["runs"]) == sorted(p.name for p in runs.iterdir())
+        assert all(r["git_commit"] == f"commit-{r['run_id']}" and r["config_hash"] for r in side["runs"])
+        assert side["notebook"] == "table4.ipynb" and side["parameters"]["preset"] == "digits"
+
+
+def test_comparison_table_delta_to_paper(tmp_path, digits_root):
+    root = tmp_path / "runs"
+    for seed, m in enumerate([0.70, 0.72]):
+        d = fake_run(root, f"c-s{seed}", "cityscapes-stpg-1_8", seed, m, dataset_raw=digits_root)
+        cfg = yaml.safe_load((d / "config.yaml").read_text())
+        cfg["data"]["dataset"], cfg["data"]["labeled_fraction"] = "cityscapes", 0.125
+        (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    table = tables.comparison_table(load_runs(root), "Table 1").set_index("Method")
+    assert table.loc["STPG", "1/8"] == "75.14" and table.loc["MMFA", "1/4"] == "76.90"
+    assert table.loc["reprokit STPG", "1/8"].startswith("71.00 ± 1.41 (2)")
+    assert table.loc["delta to paper STPG", "1/8"] == f"{71.0 - 75.14:+.2f}"
+    assert table.loc["reprokit STPG", "1/16"] == "-"
+
+
+def test_fig6_bars_use_the_per_class_numbers(tmp_path, digits_root):
+    root = tmp_path / "runs"
+    iou = {c: 0.1 * i for i, c in enumerate(CLASSES)}
+    fake_run(root, "a", "digits-table4-ls", 0, 0.3, method="supervised", dataset_raw=digits_root, iou=iou)
+    built = artefacts.build_fig6(root, tmp_path / "fig")
+    d = built.table.set_index(["group", "class"])
+    assert d.loc[("supervised", "digit 9"), "mean"] == pytest.approx(100.0)
+    assert math.isnan(d.loc[("STPG", "digit 9"), "mean"])
+    assert sorted(built.missing) == ["digits-fixmatch-1_8", "digits-table4-stpg"]
+    assert Image.open(tmp_path / "fig" / "fig6.png").size[0] > 100
+    assert (tmp_path / "fig" / "fig6.pdf").read_bytes()[:4] == b"%PDF"
+
+
+def test_fig8_curve_groups_by_the_swept_parameter(tmp_path, digits_root):
+    root = tmp_path / "runs"
+    for n, m in [(0, 0.5), (64, 0.55), (256, 0.6)]:
+        fake_run(root, f"b{n}", "digits-fig8-bank", 0, m, dataset_raw=digits_root, bank_size=n)
+    runs = load_runs(root)
+    assert sorted(runs["method.bank_size"]) == [0, 64, 256]
+    built = artefacts.build_fig8(root, tmp_path / "fig")
+    assert built.missing == ["digits-fig8-lambda"]
+    assert (tmp_path / "fig" / "fig8_bank_size.png").is_file()
