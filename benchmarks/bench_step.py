@@ -22,6 +22,7 @@ from reprokit.config import load_config
 from reprokit.engine.ema import ema_update
 from reprokit.engine.optim import build_optimizer
 from reprokit.methods import build_method
+from reprokit.methods.semi import split_forward
 
 PAPER = ["data.crop_size=512", "data.batch_size=8", "data.num_classes=21", "model.backbone=resnet50",
          "model.width=64", "model.aspp_channels=256", "model.decoder_channels=256", "model.low_level_channels=48",
@@ -44,9 +45,9 @@ def bare_step(m, opt, labeled, unlabeled):
     with torch.no_grad():
         m.gen_teacher(torch.cat([x_l, unlabeled["image"]]), return_features=True)
         m.pro_teacher(unlabeled["image"])
-    x_in = torch.cat([x_l, unlabeled["image_s"][:b]])
-    gen = m.gen_student(x_in, return_features=True)
-    pro = m.pro_student(x_in)
+    x_s = unlabeled["image_s"][:b]
+    gen = split_forward(m.gen_student, x_l, x_s, return_features=True)
+    pro = split_forward(m.pro_student, x_l, x_s)
     loss = (F.cross_entropy(gen["logits"][:b], y_l) + F.cross_entropy(pro[:b], y_l)
             + gen["logits"][b:].mean() + pro[b:].mean() + gen["proj"].mean())
     opt.zero_grad(set_to_none=True)

@@ -88,6 +88,7 @@ class TrainConfig:
     deterministic: bool = True
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     ckpt_every: int = 100
+    snapshot_every: int = 0  # keep the method's weights every N steps in snapshots/ (the inspector's checkpoints)
     log_every: int = 10
     threads: Optional[int] = None  # torch CPU threads; None keeps torch's default
 

@@ -9,13 +9,13 @@ from pathlib import Path
 from reprokit.results import load_runs
 from reprokit.viz.artefacts import PRESETS
 
-NOTEBOOKS = ["tables_1_3", "table4", "table5", "fig6", "fig7", "fig8", "fig9"]
+NOTEBOOKS = ["summary", "tables_1_3", "table4", "table5", "fig6", "fig7", "fig8", "fig9"]
 
 
 def needed_names(preset: str) -> dict[str, list[str]]:
     """Config names each artefact of ``preset`` reads."""
     p = PRESETS[preset]
-    return {"table4": list(p["table4"]["rows"].values()), "table5": list(p["table5"]["rows"].values()),
+    return {"summary": list(p["summary"]["rows"].values()), "table4": list(p["table4"]["rows"].values()), "table5": list(p["table5"]["rows"].values()),
             "fig6": list(p["fig6"]["groups"].values()), "fig7": list(p["fig7"]["runs"].values()),
             "fig8": list(p["fig8"].values()), "fig9": [p["fig9"]["baseline"], p["fig9"]["method"]]}
 

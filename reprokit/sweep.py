@@ -54,7 +54,10 @@ class Cell:
 
     def param_hash(self) -> str:
         """Changes when the parameters or anything in the resolved configuration (params files included) change."""
-        resolved = load_config(self.config, self.overrides).hash()
+        try:
+            resolved = load_config(self.config, self.overrides).hash()
+        except ConfigError as exc:  # an invalid cell still gets a stable hash; it fails when executed
+            resolved = f"invalid: {exc}"
         text = json.dumps({"parameters": self.parameters(), "config": resolved}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -112,8 +115,11 @@ def status(cell: Cell) -> str:
 def _same_config(cell: Cell) -> bool:
     from reprokit.config import from_dict
 
-    old = from_dict(yaml.safe_load((cell.run_dir / "config.yaml").read_text()))
-    return old.hash() == load_config(cell.config, cell.overrides).hash()
+    try:
+        old = from_dict(yaml.safe_load((cell.run_dir / "config.yaml").read_text()))
+        return old.hash() == load_config(cell.config, cell.overrides).hash()
+    except ConfigError:
+        return False
 
 
 def move_aside(run_dir: Path) -> Path:

@@ -18,6 +18,7 @@ class CheckpointError(RuntimeError):
 def save_atomic(obj, path: str | Path) -> Path:
     """Write to a temporary file in the same folder, then rename: a kill never leaves half a file."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     torch.save(obj, tmp)
     os.replace(tmp, path)

@@ -13,8 +13,12 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
     s_params = [p.detach() for p in student.parameters()]
     torch._foreach_mul_(t_params, momentum)
     torch._foreach_add_(t_params, s_params, alpha=1 - momentum)
-    for tb, sb in zip(teacher.buffers(), student.buffers()):
-        if tb.dtype.is_floating_point:
-            tb.mul_(momentum).add_(sb, alpha=1 - momentum)
-        else:
-            tb.copy_(sb)
+    pairs = list(zip(teacher.buffers(), student.buffers()))
+    floats = [(t, s) for t, s in pairs if t.dtype.is_floating_point]
+    if floats:
+        t_bufs, s_bufs = [t for t, _ in floats], [s for _, s in floats]
+        torch._foreach_mul_(t_bufs, momentum)
+        torch._foreach_add_(t_bufs, s_bufs, alpha=1 - momentum)
+    for t, s in pairs:
+        if not t.dtype.is_floating_point:
+            t.copy_(s)

@@ -233,6 +233,9 @@ class Trainer:
                         bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}")
                 if ckpt_now:
                     self._save(done)
+                if cfg.train.snapshot_every and done % cfg.train.snapshot_every == 0 and main:
+                    save_atomic({"format": FORMAT, "step": done, "config_hash": cfg.hash(),
+                                 "method": self.method.state_dict()}, self.run_dir / "snapshots" / f"step_{done}.pt")
                 bar.update(1)
         finally:
             bar.close()

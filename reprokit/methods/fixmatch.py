@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from reprokit.methods.base import Method, StepOutput
 from reprokit.methods.losses import IGNORE_INDEX, supervised_loss
-from reprokit.methods.semi import SemiParams, accuracy, cutmix_views, teacher_targets
+from reprokit.methods.semi import SemiParams, accuracy, cutmix_views, split_forward, teacher_targets
 from reprokit.models.deeplab import build_model
 
 
@@ -41,7 +41,7 @@ class FixMatch(Method):
             conf, pseudo = teacher_targets(self.net(views.x_w).softmax(1), views)
         kept = conf >= self.params.threshold
         b = labeled["image"].shape[0]
-        logits = self.net(torch.cat([labeled["image"], views.x_s]))
+        logits = split_forward(self.net, labeled["image"], views.x_s)
         ce = F.cross_entropy(logits[b:], pseudo, ignore_index=IGNORE_INDEX, reduction="none")
         counted = (pseudo != IGNORE_INDEX).sum().clamp(min=1)
         losses = {"sup": supervised_loss(logits[:b], labeled["mask"], self.params),

@@ -8,7 +8,7 @@ import torch
 
 from reprokit.methods.base import StepOutput
 from reprokit.methods.losses import supervised_loss
-from reprokit.methods.semi import TeacherParams, TeacherStudent, accuracy, ema_copy, teacher_targets
+from reprokit.methods.semi import TeacherParams, TeacherStudent, accuracy, ema_copy, split_forward, teacher_targets
 from reprokit.methods.stpg import weighted_ce
 from reprokit.models.deeplab import build_model
 
@@ -43,7 +43,7 @@ class MeanTeacher(TeacherStudent):
         with torch.no_grad():
             conf, pseudo = teacher_targets(self.teacher(views.x_w).softmax(1), views)
         b = labeled["image"].shape[0]
-        logits = self.student(torch.cat([labeled["image"], views.x_s]))
+        logits = split_forward(self.student, labeled["image"], views.x_s)
         losses = {"sup": supervised_loss(logits[:b], labeled["mask"], self.params),
                   "unsup": self.params.lambda_u * weighted_ce(logits[b:], pseudo, conf)}
         diagnostics = {"confidence": conf[views.valid].mean()}

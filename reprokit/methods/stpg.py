@@ -133,15 +133,20 @@ def anchor_contrastive_loss(features: torch.Tensor, labels: torch.Tensor, anchor
 
 def similarity_loss(features: torch.Tensor, labels: torch.Tensor, memory: list[torch.Tensor]) -> torch.Tensor:
     """Eq. 16 averaged over features: for a feature f of class c, the mean over the class's memory
-    entries i+ of ``1 - cos(f, i+)``. Features of classes with an empty memory contribute nothing."""
+    entries i+ of ``1 - cos(f, i+)``. Features of classes with an empty memory contribute nothing.
+
+    The mean of the cosines equals the cosine's numerator against the mean of the normalised entries,
+    ``mean_i f^.i^ = f^.(mean_i i^)``, so each class costs one [N, D] mean instead of an [n, N] product:
+    the same value, and the cost no longer grows with n x N.
+    """
     terms = []
     for c, entries in enumerate(memory):
         if entries is None or len(entries) == 0:
             continue
         f = features[labels == c]
         if len(f):
-            cos = F.normalize(f, dim=1) @ F.normalize(entries.to(f.dtype), dim=1).T
-            terms.append((1 - cos).mean(1))
+            centre = F.normalize(entries.to(f.dtype), dim=1).mean(0)
+            terms.append(1 - F.normalize(f, dim=1) @ centre)
     if not terms:
         return features.sum() * 0
     return torch.cat(terms).mean()

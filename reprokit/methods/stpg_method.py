@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from reprokit.config import ConfigError
 from reprokit.methods.base import StepOutput
 from reprokit.methods.losses import IGNORE_INDEX, supervised_loss
-from reprokit.methods.semi import MixedViews, TeacherParams, TeacherStudent, accuracy, ema_copy, teacher_targets
+from reprokit.methods.semi import (MixedViews, TeacherParams, TeacherStudent, accuracy, ema_copy, split_forward,
+                                   teacher_targets)
 from reprokit.methods.stpg import (MemoryBank, anchor_contrastive_loss, make_anchors, match_anchors, mismatch_scores,
                                    select_pixels, similarity_loss, update_prototypes, weighted_ce)
 from reprokit.models.deeplab import build_model
@@ -166,12 +167,11 @@ class STPG(TeacherStudent):
             gen_conf, gen_label = teacher_targets(gen_probs, views)
             pro_conf, pro_label = teacher_targets(pro_probs, views)
 
-        x_in = torch.cat([x_l, views.x_s])
-        gen_out = self.gen_student(x_in, return_features=True)
+        gen_out = split_forward(self.gen_student, x_l, views.x_s, return_features=True)
         gen_logits = gen_out["logits"]
         losses = {"sup_gen": supervised_loss(gen_logits[:b], y_l, p)}
         if p.dual_teacher:
-            pro_logits = self.pro_student(x_in)
+            pro_logits = split_forward(self.pro_student, x_l, views.x_s)
             losses["sup_pro"] = supervised_loss(pro_logits[:b], y_l, p)
         else:
             pro_logits = gen_logits

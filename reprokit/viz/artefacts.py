@@ -24,6 +24,9 @@ def _table4(ds: str) -> dict:
 def _preset(ds: str, paper_ds: str, tail: list[str], fixmatch: str) -> dict:
     t4 = _table4(ds)
     return {
+        "summary": {"rows": {"supervised, all labels": f"{ds}-supervised-full", "supervised": t4["L_s"],
+                             "Mean Teacher": t4["+L_u (MT)"], "FixMatch": fixmatch, "STPG": t4["STPG (all)"]},
+                    "tail": tail},
         "table4": {"rows": t4, "paper_dataset": paper_ds},
         # rows identical to Table 4 rows reuse those runs: cons+hmis is STPG, all three is +DM+DCL
         "table5": {"rows": {"cons": f"{ds}-table5-cons", "cons+lmis": f"{ds}-table5-cons_lmis",
@@ -99,6 +102,24 @@ def build_ablation(which: str, runs_dir, out, preset: str = "digits") -> Built:
     return _finish(built, runs, spec["rows"].values(), f"{which}.ipynb", {"runs": str(runs_dir), "preset": preset})
 
 
+def build_summary(runs_dir, out, preset: str = "digits") -> Built:
+    """The methods side by side at 1/8 labels (and supervised with all labels): mIoU and tail-class mIoU,
+    mean ± std over seeds; the analogue of Tables 1-3 for data sets the paper does not cover."""
+    spec = PRESETS[preset]["summary"]
+    runs = _runs(runs_dir)
+    rows = []
+    for label, name in spec["rows"].items():
+        sel = runs[runs["name"] == name] if len(runs) else runs
+        tail = sel[[f"iou/{c}" for c in spec["tail"]]].mean(axis=1) if len(sel) else sel
+        rows.append({"Method": label, "mIoU (%)": tables.fmt(**tables.mean_std(sel["miou"])) if len(sel) else "-",
+                     "tail mIoU (%)": tables.fmt(**tables.mean_std(tail)) if len(sel) else "-", "runs": len(sel)})
+    table = pd.DataFrame(rows)
+    caption = f"{preset}: mIoU and tail-class mIoU ({', '.join(spec['tail'])}), mean ± std (seeds)"
+    built = Built(tables.write_table(table, Path(out) / "summary", caption), _missing(runs, spec["rows"].values()),
+                  table)
+    return _finish(built, runs, spec["rows"].values(), "summary.ipynb", {"runs": str(runs_dir), "preset": preset})
+
+
 def build_fig6(runs_dir, out, preset: str = "digits") -> Built:
     spec = PRESETS[preset]["fig6"]
     runs = _runs(runs_dir)
@@ -157,6 +178,6 @@ def build_fig9(runs_dir, out, preset: str = "digits") -> Built:
     return built
 
 
-BUILDERS = {"tables_1_3": build_tables_1_3, "table4": lambda r, o, p: build_ablation("table4", r, o, p),
+BUILDERS = {"summary": build_summary, "tables_1_3": build_tables_1_3, "table4": lambda r, o, p: build_ablation("table4", r, o, p),
             "table5": lambda r, o, p: build_ablation("table5", r, o, p), "fig6": build_fig6, "fig7": build_fig7,
             "fig8": build_fig8, "fig9": build_fig9}

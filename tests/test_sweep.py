@@ -1,0 +1,76 @@
+"""Sweeps: grid expansion, skip of completed cells, rerun of failed or changed cells, failure isolation,
+and two cells executed in parallel."""
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reprokit.config import ConfigError
+from reprokit.sweep import RECORD, expand, run_sweep, status
+from tests.conftest import tiny_raw
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_sweep(tmp_path, digits_root, blocks, common=("train.iters=3",)):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_raw(digits_root)))
+    spec = {"name": "t", "runs": str(tmp_path / "runs"), "notebook": str(ROOT / "notebooks" / "train.ipynb"),
+            "set": list(common), "blocks": [{**b, "configs": [str(cfg)]} for b in blocks]}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_expand_grid_names_and_overrides(tmp_path, digits_root):
+    path = write_sweep(tmp_path, digits_root, [{"seeds": [0, 1], "grid": {"optim.lr": [0.01, 0.02]}},
+                                               {"name": "other", "seeds": [5]}])
+    settings, cells = expand(path)
+    assert [c.cell_id for c in cells] == ["tiny-s0-lr0.01", "tiny-s0-lr0.02", "tiny-s1-lr0.01", "tiny-s1-lr0.02",
+                                          "other-s5"]
+    assert "train.seed=1" in cells[2].overrides and "optim.lr=0.01" in cells[2].overrides
+    assert cells[4].run_dir == tmp_path / "runs" / "other-s5"
+    assert len({c.param_hash() for c in cells}) == 5
+
+
+def test_expand_rejects_bad_files(tmp_path, digits_root):
+    with pytest.raises(ConfigError, match="not found"):
+        expand(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"blocks": [{"configs": ["missing.yaml"]}]}))
+    with pytest.raises(ConfigError, match=r"blocks\[0\]: config file not found"):
+        expand(bad)
+
+
+@pytest.mark.slow
+def test_sweep_parallel_skip_failure_isolation_and_change(tmp_path, digits_root):
+    logs = []
+    # two good cells and one whose override is invalid (fails inside the notebook)
+    blocks = [{"seeds": [0, 1]}, {"name": "broken", "seeds": [0], "set": ["data.labeled_fraction=2.0"]}]
+    path = write_sweep(tmp_path, digits_root, blocks)
+    results = run_sweep(path, jobs=2, stagger=1.0, log=logs.append)
+    by_cell = {r["cell"]: r for r in results}
+    assert by_cell["tiny-s0"]["ok"] and by_cell["tiny-s1"]["ok"] and not by_cell["broken-s0"]["ok"]
+    assert {by_cell["tiny-s0"]["device"], by_cell["tiny-s1"]["device"]} == {None}
+    failed_nb = Path(by_cell["broken-s0"]["notebook"])
+    assert failed_nb.is_file() and any(str(failed_nb) in line for line in logs)
+    assert "labeled_fraction" in by_cell["broken-s0"]["error"]
+    for cell in ("tiny-s0", "tiny-s1"):
+        run = tmp_path / "runs" / cell
+        assert (run / "eval.json").is_file() and (run / "train.ipynb").is_file()
+        assert json.loads((run / RECORD).read_text())["ok"]
+
+    # rerun: the completed cells are skipped, only the failed one runs again
+    results = run_sweep(path, jobs=2, stagger=0.0, log=logs.append)
+    assert [r["cell"] for r in results] == ["broken-s0"]
+
+    # change one cell's parameters: its old directory is moved aside and it reruns
+    blocks[0]["set"] = ["optim.lr=0.02"]
+    blocks[0]["seeds"] = [0, 1]
+    path = write_sweep(tmp_path, digits_root, blocks[:1])
+    _, cells = expand(path)
+    assert status(cells[0]) == "changed"
+    results = run_sweep(path, jobs=1, stagger=0.0, log=logs.append)
+    assert sorted(r["cell"] for r in results) == ["tiny-s0", "tiny-s1"] and all(r["ok"] for r in results)
+    assert len(list((tmp_path / "runs").glob("tiny-s0.replaced-*"))) == 1
