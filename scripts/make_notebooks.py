@@ -47,6 +47,18 @@ nproc: int = 1  # processes (GPUs) per run; > 1 launches torchrun'''),
         ("code", "per_class_table(run_dir)"),
         ("code", "confusion_figure(run_dir);"),
     ],
+    "inspect_pseudo_labels": [
+        ("md", "# Pseudo-label inspector\n\nBrowse a run's pseudo-labels: image slider, split, checkpoint (snapshots "
+               "kept with `train.snapshot_every`), layers with opacity, class filter, confidence threshold. STPG runs "
+               "also show the selection category per pixel and the batch's class mismatch scores. Changing layers "
+               "or filters reuses the cached forward pass."),
+        ("params", '''run_dir: str = "runs/quick/digits-table4-stpg-s0"  # a run directory of a method with pseudo-labels
+export_dir: str = "figures"  # where "Export PNG" writes the current view
+scale: int = 6  # display magnification of the small embedded images'''),
+        ("code", "from reprokit.inspect import PseudoLabelInspector"),
+        ("code", "inspector = PseudoLabelInspector.from_run(run_dir, export_dir=export_dir, scale=scale)\n"
+                 "inspector.widget"),
+    ],
     "summary": artefact("Methods at 1/8 labels", "BUILDERS['summary'](runs, out, preset)"),
     "tables_1_3": artefact("Tables 1-3: comparison with the paper", "BUILDERS['tables_1_3'](runs, out, preset)"),
     "table4": artefact("Table 4: module ablation", "BUILDERS['table4'](runs, out, preset)"),

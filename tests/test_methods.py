@@ -85,7 +85,7 @@ def test_switches_build_the_ablation_rows(tiny_cfg):
     cfg, m = _method(tiny_cfg, lambda_u=0.0)
     labeled, unlabeled = _batches(cfg)
     out = m.training_step(labeled, unlabeled, step=0)
-    assert float(out.losses["pro"]) == 0 and float(out.losses["gen"]) == 0
+    assert out.losses["pro"].item() == 0 and out.losses["gen"].item() == 0
     assert {"ac", "sim"} <= set(out.losses)
 
 

@@ -58,7 +58,7 @@ def test_train_and_evaluate_notebooks(tmp_path, digits_root):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, outputs", [("tables_1_3", ["table1.md", "table3.tex"]), ("table4", ["table4.md"]),
+@pytest.mark.parametrize("name, outputs", [("summary", ["summary.md", "summary.tex"]), ("tables_1_3", ["table1.md", "table3.tex"]), ("table4", ["table4.md"]),
                                            ("table5", ["table5.tex"]), ("fig6", ["fig6.png"]),
                                            ("fig7", ["fig7.png", "fig7.pdf"]), ("fig8", ["fig8_lambda_u.png"]),
                                            ("fig9", ["fig9.png"])])
@@ -68,3 +68,11 @@ def test_artefact_notebooks(trained_runs, tmp_path, name, outputs):
     for f in outputs:
         assert (out / f).is_file(), f
         assert (out / f"{f}.provenance.json").is_file()
+
+
+@pytest.mark.slow
+def test_inspector_notebook_headless(trained_runs, tmp_path):
+    run = trained_runs / "runs" / PRESETS["digits"]["table4"]["rows"]["STPG (all)"]
+    nb = _execute("inspect_pseudo_labels", tmp_path, run_dir=str(run), export_dir=str(tmp_path / "exp"), scale=2)
+    outputs = [o for c in nb["cells"] for o in c.get("outputs", [])]
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)

@@ -61,8 +61,8 @@ class PseudoLabelInspector:
         self.checkpoint = w.Dropdown(options=checkpoints, value=checkpoints[-1], description="checkpoint")
         self.index = w.IntSlider(0, 0, len(cache.splits[splits[0]]) - 1, description="image", continuous_update=False)
         self.prev, self.next = w.Button(description="◀ prev"), w.Button(description="next ▶")
-        self.layers = {name: w.ToggleButton(value=name == "teacher pseudo-label", description=name)
-                       for name in LAYERS}
+        self.layers = {name: w.ToggleButton(value=name == "teacher pseudo-label", description=name,
+                                            layout=w.Layout(width="auto")) for name in LAYERS}
         self.opacity = w.FloatSlider(0.6, min=0, max=1, step=0.05, description="opacity", continuous_update=False)
         self.classes = w.SelectMultiple(options=[(n, i) for i, n in enumerate(class_names)],
                                         value=tuple(range(len(class_names))), rows=6, description="classes")

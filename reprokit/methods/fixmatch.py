@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from reprokit.methods.base import Method, StepOutput
+from reprokit.methods.base import StepOutput
 from reprokit.methods.losses import IGNORE_INDEX, supervised_loss
 from reprokit.methods.semi import SemiParams, accuracy, cutmix_views, split_forward, teacher_targets
-from reprokit.models.deeplab import build_model
+from reprokit.methods.supervised import Supervised
 
 
 @dataclass
@@ -20,20 +20,12 @@ class FixMatchParams(SemiParams):
     threshold: float = 0.95
 
 
-class FixMatch(Method):
+class FixMatch(Supervised):
+    """One network (the supervised baseline's), plus the unlabeled step."""
+
     Params = FixMatchParams
     uses_unlabeled = True
     unlabeled_batches = 2
-
-    def __init__(self, cfg, params, num_classes):
-        super().__init__(cfg, params, num_classes)
-        self.net = build_model(cfg.model, num_classes)
-
-    def students(self):
-        return {"net": self.net}
-
-    def eval_network(self):
-        return self.net
 
     def training_step(self, labeled, unlabeled, step):
         views = cutmix_views(unlabeled, self.params, self.cfg.train.seed, step)
