@@ -37,3 +37,25 @@ def summary_table(df: pd.DataFrame, by: list[str], value: str = "miou") -> pd.Da
     """Mean, std and count of ``value`` per group (std is NaN for a single seed)."""
     grouped = df.groupby(by, dropna=False)[value]
     return grouped.agg(["mean", "std", "count"]).reset_index()
+
+
+def load_metrics(run_dir: str | Path) -> pd.DataFrame:
+    """A run's metrics.jsonl as a DataFrame (one row per logged step)."""
+    lines = Path(run_dir, "metrics.jsonl").read_text().splitlines()
+    return pd.DataFrame([json.loads(x) for x in lines if x.strip()])
+
+
+def selection_summary(run_dirs, from_fraction: float = 0.5) -> pd.DataFrame:
+    """STPG's selection diagnostics per run, averaged over the logged steps after ``from_fraction`` of
+    training: share of pixels and pseudo-label accuracy for consistent / highly / low mismatched pixels."""
+    rows = []
+    for run in map(Path, run_dirs):
+        m = load_metrics(run)
+        late = m[m["step"] >= from_fraction * m["step"].max()]
+        row = {"run_id": run.name}
+        for cat in ("cons", "hmis", "lmis"):
+            for kind in ("sel", "acc"):
+                col = f"diag/{kind}/{cat}"
+                row[f"{kind}/{cat}"] = late[col].mean() if col in late else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)

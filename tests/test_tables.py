@@ -101,3 +101,30 @@ def test_fig8_curve_groups_by_the_swept_parameter(tmp_path, digits_root):
     built = artefacts.build_fig8(root, tmp_path / "fig")
     assert built.missing == ["digits-fig8-lambda"]
     assert (tmp_path / "fig" / "fig8_bank_size.png").is_file()
+
+
+def test_selection_summary_averages_the_late_steps(tmp_path):
+    from reprokit.results import selection_summary
+
+    run = tmp_path / "r"
+    run.mkdir()
+    records = [{"step": s, "diag/sel/cons": 0.1 * s, "diag/acc/hmis": 0.5 + 0.01 * s} for s in range(1, 11)]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    row = selection_summary([run]).iloc[0]
+    assert row["sel/cons"] == pytest.approx(0.1 * 7.5)  # steps 5..10
+    assert row["acc/hmis"] == pytest.approx(0.5 + 0.01 * 7.5)
+    assert math.isnan(row["acc/lmis"])
+
+
+def test_summary_with_tail_classes_and_selection_accuracy(tmp_path, digits_root):
+    root = tmp_path / "runs"
+    iou = {c: (0.9 if c == "background" else 0.2) for c in CLASSES}
+    for seed, acc in enumerate([0.6, 0.8]):
+        d = fake_run(root, f"stpg-s{seed}", "digits-table4-stpg", seed, 0.5, dataset_raw=digits_root, iou=iou)
+        (d / "metrics.jsonl").write_text(json.dumps({"step": 10, "diag/sel/hmis": 0.1, "diag/acc/hmis": acc}) + "\n")
+    built = artefacts.build_summary(root, tmp_path / "fig")
+    row = built.table.set_index("Method").loc["STPG"]
+    assert row["mIoU (%)"] == "50.00 ± 0.00 (2)" and row["tail mIoU (%)"] == "20.00 ± 0.00 (2)"
+    sel = (tmp_path / "fig" / "summary_selection.md").read_text()
+    assert "| highly mismatched | 10.00 ± 0.00 (2) | 70.00 ± 14.14 (2) |" in sel
+    assert "digits-supervised-full" in built.missing

@@ -96,8 +96,8 @@ def accuracy(pred: torch.Tensor, gt: torch.Tensor, where: torch.Tensor) -> torch
 def split_forward(net: nn.Module, x_l: torch.Tensor, x_s: torch.Tensor, **kwargs):
     """A student on the labeled batch and on the strong view in two passes, outputs concatenated
     [labeled; strong]. Separate passes give each batch its own BN statistics, as the CPS/STPG code does;
-    one joint batch normalises clean labeled images with statistics of strongly perturbed ones, which on
-    the digit scenes cost about 6 mIoU even with the unsupervised loss switched off."""
+    one joint batch normalises clean labeled images with statistics of strongly perturbed ones (on the digit
+    scenes, one seed: 38.3 mIoU with no pseudo-label kept, against 44.2 for supervised training alone)."""
     a, b = net(x_l, **kwargs), net(x_s, **kwargs)
     if isinstance(a, dict):
         return {k: torch.cat([a[k], b[k]]) for k in a}

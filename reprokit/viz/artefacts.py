@@ -117,7 +117,24 @@ def build_summary(runs_dir, out, preset: str = "digits") -> Built:
     caption = f"{preset}: mIoU and tail-class mIoU ({', '.join(spec['tail'])}), mean ± std (seeds)"
     built = Built(tables.write_table(table, Path(out) / "summary", caption), _missing(runs, spec["rows"].values()),
                   table)
+    stpg = runs[runs["name"] == spec["rows"]["STPG"]] if len(runs) else runs
+    if len(stpg):
+        built.files += tables.write_table(selection_table(stpg["path"]), Path(out) / "summary_selection",
+                                          f"{preset}, STPG: share of strong-view pixels and Gen-Teacher pseudo-label "
+                                          "accuracy per selection category (second half of training), mean ± std")
     return _finish(built, runs, spec["rows"].values(), "summary.ipynb", {"runs": str(runs_dir), "preset": preset})
+
+
+def selection_table(run_dirs) -> pd.DataFrame:
+    """Pixel share and pseudo-label accuracy per selection category over seeds (percent)."""
+    from reprokit.results import selection_summary
+
+    per_run = selection_summary(run_dirs)
+    names = {"cons": "consistent", "hmis": "highly mismatched", "lmis": "low mismatched"}
+    return pd.DataFrame([{"category": names[c],
+                          "pixels (%)": tables.fmt(**tables.mean_std(per_run[f"sel/{c}"].dropna())),
+                          "accuracy (%)": tables.fmt(**tables.mean_std(per_run[f"acc/{c}"].dropna()))}
+                         for c in names])
 
 
 def build_fig6(runs_dir, out, preset: str = "digits") -> Built:

@@ -37,8 +37,10 @@ def split_label(row: pd.Series) -> str:
 
 
 def mean_std(values: pd.Series) -> dict:
-    """Mean and sample std (NaN for one value) in percent, and the count."""
+    """Mean and sample std (NaN for one value) in percent, and the count; no values give NaN."""
     v = 100 * values.astype(float)
+    if not len(v):
+        return {"mean": math.nan, "std": math.nan, "n": 0}
     return {"mean": v.mean(), "std": v.std(ddof=1) if len(v) > 1 else math.nan, "n": len(v)}
 
 
