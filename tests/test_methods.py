@@ -171,3 +171,13 @@ def test_stpg_run_logs_diagnostics_and_resumes_exactly(digits_root, tmp_path, mo
     assert all(torch.isfinite(torch.tensor(last[k])) for k in last if k.startswith("loss"))
     assert {"diag/sel/cons", "diag/sel/hmis", "diag/sel/lmis", "diag/acc/hmis", "diag/mismatch/0",
             "loss/ac", "loss/sim", "diag/bank_fill"} <= set(last)
+
+
+def test_unsup_start_delays_the_unsupervised_loss(tiny_cfg):
+    torch.manual_seed(0)
+    cfg = tiny_cfg(method={"name": "mean_teacher", "unsup_start": 0.5})
+    m = build_method(cfg, cfg.data.num_classes)
+    m.set_total_steps(10)
+    labeled, unlabeled = _batches(cfg)
+    assert m.training_step(labeled, unlabeled, step=4).losses["unsup"].item() == 0
+    assert m.training_step(labeled, unlabeled, step=5).losses["unsup"].item() > 0

@@ -6,6 +6,7 @@ by the engine through :meth:`Method.ema_pairs` after each optimiser step.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -35,6 +36,7 @@ class Method(nn.Module):
     def __init__(self, cfg: Config, params: Any, num_classes: int):
         super().__init__()
         self.cfg, self.params, self.num_classes = cfg, params, num_classes
+        self.total_steps = 1
 
     # --- the contract -------------------------------------------------------------------------
     def forward(self, labeled: dict, unlabeled: Optional[dict], step: int) -> StepOutput:
@@ -72,4 +74,8 @@ class Method(nn.Module):
 
     def set_total_steps(self, total: int) -> None:
         """Called once by the engine; methods with warm-up phases in fractions of training use it."""
-        self.total_steps = total
+        self.total_steps = max(total, 1)
+
+    def phase(self, step: int, fraction: float) -> bool:
+        """Whether ``step`` has reached ``fraction`` of training (warm-up phases are given as fractions)."""
+        return step >= math.floor(fraction * self.total_steps)

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from reprokit.methods.base import StepOutput
 from reprokit.methods.losses import IGNORE_INDEX, supervised_loss
-from reprokit.methods.semi import SemiParams, accuracy, cutmix_views, split_forward, teacher_targets
+from reprokit.methods.semi import (SemiParams, accuracy, cutmix_views, split_forward, teacher_targets,
+                                   unsup_weight)
 from reprokit.methods.supervised import Supervised
 
 
@@ -37,7 +38,7 @@ class FixMatch(Supervised):
         ce = F.cross_entropy(logits[b:], pseudo, ignore_index=IGNORE_INDEX, reduction="none")
         counted = (pseudo != IGNORE_INDEX).sum().clamp(min=1)
         losses = {"sup": supervised_loss(logits[:b], labeled["mask"], self.params),
-                  "unsup": self.params.lambda_u * (ce * kept).sum() / counted}
+                  "unsup": unsup_weight(self, step) * (ce * kept).sum() / counted}
         diagnostics = {"kept": (kept & views.valid).sum() / views.valid.sum().clamp(min=1)}
         if views.gt is not None:
             diagnostics["acc/kept"] = accuracy(pseudo, views.gt, kept & views.valid)

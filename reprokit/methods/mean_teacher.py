@@ -8,7 +8,8 @@ import torch
 
 from reprokit.methods.base import StepOutput
 from reprokit.methods.losses import supervised_loss
-from reprokit.methods.semi import TeacherParams, TeacherStudent, accuracy, ema_copy, split_forward, teacher_targets
+from reprokit.methods.semi import (TeacherParams, TeacherStudent, accuracy, ema_copy, split_forward,
+                                   teacher_targets, unsup_weight)
 from reprokit.methods.stpg import weighted_ce
 from reprokit.models.deeplab import build_model
 
@@ -45,7 +46,7 @@ class MeanTeacher(TeacherStudent):
         b = labeled["image"].shape[0]
         logits = split_forward(self.student, labeled["image"], views.x_s)
         losses = {"sup": supervised_loss(logits[:b], labeled["mask"], self.params),
-                  "unsup": self.params.lambda_u * weighted_ce(logits[b:], pseudo, conf)}
+                  "unsup": unsup_weight(self, step) * weighted_ce(logits[b:], pseudo, conf)}
         diagnostics = {"confidence": conf[views.valid].mean()}
         if views.gt is not None:
             diagnostics["acc/teacher"] = accuracy(pseudo, views.gt, views.valid)

@@ -25,6 +25,7 @@ class SemiParams(SupervisedParams):
     """Settings shared by the teacher-student methods (paper defaults: STPG Section 4.1)."""
 
     lambda_u: float = 1.0  # weight of the unsupervised loss (Eq. 17; Fig. 8b sweeps 0 / 0.5 / 1 / 1.5)
+    unsup_start: float = 0.0  # fraction of training before unsupervised losses count (0 = paper: from the start)
     cutmix_boxes: int = 3  # 0 = no CutMix
     cutmix_area: list = field(default_factory=lambda: [0.25, 0.5])  # total box area, fraction of the image
 
@@ -102,6 +103,13 @@ def split_forward(net: nn.Module, x_l: torch.Tensor, x_s: torch.Tensor, **kwargs
     if isinstance(a, dict):
         return {k: torch.cat([a[k], b[k]]) for k in a}
     return torch.cat([a, b])
+
+
+def unsup_weight(method, step: int) -> float:
+    """lambda_u once ``unsup_start`` of training has passed, else 0. Not in the paper (its students start from
+    ImageNet weights); a from-scratch teacher's first pseudo-labels are mostly background."""
+    p = method.params
+    return p.lambda_u if method.phase(step, p.unsup_start) else 0.0
 
 
 def ema_copy(student: nn.Module) -> nn.Module:

@@ -17,7 +17,6 @@ teacher roles (Table 4 rows 4-5 without DM); ``pixel_selection`` any subset of c
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -27,7 +26,7 @@ from reprokit.config import ConfigError
 from reprokit.methods.base import StepOutput
 from reprokit.methods.losses import IGNORE_INDEX, supervised_loss
 from reprokit.methods.semi import (MixedViews, TeacherParams, TeacherStudent, accuracy, ema_copy, split_forward,
-                                   teacher_targets)
+                                   teacher_targets, unsup_weight)
 from reprokit.methods.stpg import (MemoryBank, anchor_contrastive_loss, make_anchors, match_anchors, mismatch_scores,
                                    select_pixels, similarity_loss, update_prototypes, weighted_ce)
 from reprokit.models.deeplab import build_model
@@ -99,7 +98,6 @@ class STPG(TeacherStudent):
             self.register_buffer("prototypes", torch.zeros(num_classes, proj))
             self.register_buffer("assignment", torch.arange(num_classes))
             self.bank = MemoryBank(num_classes, params.bank_size, proj)
-        self.total_steps = 1
 
     @property
     def use_contrastive(self) -> bool:
@@ -144,9 +142,6 @@ class STPG(TeacherStudent):
         maps["scores"] = scores
         return maps
 
-    def phase(self, step: int, fraction: float) -> bool:
-        return step >= math.floor(fraction * self.total_steps)
-
     # --- the step ------------------------------------------------------------------------------
     def training_step(self, labeled, unlabeled, step):
         p = self.params
@@ -184,10 +179,11 @@ class STPG(TeacherStudent):
         selected = torch.zeros_like(views.valid)
         for name in p.pixel_selection:
             selected |= masks[name]
-        losses["pro"] = p.lambda_u * weighted_ce(pro_logits[b:], gen_label, gen_conf * selected)
+        lambda_u = unsup_weight(self, step)
+        losses["pro"] = lambda_u * weighted_ce(pro_logits[b:], gen_label, gen_conf * selected)
         # General module (Eqs. 8-11): all Pro-Teacher labels.
         if p.dual_teacher:
-            losses["gen"] = p.lambda_u * weighted_ce(gen_logits[b:], pro_label, pro_conf)
+            losses["gen"] = lambda_u * weighted_ce(gen_logits[b:], pro_label, pro_conf)
 
         diagnostics = self.selection_diagnostics(masks, scores, views, gen_label, pro_label)
         if self.use_contrastive:
@@ -235,6 +231,3 @@ class STPG(TeacherStudent):
             diag["acc/gen_teacher"] = accuracy(gen_label, views.gt, valid)
             diag["acc/pro_teacher"] = accuracy(pro_label, views.gt, valid)
         return diag
-
-    def set_total_steps(self, total: int) -> None:
-        self.total_steps = max(total, 1)
