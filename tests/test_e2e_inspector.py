@@ -46,7 +46,7 @@ def lab(tmp_path_factory, digits_root):
     token, port = secrets.token_hex(16), free_port()
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
            f"--ServerApp.token={token}", f"--ServerApp.root_dir={work}", "--allow-root",
-           "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
+           "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=",
            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     log = open(work / "lab.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
@@ -86,6 +86,7 @@ def wait_change(page, old: str, timeout: float = 60) -> str:
 
 
 def test_inspector_in_jupyterlab(lab):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     base, token = lab
@@ -98,9 +99,18 @@ def test_inspector_in_jupyterlab(lab):
         page.goto(f"{base}/lab/tree/inspect.ipynb?token={token}")
         page.wait_for_selector(".jp-NotebookPanel", timeout=120_000)
         page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget", timeout=120_000)
+        # a fresh server may ask which kernel to start: accept the notebook's own (Python 3)
+        try:
+            page.locator(".jp-Dialog button.jp-mod-accept").click(timeout=15_000)
+        except PlaywrightTimeout:
+            pass
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
-        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
-        page.wait_for_selector(".reprokit-inspector img", timeout=180_000)
+        # fire the command without awaiting its promise (it settles only when every cell has run)
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+        try:
+            page.wait_for_selector(".reprokit-inspector img", timeout=180_000)
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "0-after-run-all.png"), full_page=True)
         first = wait_change(page, "")
         page.screenshot(path=str(ARTIFACTS / "1-opened.png"), full_page=True)
 

@@ -44,6 +44,7 @@ def grouped_bars(data: pd.DataFrame, title: str):
         ax.bar(x + (i - (len(groups) - 1) / 2) * width, d["mean"], width, yerr=d["std"], capsize=2, label=g)
     ax.set_xticks(x, classes, rotation=30, ha="right")
     ax.set_ylabel("IoU (%)")
+    ax.set_ylim(0, max(5.0, float(np.nanmax((data["mean"] + data["std"]).to_numpy(), initial=0)) * 1.1))
     ax.set_title(title)
     ax.legend(frameon=False)
     ax.grid(axis="y", alpha=0.3)
