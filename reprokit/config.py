@@ -119,12 +119,18 @@ class Config:
 
     def hash(self) -> str:
         """Stable 12-hex-digit digest of the resolved configuration (key order independent)."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return config_digest(self.to_dict())
 
     @property
     def method_name(self) -> str:
         return self.method["name"]
+
+
+def config_digest(mapping: dict) -> str:
+    """The digest :meth:`Config.hash` uses, of any config mapping. A run's stored ``config.yaml`` digests to
+    the hash its checkpoint recorded even after a newer reprokit adds fields (with defaults) to the config."""
+    text = json.dumps(mapping, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _check_type(value: Any, annotation: Any, key: str) -> Any:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import yaml
 
-from reprokit.config import ConfigError, load_config
+from reprokit.config import ConfigError, apply_overrides, config_digest, load_config, read_yaml
 
 RECORD = "sweep-cell.json"
 EXECUTED = "train.ipynb"
@@ -53,12 +53,14 @@ class Cell:
         return {"config": self.config, "overrides": self.overrides, "run_dir": str(self.run_dir), "nproc": self.nproc}
 
     def param_hash(self) -> str:
-        """Changes when the parameters or anything in the resolved configuration (params files included) change."""
+        """Changes when the parameters or the settings the params files spell out (``_base_`` chain included)
+        change. Defaults are left out on purpose: a newer reprokit that adds a config field with a default
+        must not invalidate finished cells."""
         try:
-            resolved = load_config(self.config, self.overrides).hash()
-        except ConfigError as exc:  # an invalid cell still gets a stable hash; it fails when executed
-            resolved = f"invalid: {exc}"
-        text = json.dumps({"parameters": self.parameters(), "config": resolved}, sort_keys=True)
+            spec = config_digest(apply_overrides(read_yaml(self.config), self.overrides))
+        except ConfigError as exc:  # an unreadable cell still gets a stable hash; it fails when executed
+            spec = f"invalid: {exc}"
+        text = json.dumps({"parameters": self.parameters(), "config": spec}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -124,7 +124,7 @@ def test_fixmatch_threshold_bounds_the_unsupervised_loss(tiny_cfg):
         m = build_method(cfg, cfg.data.num_classes)
         labeled, unlabeled = _batches(cfg)
         out = m.training_step(labeled, unlabeled, step=0)
-        assert (float(out.losses["unsup"]) > 0) == positive
+        assert (out.losses["unsup"].item() > 0) == positive
         assert float(out.diagnostics["kept"]) == (1.0 if positive else 0.0)
 
 

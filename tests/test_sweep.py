@@ -74,3 +74,18 @@ def test_sweep_parallel_skip_failure_isolation_and_change(tmp_path, digits_root)
     results = run_sweep(path, jobs=1, stagger=0.0, log=logs.append)
     assert sorted(r["cell"] for r in results) == ["tiny-s0", "tiny-s1"] and all(r["ok"] for r in results)
     assert len(list((tmp_path / "runs").glob("tiny-s0.replaced-*"))) == 1
+
+
+def test_param_hash_follows_the_files_not_the_defaults(tmp_path, digits_root, monkeypatch):
+    path = write_sweep(tmp_path, digits_root, [{"seeds": [0]}])
+    _, (cell,) = expand(path)
+    before = cell.param_hash()
+
+    def no_resolving(*args, **kwargs):
+        raise AssertionError("the hash must not depend on the resolved config (its defaults)")
+
+    monkeypatch.setattr("reprokit.sweep.load_config", no_resolving)
+    assert cell.param_hash() == before
+    cfg = Path(cell.config)
+    cfg.write_text(cfg.read_text().replace("lr: 0.01", "lr: 0.02"))
+    assert cell.param_hash() != before

@@ -137,3 +137,21 @@ def test_bf16_autocast_and_channels_last_on_cpu(tiny_cfg, tmp_path):
     assert 0 <= summary["miou"] <= 1
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert all(json.loads(x)["loss"] == json.loads(x)["loss"] for x in lines)  # finite, not NaN
+
+
+def test_run_from_an_older_reprokit_still_loads_and_resumes(tiny_cfg, tmp_path):
+    """config.yaml written before a field existed: the checkpoint's hash matches the stored file."""
+    from reprokit.engine.reeval import load_trained_method
+
+    cfg = tiny_cfg(train={"iters": 4, "ckpt_every": 2})
+    run = tmp_path / "old"
+    train(cfg, run)
+    stored = yaml.safe_load((run / "config.yaml").read_text())
+    del stored["train"]["snapshot_every"]  # as written by a version without snapshots
+    (run / "config.yaml").write_text(yaml.safe_dump(stored))
+    ckpt = load_checkpoint(run / "checkpoint.pt")
+    from reprokit.config import config_digest
+    ckpt["config_hash"] = config_digest(stored)
+    torch.save(ckpt, run / "checkpoint.pt")
+    _, method = load_trained_method(run)
+    assert method.eval_network() is not None

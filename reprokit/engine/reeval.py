@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from reprokit.config import apply_overrides, from_dict
+from reprokit.config import apply_overrides, config_digest, from_dict
 from reprokit.data.datasets import SegDataset, class_names, resolve_splits
 from reprokit.engine import rundir
 from reprokit.engine.checkpoint import CheckpointError, load_checkpoint
@@ -24,7 +24,7 @@ def load_trained_method(run_dir: Path, overrides: list[str] | None = None):
     base = from_dict(raw, str(cfg_file))
     cfg = from_dict(apply_overrides(raw, overrides or []), str(cfg_file))
     ckpt = load_checkpoint(run_dir / "checkpoint.pt")
-    if ckpt["config_hash"] != base.hash():
+    if ckpt["config_hash"] not in (base.hash(), config_digest(raw)):
         raise CheckpointError(f"{run_dir / 'checkpoint.pt'}: belongs to config {ckpt['config_hash']}, "
                               f"but {cfg_file} has hash {base.hash()}")
     method = build_method(cfg, cfg.data.num_classes)

@@ -144,7 +144,8 @@ class Trainer:
     def _restore(self, ckpt: dict) -> None:
         from reprokit.engine.checkpoint import CheckpointError
 
-        if ckpt["config_hash"] != self.cfg.hash():
+        stored = yaml.safe_load((self.run_dir / "config.yaml").read_text())
+        if ckpt["config_hash"] not in (self.cfg.hash(), config_digest(stored)):
             raise CheckpointError(f"{self.ckpt_path}: written by config {ckpt['config_hash']}, not {self.cfg.hash()}")
         self.method.load_state_dict(ckpt["method"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
