@@ -102,6 +102,16 @@ def test_similarity_loss_eq16_by_hand():
     memory = [torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.zeros(0, 2)]
     assert torch.allclose(similarity_loss(f, labels, memory), torch.tensor(0.5))  # only class 0 counts
     assert similarity_loss(f, labels, [torch.zeros(0, 2)] * 2) == 0
+    assert torch.allclose(similarity_loss(f, torch.tensor([0, 255]), memory), torch.tensor(0.5))  # ignore left out
+
+
+def test_similarity_loss_equals_the_pairwise_definition():
+    g = torch.Generator().manual_seed(0)
+    f, labels = torch.randn(50, 8, generator=g), torch.randint(0, 4, (50,), generator=g)
+    memory = [torch.randn(n, 8, generator=g) for n in (5, 0, 3, 7)]
+    pairwise = [1 - F.cosine_similarity(f[i][None], memory[int(c)]).mean()
+                for i, c in enumerate(labels) if len(memory[int(c)])]
+    assert torch.allclose(similarity_loss(f, labels, memory), torch.stack(pairwise).mean(), atol=1e-6)
 
 
 def test_memory_bank_fifo_and_admission():

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from reprokit.config import Config
+from reprokit.config import Config, config_digest
 from reprokit.data.datasets import SegDataset, class_names, collate, record_splits, resolve_splits
 from reprokit.data.sampler import StepBatchSampler
 from reprokit.engine import rundir

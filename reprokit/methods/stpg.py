@@ -139,17 +139,16 @@ def similarity_loss(features: torch.Tensor, labels: torch.Tensor, memory: list[t
     ``mean_i f^.i^ = f^.(mean_i i^)``, so each class costs one [N, D] mean instead of an [n, N] product:
     the same value, and the cost no longer grows with n x N.
     """
-    terms = []
-    for c, entries in enumerate(memory):
-        if entries is None or len(entries) == 0:
-            continue
-        f = features[labels == c]
-        if len(f):
-            centre = F.normalize(entries.to(f.dtype), dim=1).mean(0)
-            terms.append(1 - F.normalize(f, dim=1) @ centre)
-    if not terms:
+    dim = features.shape[1]
+    centres = torch.stack([F.normalize(m.to(features.dtype), dim=1).mean(0) if m is not None and len(m)
+                           else features.new_zeros(dim) for m in memory])
+    filled = torch.tensor([m is not None and len(m) > 0 for m in memory] + [False], device=features.device)
+    idx = torch.where((labels >= 0) & (labels < len(memory)), labels, len(memory)).long()
+    keep = filled[idx]
+    if not keep.any():
         return features.sum() * 0
-    return torch.cat(terms).mean()
+    f = F.normalize(features[keep], dim=1)
+    return (1 - (f * centres[idx[keep]]).sum(1)).mean()
 
 
 class MemoryBank(nn.Module):
