@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from reprokit.methods.stpg import (MemoryBank, anchor_contrastive_loss, anchor_uniformity_loss, make_anchors,
-                                   match_anchors, mismatch_scores, select_pixels, similarity_loss, update_prototypes,
-                                   weighted_ce)
+                                   match_anchors, mismatch_scores, select_pixels, similarity_loss,
+                                   similarity_to_centres, update_prototypes, weighted_ce)
 
 # student (rows) / teacher (columns) on 8 pixels, 3 classes
 S = torch.tensor([0, 0, 0, 1, 1, 2, 2, 0])
@@ -132,3 +132,14 @@ def test_memory_bank_fifo_and_admission():
     b3 = MemoryBank(2, 4, 2)
     b3.load_state_dict(state)
     assert torch.equal(b3.get(0), b2.get(0))
+
+
+def test_bank_centres_match_the_entries():
+    bank = MemoryBank(num_classes=3, size=4, dim=2)
+    bank.push(0, torch.tensor([[1.0, 0.0], [0.0, 3.0]]))
+    bank.push(2, torch.tensor([[2.0, 0.0]] * 6))  # wraps around the ring
+    centres, filled = bank.centres()
+    assert filled.tolist() == [True, False, True]
+    assert torch.allclose(centres[0], torch.tensor([0.5, 0.5])) and torch.allclose(centres[2], torch.tensor([1.0, 0.0]))
+    f, labels = torch.randn(20, 2), torch.randint(0, 3, (20,))
+    assert torch.allclose(similarity_to_centres(f, labels, centres, filled), similarity_loss(f, labels, bank.entries()))

@@ -142,13 +142,21 @@ def similarity_loss(features: torch.Tensor, labels: torch.Tensor, memory: list[t
     dim = features.shape[1]
     centres = torch.stack([F.normalize(m.to(features.dtype), dim=1).mean(0) if m is not None and len(m)
                            else features.new_zeros(dim) for m in memory])
-    filled = torch.tensor([m is not None and len(m) > 0 for m in memory] + [False], device=features.device)
-    idx = torch.where((labels >= 0) & (labels < len(memory)), labels, len(memory)).long()
-    keep = filled[idx]
+    filled = torch.tensor([m is not None and len(m) > 0 for m in memory], device=features.device)
+    return similarity_to_centres(features, labels, centres, filled)
+
+
+def similarity_to_centres(features: torch.Tensor, labels: torch.Tensor, centres: torch.Tensor,
+                          filled: torch.Tensor) -> torch.Tensor:
+    """Eq. 16 given each class's mean normalised memory entry ``centres`` [C, D] and which classes have
+    entries (``filled`` [C]); :meth:`MemoryBank.centres` gives both in one pass over the ring buffer."""
+    num_classes = centres.shape[0]
+    idx = torch.where((labels >= 0) & (labels < num_classes), labels, num_classes).long()
+    keep = torch.cat([filled, filled.new_zeros(1)])[idx]
     if not keep.any():
         return features.sum() * 0
     f = F.normalize(features[keep], dim=1)
-    return (1 - (f * centres[idx[keep]]).sum(1)).mean()
+    return (1 - (f * centres.to(f.dtype)[idx[keep]]).sum(1)).mean()
 
 
 class MemoryBank(nn.Module):
@@ -187,6 +195,14 @@ class MemoryBank(nn.Module):
 
     def entries(self) -> list[torch.Tensor]:
         return [self.get(c) for c in range(self.bank.shape[0])]
+
+    def centres(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean normalised entry per class [C, D], which classes hold entries [C]) straight from the ring
+        buffer (order does not matter for a mean)."""
+        slots = torch.arange(self.bank.shape[1], device=self.bank.device)
+        used = (slots[None] < self.count[:, None]).to(self.bank.dtype)  # [C, N]
+        sums = (F.normalize(self.bank, dim=2) * used[..., None]).sum(1)
+        return sums / self.count.clamp(min=1)[:, None].to(sums.dtype), self.count > 0
 
     @torch.no_grad()
     def admit(self, features: torch.Tensor, labels: torch.Tensor, teacher_pred: torch.Tensor,

@@ -28,7 +28,8 @@ from reprokit.methods.losses import IGNORE_INDEX, supervised_loss
 from reprokit.methods.semi import (MixedViews, TeacherParams, TeacherStudent, accuracy, ema_copy, split_forward,
                                    teacher_targets, unsup_weight)
 from reprokit.methods.stpg import (MemoryBank, anchor_contrastive_loss, make_anchors, match_anchors, mismatch_scores,
-                                   select_pixels, similarity_loss, update_prototypes, weighted_ce)
+                                   select_pixels, similarity_to_centres, update_prototypes,
+                                   weighted_ce)
 from reprokit.models.deeplab import build_model
 
 CATEGORIES = ("cons", "hmis", "lmis")
@@ -172,7 +173,7 @@ class STPG(TeacherStudent):
             pro_logits = gen_logits
 
         # Professional module (Eqs. 2-7): Gen-Teacher labels on the selected pixels.
-        pro_pred = pro_logits[b:].detach().argmax(1)
+        pro_pred = pro_logits[b:].detach().max(1).indices  # same as argmax, several times faster on CPU
         teacher_pred = torch.where(views.valid, gen_label, pro_pred)  # padding: no class, counts as agreement
         scores = mismatch_scores(pro_pred, teacher_pred, self.num_classes, valid=views.valid)
         masks = dict(zip(CATEGORIES, select_pixels(pro_pred, teacher_pred, scores)))
@@ -208,7 +209,7 @@ class STPG(TeacherStudent):
         diagnostics["bank_fill"] = self.bank.count.float().mean() / p.bank_size
         if self.phase(step, p.contrastive_start):
             losses["ac"] = p.lambda_ctr * anchor_contrastive_loss(feats, labels, self.anchors, self.assignment, p.tau)
-            losses["sim"] = p.lambda_ctr * similarity_loss(feats, labels, self.bank.entries())
+            losses["sim"] = p.lambda_ctr * similarity_to_centres(feats, labels, *self.bank.centres())
 
     def admit_to_bank(self, step, bank_out, y_l, size, b):
         p = self.params
