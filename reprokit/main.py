@@ -14,11 +14,9 @@ import json
 import time
 from pathlib import Path
 
-import yaml
-
 from reprokit.data.digits import ensure_digit_scenes
 from reprokit.figures import NOTEBOOKS, regenerate
-from reprokit.sweep import run_sweep
+from reprokit.sweep import expand, run_sweep
 
 PRESETS = {
     "quick": {"sweep": "params/sweeps/quick.yaml",
@@ -33,7 +31,7 @@ def run_preset(preset: str, out: Path, jobs: int = 2, data_root: str = "data/dig
     ensure_digit_scenes(data_root)
     results = run_sweep(spec["sweep"], jobs)
     trained = time.perf_counter()
-    runs = yaml.safe_load(Path(spec["sweep"]).read_text())["runs"]
+    runs = expand(spec["sweep"])[0]["runs"]
     errors = regenerate(runs, out, "digits", jobs, spec["artefacts"])
     timing = {"preset": preset, "cells_run": len(results), "failed": [r["cell"] for r in results if not r["ok"]],
               "train_seconds": round(trained - start, 1), "figures_seconds": round(time.perf_counter() - trained, 1),

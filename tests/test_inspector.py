@@ -132,3 +132,23 @@ def test_compose_ignores_unknown_layers():
     maps.image = np.zeros((4, 4, 3), np.uint8)
     maps.confidence = np.ones((4, 4))
     assert np.array_equal(compose(maps, ["nothing"], 1.0, "digits", None, 0.0), maps.image)
+
+
+def test_histogram_panel_lists_the_pseudo_label_classes(insp):
+    maps = insp.current()
+    present = np.unique(maps.teacher[maps.gt != 255])
+    html = insp.stats.value
+    assert "pseudo-label classes" in html
+    assert all(insp.class_names[c] in html for c in present)
+    assert html.count("<tr>") >= len(present)
+
+
+def test_works_for_mean_teacher_runs(tmp_path, digits_root):
+    raw = tiny_raw(digits_root, method={"name": "mean_teacher"}, train={"iters": 3, "ckpt_every": 3})
+    train(from_dict(raw), tmp_path / "mt")
+    insp = PseudoLabelInspector.from_run(tmp_path / "mt", export_dir=tmp_path / "x", scale=1)
+    maps = insp.current()
+    assert maps.category is None and maps.scores is None
+    insp.layers["selection category"].value = True  # no categories: the layer is simply not drawn
+    insp.index.value = 1
+    assert insp.view.value and "accuracy" in insp.stats.value

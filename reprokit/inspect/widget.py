@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from reprokit.data.palette import palette_for
 from reprokit.inspect.core import (CATEGORY_COLOURS, CATEGORY_NAMES, LAYERS, MapCache, compose, image_stats,
                                    run_checkpoints)
 
@@ -133,7 +134,8 @@ class PseudoLabelInspector:
         start = time.perf_counter()
         maps = self.current()
         self.view.value = png_bytes(self.rendered(), self.scale)
-        self.stats.value = self._stats_html(self.current_stats())
+        stats = self.current_stats()
+        self.stats.value = self._stats_html(stats) + self._histogram_html(stats)
         self.legend.value = self._legend_html()
         if kind == "image":
             self.scores.value = scores_png(maps.scores, self.class_names)
@@ -163,8 +165,6 @@ class PseudoLabelInspector:
         items = []
         if "selection category" in self.active_layers():
             items += [(CATEGORY_COLOURS[i], n) for i, n in enumerate(CATEGORY_NAMES)]
-        from reprokit.data.palette import palette_for
-
         pal = palette_for(self.dataset)
         shown = self.selected_classes() or set(range(len(self.class_names)))
         if any(layer in self.active_layers() for layer in ("ground truth", "teacher pseudo-label", "student prediction")):
@@ -180,6 +180,16 @@ class PseudoLabelInspector:
         rows += [(k, v) for k, v in stats.items() if k.startswith("pixels ")]
         body = "".join(f"<tr><td>{k}</td><td style='text-align:right'>{v}</td></tr>" for k, v in rows)
         return f"<table class='reprokit-stats'>{body}</table>"
+
+    def _histogram_html(self, stats: dict) -> str:
+        """Pseudo-label class histogram of the image: one bar per class present, in the palette's colour."""
+        pal, hist = palette_for(self.dataset), stats["histogram"]
+        total = max(int(hist.sum()), 1)
+        rows = "".join(
+            f"<tr><td>{self.class_names[c]}</td><td><span style='display:inline-block;height:9px;"
+            f"width:{int(120 * n / total)}px;background:rgb{tuple(int(v) for v in pal[c])}'></span> {int(n)}</td></tr>"
+            for c, n in enumerate(hist) if n)
+        return f"<b>pseudo-label classes</b><table class='reprokit-histogram'>{rows}</table>"
 
     def _ipython_display_(self):
         from IPython.display import display

@@ -8,6 +8,7 @@ config names it needed but did not find, so missing runs are reported by name an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -74,17 +75,16 @@ def _finish(built: Built, runs: pd.DataFrame, names, notebook: str, params: dict
 def build_tables_1_3(runs_dir, out, preset: str = "digits") -> Built:
     """Tables 1-3: the paper's comparison rows beside this package's STPG runs on the same protocol."""
     runs = _runs(runs_dir)
-    built = Built()
-    names = set()
+    built, per_table = Built(), {}
     for i, (source, title) in enumerate([("Table 1", "Cityscapes, ResNet-50"), ("Table 2", "blended VOC, ResNet-50"),
                                          ("Table 3", "classic VOC, ResNet-101")], start=1):
-        table = tables.comparison_table(runs, source)
+        table = per_table[source] = tables.comparison_table(runs, source)
         built.files += tables.write_table(table, Path(out) / f"table{i}", f"{source}: mIoU (%) on {title}; "
                                           "paper numbers, reprokit runs (mean ± std (seeds)) and delta")
         if table.iloc[-2, 1:].eq("-").all():
             built.missing.append(f"{source}: no stpg runs on its protocol")
-    names = set(runs[runs["method"] == "stpg"]["name"]) if len(runs) else names
-    built.table = table
+    built.table = pd.concat(per_table, names=["source", None])
+    names = set(runs[runs["method"] == "stpg"]["name"]) if len(runs) else set()
     return _finish(built, runs, names, "tables_1_3.ipynb", {"runs": str(runs_dir), "preset": preset})
 
 
@@ -163,38 +163,46 @@ def first_run_dir(runs: pd.DataFrame, name: str) -> Path | None:
     return Path(sel.iloc[0]["path"]) if len(sel) else None
 
 
+def _trained(runs: pd.DataFrame, named: dict[str, str]):
+    """{label: TrainedRun} of the lowest-seed run of each config name, and the run-table rows used."""
+    from reprokit.viz.samples import TrainedRun
+
+    loaded = {label: TrainedRun(first_run_dir(runs, name)) for label, name in named.items()}
+    used = runs[runs["path"].isin([str(r.run_dir) for r in loaded.values()])]
+    return loaded, used
+
+
 def build_fig7(runs_dir, out, preset: str = "digits", per_class: int = 256) -> Built:
-    from reprokit.viz.samples import TrainedRun, tsne_panels
+    from reprokit.viz.samples import tsne_panels
 
     spec = PRESETS[preset]["fig7"]
     runs = _runs(runs_dir)
     built = Built(missing=_missing(runs, spec["runs"].values()))
     if built.missing:
         return built
-    panels = {label: TrainedRun(first_run_dir(runs, name)) for label, name in spec["runs"].items()}
+    panels, used = _trained(runs, spec["runs"])
     built.files = plots.save_figure(tsne_panels(panels, per_class), Path(out) / "fig7")
-    used = runs[runs["path"].isin([str(r.run_dir) for r in panels.values()])]
     provenance.write_sidecars(built.files, used, "fig7.ipynb", {"runs": str(runs_dir), "preset": preset,
                                                                "per_class": per_class})
     return built
 
 
 def build_fig9(runs_dir, out, preset: str = "digits") -> Built:
-    from reprokit.viz.samples import TrainedRun, qualitative_grid
+    from reprokit.viz.samples import qualitative_grid
 
     spec = PRESETS[preset]["fig9"]
     runs = _runs(runs_dir)
     built = Built(missing=_missing(runs, [spec["baseline"], spec["method"]]))
     if built.missing:
         return built
-    base, method = (TrainedRun(first_run_dir(runs, spec[k])) for k in ("baseline", "method"))
-    fig = qualitative_grid(base, method, list(range(min(spec["images"], len(method.val)))))
+    loaded, used = _trained(runs, {k: spec[k] for k in ("baseline", "method")})
+    method = loaded["method"]
+    fig = qualitative_grid(loaded["baseline"], method, list(range(min(spec["images"], len(method.val)))))
     built.files = plots.save_figure(fig, Path(out) / "fig9")
-    used = runs[runs["path"].isin([str(base.run_dir), str(method.run_dir)])]
     provenance.write_sidecars(built.files, used, "fig9.ipynb", {"runs": str(runs_dir), "preset": preset})
     return built
 
 
-BUILDERS = {"summary": build_summary, "tables_1_3": build_tables_1_3, "table4": lambda r, o, p: build_ablation("table4", r, o, p),
-            "table5": lambda r, o, p: build_ablation("table5", r, o, p), "fig6": build_fig6, "fig7": build_fig7,
-            "fig8": build_fig8, "fig9": build_fig9}
+BUILDERS = {"summary": build_summary, "tables_1_3": build_tables_1_3, "table4": partial(build_ablation, "table4"),
+            "table5": partial(build_ablation, "table5"), "fig6": build_fig6, "fig7": build_fig7, "fig8": build_fig8,
+            "fig9": build_fig9}
