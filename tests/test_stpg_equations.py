@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reprokit.methods.stpg import (MemoryBank, anchor_contrastive_loss, anchor_uniformity_loss, make_anchors,
-                                   match_anchors, mismatch_scores, select_pixels, similarity_loss,
-                                   similarity_to_centres, update_prototypes, weighted_ce)
+from reprokit.methods.stpg import (MemoryBank, anchor_contrastive_loss, anchor_uniformity_loss, dual_contrastive_losses,
+                                   make_anchors, match_anchors, mismatch_scores, pixel_cosines, select_pixels,
+                                   similarity_loss, similarity_to_centres, update_prototypes, weighted_ce)
 
 # student (rows) / teacher (columns) on 8 pixels, 3 classes
 S = torch.tensor([0, 0, 0, 1, 1, 2, 2, 0])
@@ -143,3 +143,37 @@ def test_bank_centres_match_the_entries():
     assert torch.allclose(centres[0], torch.tensor([0.5, 0.5])) and torch.allclose(centres[2], torch.tensor([1.0, 0.0]))
     f, labels = torch.randn(20, 2), torch.randint(0, 3, (20,))
     assert torch.allclose(similarity_to_centres(f, labels, centres, filled), similarity_loss(f, labels, bank.entries()))
+
+
+def test_dual_contrastive_losses_equal_eqs_15_and_16_on_pixel_rows():
+    """The step's fused form on [B, D, P] projections gives the public functions' values on the same pixels."""
+    g = torch.Generator().manual_seed(1)
+    proj, labels = torch.randn(2, 8, 5, generator=g), torch.randint(0, 3, (2, 5), generator=g)
+    labels[0, 0] = 255
+    anchors, sigma = F.normalize(torch.randn(3, 8, generator=g), dim=1), torch.tensor([2, 0, 1])
+    bank = MemoryBank(num_classes=3, size=4, dim=8)
+    bank.push(0, torch.randn(3, 8, generator=g))
+    bank.push(2, torch.randn(6, 8, generator=g))
+    ac, sim = dual_contrastive_losses(proj, labels, anchors[sigma], *bank.centres(), tau=0.5)
+    rows, flat = proj.permute(0, 2, 1).reshape(-1, 8), labels.reshape(-1)
+    assert torch.allclose(ac, anchor_contrastive_loss(rows, flat, anchors, sigma, tau=0.5), atol=1e-6)
+    assert torch.allclose(sim, similarity_loss(rows, flat, bank.entries()), atol=1e-6)
+
+
+def test_pixel_cosines_are_cosines():
+    g = torch.Generator().manual_seed(2)
+    feats, dirs = torch.randn(3, 6, 4, generator=g), F.normalize(torch.randn(5, 6, generator=g), dim=1)
+    expected = torch.einsum("kd,bdp->bkp", dirs, F.normalize(feats, dim=1))
+    assert torch.allclose(pixel_cosines(feats, dirs), expected, atol=1e-6)
+    assert pixel_cosines(torch.zeros(1, 6, 2), dirs).abs().sum() == 0  # a zero feature: no NaN, as F.normalize
+
+
+def test_bank_from_a_checkpoint_without_the_normalised_copy_loads():
+    bank = MemoryBank(num_classes=2, size=3, dim=2)
+    bank.push(1, torch.tensor([[3.0, 4.0], [0.0, 2.0]]))
+    old_state = {k: v for k, v in bank.state_dict().items() if k != "unit"}
+    loaded = MemoryBank(num_classes=2, size=3, dim=2)
+    loaded.load_state_dict(old_state)
+    assert torch.equal(loaded.get(1), bank.get(1))
+    assert torch.allclose(loaded.centres()[0], bank.centres()[0])
+    assert torch.allclose(loaded.centres()[0][1], torch.tensor([0.3, 0.9]))

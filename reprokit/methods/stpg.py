@@ -118,17 +118,47 @@ def match_anchors(prototypes: torch.Tensor, anchors: torch.Tensor) -> torch.Tens
     return sigma.to(prototypes.device)
 
 
+def pixel_cosines(features: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """``directions . f / ||f||`` for features ``[B, D, P]`` (any norm) and directions ``[K, D]``: ``[B, K, P]``.
+
+    With unit directions these are the cosines of Eqs. 15 and 16. Dividing the K dot products by the
+    feature norm gives the same values as normalising the D-dimensional features first (``F.normalize``'s
+    eps included) but spares a pass over the [B, D, P] tensor and its backward, and keeps the projection
+    head's [B, D, h, w] layout (no transposed copy).
+    """
+    dots = torch.matmul(directions.to(features.dtype), features)
+    return dots / torch.linalg.vector_norm(features, dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def _masked_mean(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Mean over ``keep`` without boolean indexing (no host sync, no gather/scatter); 0 when nothing is kept."""
+    keep = keep.to(values.dtype)
+    return (values * keep).sum() / keep.sum().clamp(min=1)
+
+
+def anchor_contrastive_term(cos_anchor: torch.Tensor, labels: torch.Tensor, tau: float) -> torch.Tensor:
+    """Eq. 15 from the cosines ``[B, C, P]`` of each feature to each class's assigned anchor and labels
+    ``[B, P]``: ``-log softmax_c(cos / tau)`` at the feature's class, averaged over non-ignored features."""
+    total = F.cross_entropy(cos_anchor / tau, labels.long(), ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / (labels != IGNORE_INDEX).sum().clamp(min=1)
+
+
+def similarity_term(cos_centre: torch.Tensor, labels: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
+    """Eq. 16 from the cosine-numerators ``[B, C, P]`` of each feature against each class's mean normalised
+    memory entry: ``1 - cos`` at the feature's class, averaged over features whose class has entries."""
+    num_classes = cos_centre.shape[1]
+    known = (labels >= 0) & (labels < num_classes)
+    idx = torch.where(known, labels, 0).long()
+    own = cos_centre.gather(1, idx[:, None])[:, 0]
+    return _masked_mean(1 - own, known & filled[idx])
+
+
 def anchor_contrastive_loss(features: torch.Tensor, labels: torch.Tensor, anchors: torch.Tensor,
                             assignment: torch.Tensor, tau: float = 0.5) -> torch.Tensor:
-    """Eq. 15 averaged over features: ``-log softmax_c(f . v_sigma / tau)`` with f L2-normalised,
+    """Eq. 15 averaged over features ``[N, D]``: ``-log softmax_c(f . v_sigma / tau)`` with f L2-normalised,
     i.e. pull each feature to its class anchor and push it from every other class anchor.
     Features labelled ``IGNORE_INDEX`` are left out."""
-    keep = labels != IGNORE_INDEX
-    if not keep.any():
-        return features.sum() * 0
-    f = F.normalize(features[keep], dim=1)
-    logits = f @ anchors[assignment].to(f.dtype).T / tau
-    return F.cross_entropy(logits, labels[keep].long())
+    return anchor_contrastive_term(pixel_cosines(features.T[None], anchors[assignment]), labels[None], tau)
 
 
 def similarity_loss(features: torch.Tensor, labels: torch.Tensor, memory: list[torch.Tensor]) -> torch.Tensor:
@@ -148,30 +178,39 @@ def similarity_loss(features: torch.Tensor, labels: torch.Tensor, memory: list[t
 
 def similarity_to_centres(features: torch.Tensor, labels: torch.Tensor, centres: torch.Tensor,
                           filled: torch.Tensor) -> torch.Tensor:
-    """Eq. 16 given each class's mean normalised memory entry ``centres`` [C, D] and which classes have
-    entries (``filled`` [C]); :meth:`MemoryBank.centres` gives both in one pass over the ring buffer."""
+    """Eq. 16 for features ``[N, D]`` given each class's mean normalised memory entry ``centres`` [C, D] and
+    which classes have entries (``filled`` [C]); :meth:`MemoryBank.centres` gives both."""
+    return similarity_term(pixel_cosines(features.T[None], centres), labels[None], filled)
+
+
+def dual_contrastive_losses(features: torch.Tensor, labels: torch.Tensor, assigned_anchors: torch.Tensor,
+                            centres: torch.Tensor, filled: torch.Tensor, tau: float
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Eq. 15, Eq. 16) for projections ``[B, D, P]`` and labels ``[B, P]`` from one product against the
+    stacked anchors and memory centres, as the training step needs both on the same features."""
+    cos = pixel_cosines(features, torch.cat([assigned_anchors, centres.to(assigned_anchors.dtype)]))
     num_classes = centres.shape[0]
-    idx = torch.where((labels >= 0) & (labels < num_classes), labels, num_classes).long()
-    keep = torch.cat([filled, filled.new_zeros(1)])[idx]
-    if not keep.any():
-        return features.sum() * 0
-    f = F.normalize(features[keep], dim=1)
-    return (1 - (f * centres.to(f.dtype)[idx[keep]]).sum(1)).mean()
+    return (anchor_contrastive_term(cos[:, :num_classes], labels, tau),
+            similarity_term(cos[:, num_classes:], labels, filled))
 
 
 class MemoryBank(nn.Module):
     """Per-class FIFO queues of at most ``size`` feature vectors (Section 3.3, proximity-guided sampling).
 
-    Stored as buffers ([C, N, D] ring buffer, fill counts and write pointers) so the bank is part of
-    ``state_dict`` and survives exact resume. Admission: teacher features of labeled pixels where the
-    teacher is correct and confident (max probability > phi); of those, the ``top_k`` closest (cosine)
-    to the class anchor when proximity is on, else the first ``top_k``.
+    Stored as buffers ([C, N, D] ring buffer, its L2-normalised copy, fill counts and write pointers) so
+    the bank is part of ``state_dict`` and survives exact resume. The normalised copy is written once per
+    entry, so Eq. 16's class centres are one sum per step instead of a normalisation of the whole bank.
+
+    Admission: teacher features of labeled pixels where the teacher is correct and confident (max
+    probability > phi); of those, the ``top_k`` closest (cosine) to the class anchor when proximity is
+    on, else the first ``top_k``.
     """
 
     def __init__(self, num_classes: int, size: int, dim: int):
         super().__init__()
         self.size = size
         self.register_buffer("bank", torch.zeros(num_classes, max(size, 1), dim))
+        self.register_buffer("unit", torch.zeros(num_classes, max(size, 1), dim))  # slots not yet used stay 0
         self.register_buffer("count", torch.zeros(num_classes, dtype=torch.long))
         self.register_buffer("ptr", torch.zeros(num_classes, dtype=torch.long))
 
@@ -182,6 +221,7 @@ class MemoryBank(nn.Module):
         feats = feats[-self.size:].detach().to(self.bank.dtype)
         idx = (self.ptr[c] + torch.arange(len(feats), device=feats.device)) % self.size
         self.bank[c, idx] = feats
+        self.unit[c, idx] = F.normalize(feats, dim=1)
         self.ptr[c] = (self.ptr[c] + len(feats)) % self.size
         self.count[c] = torch.clamp(self.count[c] + len(feats), max=self.size)
 
@@ -198,11 +238,14 @@ class MemoryBank(nn.Module):
 
     def centres(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean normalised entry per class [C, D], which classes hold entries [C]) straight from the ring
-        buffer (order does not matter for a mean)."""
-        slots = torch.arange(self.bank.shape[1], device=self.bank.device)
-        used = (slots[None] < self.count[:, None]).to(self.bank.dtype)  # [C, N]
-        sums = (F.normalize(self.bank, dim=2) * used[..., None]).sum(1)
-        return sums / self.count.clamp(min=1)[:, None].to(sums.dtype), self.count > 0
+        buffer (order does not matter for a mean; unused slots are zero)."""
+        return self.unit.sum(1) / self.count.clamp(min=1)[:, None].to(self.unit.dtype), self.count > 0
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Checkpoints written before the normalised copy existed rebuild it from the stored entries."""
+        if prefix + "unit" not in state_dict and prefix + "bank" in state_dict:
+            state_dict[prefix + "unit"] = F.normalize(state_dict[prefix + "bank"], dim=2)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def admit(self, features: torch.Tensor, labels: torch.Tensor, teacher_pred: torch.Tensor,

@@ -27,9 +27,8 @@ from reprokit.methods.base import StepOutput
 from reprokit.methods.losses import IGNORE_INDEX, supervised_loss
 from reprokit.methods.semi import (MixedViews, TeacherParams, TeacherStudent, accuracy, ema_copy, split_forward,
                                    teacher_targets, unsup_weight)
-from reprokit.methods.stpg import (MemoryBank, anchor_contrastive_loss, make_anchors, match_anchors, mismatch_scores,
-                                   select_pixels, similarity_to_centres, update_prototypes,
-                                   weighted_ce)
+from reprokit.methods.stpg import (MemoryBank, dual_contrastive_losses, make_anchors, match_anchors, mismatch_scores,
+                                   select_pixels, update_prototypes, weighted_ce)
 from reprokit.models.deeplab import build_model
 
 CATEGORIES = ("cons", "hmis", "lmis")
@@ -149,7 +148,7 @@ class STPG(TeacherStudent):
         x_l, y_l = labeled["image"], labeled["mask"]
         b = x_l.shape[0]
         views = self.views(unlabeled, step)
-        pro_student, pro_teacher = self.pro_roles()
+        pro_teacher = self.pro_roles()[1]
         bank_net = self.gen_teacher if p.bank_teacher == "gen" else pro_teacher
 
         with torch.no_grad():  # gradient-free teacher passes, u0 and u1 (and x_l for the bank) batched
@@ -188,37 +187,39 @@ class STPG(TeacherStudent):
 
         diagnostics = self.selection_diagnostics(masks, scores, views, gen_label, pro_label)
         if self.use_contrastive:
-            self.contrastive_step(step, gen_out["proj"], bank_out, y_l, pro_label, losses, diagnostics)
+            self.contrastive_step(step, gen_out["proj"], bank_out, bank_probs, y_l, pro_label, losses, diagnostics)
         return StepOutput(losses, diagnostics)
 
-    def contrastive_step(self, step, proj, bank_out, y_l, pro_label, losses, diagnostics):
+    def contrastive_step(self, step, proj, bank_out, bank_probs, y_l, pro_label, losses, diagnostics):
         """Dual contrastive learning (Eqs. 13-16) on the Gen-Student's projections of labeled pixels (ground
         truth) and strong-view pixels (Pro-Teacher labels); fills the memory bank from teacher features."""
         p, b = self.params, y_l.shape[0]
         size = proj.shape[-2:]
         y_small = at_feature_size(y_l, size)
-        labels = torch.cat([y_small, at_feature_size(pro_label, size)]).reshape(-1)
-        feats = pixels(proj)
         with torch.no_grad():
-            labeled_feats = feats[: y_small.numel()].detach()
+            labeled_feats = pixels(proj[:b].detach())
             self.prototypes.copy_(update_prototypes(self.prototypes, labeled_feats, y_small.reshape(-1), p.alpha))
             if not self.phase(step, p.matching_freeze) or step == 0:
                 self.assignment.copy_(match_anchors(self.prototypes, self.anchors))
             if self.phase(step, p.bank_start):
-                self.admit_to_bank(step, bank_out, y_l, size, b)
+                self.admit_to_bank(step, bank_out["proj"][:b], bank_probs[:b], y_small)
         diagnostics["bank_fill"] = self.bank.count.float().mean() / p.bank_size
         if self.phase(step, p.contrastive_start):
-            losses["ac"] = p.lambda_ctr * anchor_contrastive_loss(feats, labels, self.anchors, self.assignment, p.tau)
-            losses["sim"] = p.lambda_ctr * similarity_to_centres(feats, labels, *self.bank.centres())
+            labels = torch.cat([y_small, at_feature_size(pro_label, size)]).flatten(1)
+            ac, sim = dual_contrastive_losses(proj.flatten(2), labels, self.anchors[self.assignment],
+                                              *self.bank.centres(), p.tau)
+            losses["ac"], losses["sim"] = p.lambda_ctr * ac, p.lambda_ctr * sim
 
-    def admit_to_bank(self, step, bank_out, y_l, size, b):
+    def admit_to_bank(self, step, teacher_proj, teacher_probs, y_small):
+        """Offers the bank teacher's projections of labeled pixels, with its prediction and confidence at the
+        projection's resolution."""
         p = self.params
-        probs = F.interpolate(bank_out["logits"][:b].softmax(1), size=size, mode="bilinear", align_corners=False)
+        probs = F.interpolate(teacher_probs, size=y_small.shape[-2:], mode="bilinear", align_corners=False)
         conf, pred = probs.max(1)
-        top_k = p.bank_top_k or max(1, p.bank_size // b)
+        top_k = p.bank_top_k or max(1, p.bank_size // y_small.shape[0])
         anchors = self.anchors[self.assignment] if self.phase(step, p.proximity_start) else None
-        self.bank.admit(pixels(bank_out["proj"][:b]), at_feature_size(y_l, size).reshape(-1), pred.reshape(-1),
-                        conf.reshape(-1), p.phi, top_k, anchors)
+        self.bank.admit(pixels(teacher_proj), y_small.reshape(-1), pred.reshape(-1), conf.reshape(-1), p.phi,
+                        top_k, anchors)
 
     def selection_diagnostics(self, masks, scores, views: MixedViews, gen_label, pro_label) -> dict:
         """Selection ratios and per-class mismatch scores; with hidden ground truth, the accuracy of the
