@@ -177,3 +177,38 @@ def test_bank_from_a_checkpoint_without_the_normalised_copy_loads():
     assert torch.equal(loaded.get(1), bank.get(1))
     assert torch.allclose(loaded.centres()[0], bank.centres()[0])
     assert torch.allclose(loaded.centres()[0][1], torch.tensor([0.3, 0.9]))
+
+
+def per_class_reference(features, labels, pred, conf, phi, top_k, anchors):
+    """What the bank should hold per class after one admission into an empty bank, one class at a time."""
+    eligible = (pred == labels) & (conf > phi)
+    held = []
+    for c in range(anchors.shape[0]):
+        f = features[eligible & (labels == c)]
+        closeness = F.normalize(f, dim=1) @ F.normalize(anchors[c], dim=0)
+        held.append(f[closeness.argsort(descending=True)][:top_k])
+    return held
+
+
+def test_bank_admission_of_all_classes_at_once_matches_one_class_at_a_time():
+    g = torch.Generator().manual_seed(3)
+    feats, labels = torch.randn(200, 5, generator=g), torch.randint(0, 4, (200,), generator=g)
+    pred = torch.where(torch.rand(200, generator=g) < 0.8, labels, (labels + 1) % 4)
+    conf, anchors = torch.rand(200, generator=g), F.normalize(torch.randn(4, 5, generator=g), dim=1)
+    labels[:10] = 255
+    bank = MemoryBank(num_classes=4, size=16, dim=5)
+    bank.admit(feats, labels, pred, conf, phi=0.5, top_k=6, anchors=anchors)
+    for c, expected in enumerate(per_class_reference(feats, labels, pred, conf, 0.5, 6, anchors)):
+        assert len(expected) == 6 and torch.equal(bank.get(c), expected)
+    bank.admit(feats, labels, pred, conf, phi=0.5, top_k=12, anchors=anchors)  # wraps: 6 + 12 > 16
+    assert bank.count.tolist() == [16] * 4 and bank.ptr.tolist() == [2] * 4
+    assert torch.equal(bank.get(0)[-12:], per_class_reference(feats, labels, pred, conf, 0.5, 12, anchors)[0])
+
+
+def test_bank_admission_without_anchors_takes_the_first_eligible_pixels():
+    bank = MemoryBank(num_classes=2, size=4, dim=1)
+    feats = torch.arange(1.0, 7.0)[:, None]
+    labels, pred = torch.tensor([1, 0, 1, 1, 1, 0]), torch.tensor([1, 1, 1, 1, 1, 0])
+    bank.admit(feats, labels, pred, torch.ones(6), phi=0.5, top_k=2)
+    assert bank.get(1).flatten().tolist() == [1.0, 3.0] and bank.get(0).flatten().tolist() == [6.0]
+    assert torch.allclose(bank.centres()[0], torch.tensor([[1.0], [1.0]]))

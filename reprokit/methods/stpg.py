@@ -20,14 +20,19 @@ def mismatch_scores(student_pred: torch.Tensor, teacher_pred: torch.Tensor, num_
 
     ``M[p, q]`` counts pixels where the student (Pro-Student) predicts p and the teacher (Gen-Teacher)
     predicts q. ``I_q = (row_q - m_qq) / row_q + (col_q - m_qq) / col_q``; a term whose denominator
-    is 0 counts as 0. Pixels where ``valid`` is False are left out. Computed with one bincount on the
-    device (no host synchronisation).
+    is 0 counts as 0. Pixels where ``valid`` is False are left out.
+
+    Free of host synchronisation, so it can run every step on a GPU without stalling it: left-out pixels
+    go to a spare bin rather than being dropped by boolean indexing (which needs their count on the host),
+    and the counts come from ``scatter_add_`` into a fixed-size vector (CUDA's ``bincount`` reads the
+    input's maximum back to size its output).
     """
-    s, t = student_pred.reshape(-1).long(), teacher_pred.reshape(-1).long()
+    cells = num_classes * num_classes
+    idx = student_pred.reshape(-1).long() * num_classes + teacher_pred.reshape(-1).long()
     if valid is not None:
-        keep = valid.reshape(-1).bool()
-        s, t = s[keep], t[keep]
-    m = torch.bincount(s * num_classes + t, minlength=num_classes * num_classes)
+        idx = torch.where(valid.reshape(-1).bool(), idx, cells)
+    m = torch.zeros(cells + 1, dtype=torch.long, device=idx.device)
+    m = m.scatter_add_(0, idx, idx.new_ones(1).expand_as(idx))[:cells]
     m = m.reshape(num_classes, num_classes).double()
     diag, rows, cols = m.diagonal(), m.sum(1), m.sum(0)
     row_term = torch.where(rows > 0, (rows - diag) / rows.clamp(min=1), torch.zeros_like(rows))
@@ -86,12 +91,14 @@ def make_anchors(num_classes: int, dim: int, tau: float = 0.5, seed: int = 0, st
 
 
 def _class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-class mean of L2-normalised features, itself normalised; and which classes occur."""
-    keep = (labels >= 0) & (labels < num_classes)
-    f, y = F.normalize(features[keep].float(), dim=1), labels[keep].long()
-    sums = torch.zeros(num_classes, f.shape[1], device=f.device).index_add_(0, y, f)
-    present = torch.bincount(y, minlength=num_classes) > 0
-    return F.normalize(sums, dim=1), present
+    """Per-class mean of L2-normalised features, itself normalised; and which classes occur. Labels outside
+    the classes go to a spare row instead of being indexed out, so nothing waits on the host."""
+    known = (labels >= 0) & (labels < num_classes)
+    y = torch.where(known, labels, num_classes).long()
+    f = F.normalize(features.float(), dim=1)
+    sums = f.new_zeros(num_classes + 1, f.shape[1]).index_add_(0, y, f)[:num_classes]
+    counts = f.new_zeros(num_classes + 1).index_add_(0, y, f.new_ones(1).expand(len(y)))[:num_classes]
+    return F.normalize(sums, dim=1), counts > 0
 
 
 def update_prototypes(prototypes: torch.Tensor, features: torch.Tensor, labels: torch.Tensor,
@@ -218,12 +225,24 @@ class MemoryBank(nn.Module):
         """Append ``feats`` to class c's queue, dropping the oldest entries beyond ``size``."""
         if self.size == 0 or len(feats) == 0:
             return
-        feats = feats[-self.size:].detach().to(self.bank.dtype)
-        idx = (self.ptr[c] + torch.arange(len(feats), device=feats.device)) % self.size
-        self.bank[c, idx] = feats
-        self.unit[c, idx] = F.normalize(feats, dim=1)
-        self.ptr[c] = (self.ptr[c] + len(feats)) % self.size
-        self.count[c] = torch.clamp(self.count[c] + len(feats), max=self.size)
+        feats = feats[-self.size:]
+        self._append(torch.tensor([c], device=self.bank.device), feats[None],
+                     torch.ones(1, len(feats), dtype=torch.bool, device=self.bank.device))
+
+    def _append(self, classes: torch.Tensor, feats: torch.Tensor, taken: torch.Tensor) -> None:
+        """Ring-buffer write of ``feats`` [K, k, D] (k <= size) into the queues of ``classes`` [K]; only the
+        entries where ``taken`` [K, k] is True, which form a prefix of each row. Untaken entries write their
+        slot's own value back, so the write is one fixed-shape operation with no host round trip."""
+        k = feats.shape[1]
+        slots = (self.ptr[classes][:, None] + torch.arange(k, device=feats.device)) % self.size
+        rows = classes[:, None].expand_as(slots)
+        keep = taken[..., None]
+        feats = feats.detach().to(self.bank.dtype)
+        self.bank[rows, slots] = torch.where(keep, feats, self.bank[rows, slots])
+        self.unit[rows, slots] = torch.where(keep, F.normalize(feats, dim=2), self.unit[rows, slots])
+        added = taken.sum(1)
+        self.ptr[classes] = (self.ptr[classes] + added) % self.size
+        self.count[classes] = torch.clamp(self.count[classes] + added, max=self.size)
 
     def get(self, c: int) -> torch.Tensor:
         """Class c's entries, oldest first."""
@@ -250,11 +269,19 @@ class MemoryBank(nn.Module):
     @torch.no_grad()
     def admit(self, features: torch.Tensor, labels: torch.Tensor, teacher_pred: torch.Tensor,
               teacher_conf: torch.Tensor, phi: float, top_k: int, anchors: torch.Tensor | None = None) -> None:
-        """Admit features [N, D] with ground truth ``labels``, given the teacher's prediction and confidence."""
+        """Admit features [N, D] with ground truth ``labels``, given the teacher's prediction and confidence.
+
+        All classes at once: each class ranks its eligible pixels (by closeness to its anchor, or by
+        position) and the best ``min(top_k, size)`` are appended, best first."""
+        if self.size == 0 or len(features) == 0:
+            return
+        num_classes = self.bank.shape[0]
+        classes = torch.arange(num_classes, device=features.device)
         eligible = (teacher_pred == labels) & (teacher_conf > phi) & (labels != IGNORE_INDEX)
-        for c in labels[eligible].unique().tolist():
-            f = features[eligible & (labels == c)]
-            if anchors is not None and len(f) > top_k:
-                closeness = F.normalize(f, dim=1) @ F.normalize(anchors[c].to(f.dtype), dim=0)
-                f = f[closeness.topk(top_k).indices]
-            self.push(c, f[:top_k])
+        own = eligible[None] & (labels[None] == classes[:, None])  # [C, N]
+        if anchors is not None:
+            key = F.normalize(anchors.to(features.dtype), dim=1) @ F.normalize(features, dim=1).T
+        else:  # first come, first admitted
+            key = -torch.arange(len(features), device=features.device, dtype=features.dtype).expand(num_classes, -1)
+        key, order = key.masked_fill(~own, float("-inf")).topk(min(top_k, self.size, len(features)), dim=1)
+        self._append(classes, features[order], key > float("-inf"))
