@@ -109,9 +109,17 @@ def status(cell: Cell) -> str:
     if not record.is_file():
         return "changed" if (cell.run_dir / "config.yaml").is_file() and not _same_config(cell) else "new"
     rec = json.loads(record.read_text())
-    if rec.get("param_hash") != cell.param_hash():
+    if rec.get("param_hash") != cell.param_hash() and not _same_run(cell, rec):
         return "changed"
     return "done" if rec.get("ok") and (cell.run_dir / "eval.json").is_file() else "failed"
+
+
+def _same_run(cell: Cell, record: dict) -> bool:
+    """A record whose hash was computed another way (an older reprokit hashed differently) still stands
+    when its run trained exactly the configuration the cell asks for, with as many processes."""
+    ran = record.get("parameters", {})
+    return ran.get("nproc", 1) == cell.parameters()["nproc"] and (cell.run_dir / "config.yaml").is_file() \
+        and _same_config(cell)
 
 
 def _same_config(cell: Cell) -> bool:
