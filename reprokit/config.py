@@ -25,6 +25,22 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class StrongViewConfig:
+    """Photometric part of the strong view (applied before CutMix). Each op fires with its probability;
+    a probability of 0 removes the op. Defaults are the usual FixMatch/UniMatch-style values sized for
+    photographs; the STPG paper uses CutMix only (``data.strong_photometric: false``)."""
+
+    jitter_p: float = 0.8
+    brightness: float = 0.5
+    contrast: float = 0.5
+    saturation: float = 0.5
+    hue: float = 0.25
+    grayscale_p: float = 0.2
+    blur_p: float = 0.5
+    blur_sigma: list = field(default_factory=lambda: [0.1, 2.0])
+
+
+@dataclass
 class DataConfig:
     dataset: str = "digits"  # digits | voc | cityscapes
     root: str = "data/digits"
@@ -45,6 +61,7 @@ class DataConfig:
     scale_choices: Optional[list] = None  # discrete scales (STPG code: 0.5 .. 2.0); overrides scale_range
     flip: bool = True
     strong_photometric: bool = True  # colour jitter / grayscale / blur in the strong view (STPG paper: CutMix only)
+    strong: StrongViewConfig = field(default_factory=StrongViewConfig)  # magnitudes when strong_photometric
     mean: list = field(default_factory=lambda: [0.485, 0.456, 0.406])
     std: list = field(default_factory=lambda: [0.229, 0.224, 0.225])
     batch_size: int = 8  # labeled images per step and process
@@ -280,6 +297,12 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"config key 'data.labeled_fraction': expected 0 < f <= 1, got {cfg.data.labeled_fraction}")
     if (cfg.train.iters is None) == (cfg.train.epochs is None):
         raise ConfigError("set exactly one of train.iters and train.epochs")
+    if len(cfg.data.strong.blur_sigma) != 2 or not 0 < cfg.data.strong.blur_sigma[0] <= cfg.data.strong.blur_sigma[1]:
+        raise ConfigError(f"config key 'data.strong.blur_sigma': expected [low, high] with 0 < low <= high, "
+                          f"got {cfg.data.strong.blur_sigma}")
+    for key in ("jitter_p", "grayscale_p", "blur_p"):
+        if not 0 <= getattr(cfg.data.strong, key) <= 1:
+            raise ConfigError(f"config key 'data.strong.{key}': expected a probability in [0, 1]")
     if len(cfg.data.scale_range) != 2:
         raise ConfigError(f"config key 'data.scale_range': expected [low, high], got {cfg.data.scale_range}")
     for key in ("batch_size", "crop_size", "num_classes"):

@@ -2,6 +2,7 @@
 from a :class:`~reprokit.config.DataConfig` (lists read or drawn, then recorded in the run)."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,7 @@ class SegDataset(torch.utils.data.Dataset):
     def __init__(self, samples: list[Sample], cfg: DataConfig, train: bool, strong: bool = False):
         self.samples, self.cfg, self.train, self.strong = samples, cfg, train, strong
         self.weak = WeakAug(cfg.crop_size, cfg.scale_range, cfg.scale_choices, cfg.flip)
-        self.strong_aug = StrongAug()
+        self.strong_aug = StrongAug(**dataclasses.asdict(cfg.strong))
 
     def __len__(self) -> int:
         return len(self.samples)

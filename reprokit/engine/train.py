@@ -211,7 +211,7 @@ class Trainer:
                 self.scaler.update()
                 self.scheduler.step()
                 for teacher, student, momentum in self.method.ema_pairs():
-                    ema_update(teacher, student, momentum)
+                    ema_update(teacher, student, self.method.ema_momentum(momentum, step))
                 bad |= ~torch.isfinite(loss.detach())
                 done = step + 1
                 log_now = done % cfg.train.log_every == 0 or done == self.total

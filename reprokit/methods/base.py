@@ -53,6 +53,11 @@ class Method(nn.Module):
         """(teacher, student, momentum) triples the engine updates after each optimiser step."""
         return []
 
+    def ema_momentum(self, momentum: float, step: int) -> float:
+        """Momentum of the EMA update after optimiser step ``step`` (0-based); constant unless a method
+        warms it up."""
+        return momentum
+
     def eval_network(self) -> nn.Module:
         """The network evaluated and exported."""
         raise NotImplementedError

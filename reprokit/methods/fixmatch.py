@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from reprokit.methods.base import StepOutput
 from reprokit.methods.losses import IGNORE_INDEX, supervised_loss
-from reprokit.methods.semi import (SemiParams, accuracy, cutmix_views, split_forward, teacher_targets,
-                                   unsup_weight)
+from reprokit.methods.semi import (SemiParams, accuracy, check_semi_params, cutmix_views, split_forward,
+                                   teacher_targets, unsup_weight)
 from reprokit.methods.supervised import Supervised
 
 
@@ -28,17 +28,24 @@ class FixMatch(Supervised):
     uses_unlabeled = True
     unlabeled_batches = 2
 
+    def __init__(self, cfg, params, num_classes):
+        super().__init__(cfg, params, num_classes)
+        check_semi_params(params)
+
     def training_step(self, labeled, unlabeled, step):
+        weight = unsup_weight(self, step)
+        if weight == 0:  # burn-in: supervised only, no unlabeled passes
+            return super().training_step(labeled, None, step)
         views = cutmix_views(unlabeled, self.params, self.cfg.train.seed, step)
         with torch.no_grad():
             conf, pseudo = teacher_targets(self.net(views.x_w).softmax(1), views)
         kept = conf >= self.params.threshold
         b = labeled["image"].shape[0]
-        logits = split_forward(self.net, labeled["image"], views.x_s)
+        logits = split_forward(self.net, labeled["image"], views.x_s, self.params.strong_bn_update)
         ce = F.cross_entropy(logits[b:], pseudo, ignore_index=IGNORE_INDEX, reduction="none")
         counted = (pseudo != IGNORE_INDEX).sum().clamp(min=1)
         losses = {"sup": supervised_loss(logits[:b], labeled["mask"], self.params),
-                  "unsup": unsup_weight(self, step) * (ce * kept).sum() / counted}
+                  "unsup": weight * (ce * kept).sum() / counted}
         diagnostics = {"kept": (kept & views.valid).sum() / views.valid.sum().clamp(min=1)}
         if views.gt is not None:
             diagnostics["acc/kept"] = accuracy(pseudo, views.gt, kept & views.valid)

@@ -8,12 +8,15 @@ u0 and u1 unmixed in one forward, and their outputs are mixed with the same boxe
 from __future__ import annotations
 
 import copy
+import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
 from torch import nn
 
+from reprokit.config import ConfigError
 from reprokit.data.transforms import cutmix_box_masks, mix
 from reprokit.methods.base import Method
 from reprokit.methods.losses import IGNORE_INDEX
@@ -25,9 +28,16 @@ class SemiParams(SupervisedParams):
     """Settings shared by the teacher-student methods (paper defaults: STPG Section 4.1)."""
 
     lambda_u: float = 1.0  # weight of the unsupervised loss (Eq. 17; Fig. 8b sweeps 0 / 0.5 / 1 / 1.5)
-    unsup_start: float = 0.0  # fraction of training before unsupervised losses count (0 = paper: from the start)
+    # Burn-in: fraction of training with supervised loss only (0 = STPG paper and code: from the start).
+    # Mean Teacher and FixMatch skip the unlabeled passes entirely during it.
+    unsup_start: float = 0.0
+    unsup_ramp: float = 0.0  # then lambda_u rises linearly over this fraction of training (0 = at once)
     cutmix_boxes: int = 3  # 0 = no CutMix
     cutmix_area: list = field(default_factory=lambda: [0.25, 0.5])  # total box area, fraction of the image
+    # False: strong-view passes normalise with their batch statistics but leave BN running statistics alone,
+    # so the evaluated network's (and its EMA teacher's) statistics come from clean images only.
+    # True = STPG/CPS code (every student pass updates them).
+    strong_bn_update: bool = True
 
 
 @dataclass
@@ -35,7 +45,11 @@ class TeacherParams(SemiParams):
     """Adds the EMA teachers' settings."""
 
     ema_momentum: float = 0.99  # teacher = EMA of student (parameters and BN statistics)
+    # min(ema_momentum, 1 - 1 / (t + 1)) at step t, as in Tarvainen & Valpola's Mean Teacher, so the teacher
+    # is not dominated by its random initialisation; the STPG code uses a constant momentum (False).
+    ema_warmup: bool = False
     teacher_train_mode: bool = False  # authors' STPG code runs teachers with batch BN statistics
+    eval_net: str = "student"  # network evaluated and exported: student (STPG paper and code) or teacher
 
 
 @dataclass
@@ -94,22 +108,56 @@ def accuracy(pred: torch.Tensor, gt: torch.Tensor, where: torch.Tensor) -> torch
     return ((pred == gt) & keep).sum() / keep.sum().to(torch.float32)
 
 
-def split_forward(net: nn.Module, x_l: torch.Tensor, x_s: torch.Tensor, **kwargs):
+@contextmanager
+def frozen_bn_statistics(net: nn.Module, frozen: bool = True):
+    """Batch norm layers of ``net`` still normalise with batch statistics but do not update their running
+    statistics (momentum 0) inside the block."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if frozen else []
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(bns, saved):
+            m.momentum = momentum
+
+
+def split_forward(net: nn.Module, x_l: torch.Tensor, x_s: torch.Tensor, strong_bn_update: bool = True, **kwargs):
     """A student on the labeled batch and on the strong view in two passes, outputs concatenated
     [labeled; strong]. Separate passes give each batch its own BN statistics, as the CPS/STPG code does;
     one joint batch normalises clean labeled images with statistics of strongly perturbed ones (on the digit
-    scenes, one seed: 38.3 mIoU with no pseudo-label kept, against 44.2 for supervised training alone)."""
-    a, b = net(x_l, **kwargs), net(x_s, **kwargs)
+    scenes, one seed: 38.3 mIoU with no pseudo-label kept, against 44.2 for supervised training alone).
+    ``strong_bn_update=False`` keeps the strong pass out of the running statistics."""
+    a = net(x_l, **kwargs)
+    with frozen_bn_statistics(net, not strong_bn_update):
+        b = net(x_s, **kwargs)
     if isinstance(a, dict):
         return {k: torch.cat([a[k], b[k]]) for k in a}
     return torch.cat([a, b])
 
 
 def unsup_weight(method, step: int) -> float:
-    """lambda_u once ``unsup_start`` of training has passed, else 0. Not in the paper (its students start from
-    ImageNet weights); a from-scratch teacher's first pseudo-labels are mostly background."""
+    """0 during the burn-in (``unsup_start``), then lambda_u, reached linearly over ``unsup_ramp`` of training.
+    Not in the STPG paper (its students start from ImageNet weights): an untrained teacher's first
+    pseudo-labels are mostly background."""
     p = method.params
-    return p.lambda_u if method.phase(step, p.unsup_start) else 0.0
+    if not method.phase(step, p.unsup_start):
+        return 0.0
+    ramp_steps = p.unsup_ramp * method.total_steps
+    if ramp_steps <= 0:
+        return p.lambda_u
+    start = math.floor(p.unsup_start * method.total_steps)
+    return p.lambda_u * min(1.0, (step - start + 1) / ramp_steps)
+
+
+def check_semi_params(p: SemiParams) -> None:
+    for key in ("unsup_start", "unsup_ramp"):
+        if not 0 <= getattr(p, key) <= 1:
+            raise ConfigError(f"config key 'method.{key}': expected a fraction of training in [0, 1], "
+                              f"got {getattr(p, key)}")
+    if getattr(p, "eval_net", "student") not in ("student", "teacher"):
+        raise ConfigError(f"config key 'method.eval_net': expected 'student' or 'teacher', got {p.eval_net!r}")
 
 
 def ema_copy(student: nn.Module) -> nn.Module:
@@ -126,8 +174,17 @@ class TeacherStudent(Method):
     uses_unlabeled = True
     unlabeled_batches = 2  # u0 and u1 for the CutMix strong view
 
+    def __init__(self, cfg, params, num_classes):
+        super().__init__(cfg, params, num_classes)
+        check_semi_params(params)
+
     def teachers(self) -> list[nn.Module]:
         return [t for t, _, _ in self.ema_pairs()]
+
+    def ema_momentum(self, momentum: float, step: int) -> float:
+        if self.params.ema_warmup:
+            return min(momentum, 1.0 - 1.0 / (step + 1))
+        return momentum
 
     def train(self, mode: bool = True):
         super().train(mode)

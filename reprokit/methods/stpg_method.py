@@ -118,7 +118,7 @@ class STPG(TeacherStudent):
         return pairs
 
     def eval_network(self):
-        return self.gen_student
+        return self.gen_teacher if self.params.eval_net == "teacher" else self.gen_student
 
     def pro_roles(self):
         """(Pro-Student, Pro-Teacher); without the dual teacher the single pair plays both modules."""
@@ -162,11 +162,11 @@ class STPG(TeacherStudent):
             gen_conf, gen_label = teacher_targets(gen_probs, views)
             pro_conf, pro_label = teacher_targets(pro_probs, views)
 
-        gen_out = split_forward(self.gen_student, x_l, views.x_s, return_features=True)
+        gen_out = split_forward(self.gen_student, x_l, views.x_s, p.strong_bn_update, return_features=True)
         gen_logits = gen_out["logits"]
         losses = {"sup_gen": supervised_loss(gen_logits[:b], y_l, p)}
         if p.dual_teacher:
-            pro_logits = split_forward(self.pro_student, x_l, views.x_s)
+            pro_logits = split_forward(self.pro_student, x_l, views.x_s, p.strong_bn_update)
             losses["sup_pro"] = supervised_loss(pro_logits[:b], y_l, p)
         else:
             pro_logits = gen_logits
