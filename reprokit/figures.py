@@ -18,7 +18,7 @@ def needed_names(preset: str) -> dict[str, list[str]]:
     p = PRESETS[preset]
     return {"summary": list(p["summary"]["rows"].values()), "table4": list(p["table4"]["rows"].values()), "table5": list(p["table5"]["rows"].values()),
             "fig6": list(p["fig6"]["groups"].values()), "fig7": list(p["fig7"]["runs"].values()),
-            "fig8": list(p["fig8"].values()), "fig9": [p["fig9"]["baseline"], p["fig9"]["method"]]}
+            "fig8": list(p["fig8"].values()), "fig9": list(p["fig9"]["runs"].values())}
 
 
 def missing_runs(runs_dir: str | Path, preset: str) -> dict[str, list[str]]:

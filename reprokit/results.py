@@ -7,10 +7,12 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from reprokit.engine.rundir import code_version, recorded_code_version
+
 
 def load_run(run_dir: str | Path) -> dict:
-    """One row: identity, provenance, key settings, scalar method parameters (``method.<key>``), mIoU and
-    per-class IoU (``iou/<class>``)."""
+    """One row: identity, provenance (git commit, dirty flag, code version; None where unknown), key settings,
+    scalar method parameters (``method.<key>``), mIoU and per-class IoU (``iou/<class>``)."""
     run_dir = Path(run_dir)
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     meta = json.loads((run_dir / "meta.json").read_text()) if (run_dir / "meta.json").is_file() else {}
@@ -20,7 +22,8 @@ def load_run(run_dir: str | Path) -> dict:
         "dataset": cfg["data"]["dataset"], "backbone": cfg["model"]["backbone"], "seed": cfg["train"]["seed"],
         "labeled_fraction": cfg["data"].get("labeled_fraction"), "labeled_count": meta.get("labeled_count"),
         "split_family": meta.get("split_family"), "config_hash": meta.get("config_hash"),
-        "git_commit": (meta.get("git") or {}).get("commit"), "status": meta.get("status"), "miou": ev["miou"],
+        "git_commit": (meta.get("git") or {}).get("commit"), "git_dirty": (meta.get("git") or {}).get("dirty"),
+        "code_version": recorded_code_version(meta), "status": meta.get("status"), "miou": ev["miou"],
     }
     row.update({f"method.{k}": v for k, v in cfg["method"].items() if isinstance(v, (int, float, str, bool))})
     row.update({f"iou/{k}": v for k, v in ev["iou"].items()})
@@ -28,15 +31,22 @@ def load_run(run_dir: str | Path) -> dict:
 
 
 def load_runs(root: str | Path) -> pd.DataFrame:
-    """Every finished run (a directory holding config.yaml and eval.json) under ``root``, recursively."""
+    """Every finished run (a directory holding config.yaml and eval.json) under ``root``, recursively.
+
+    ``stale`` is True for a run whose code version is not the current package's (or is unknown): its numbers
+    need not be what this code would give."""
     rows = [load_run(p.parent) for p in sorted(Path(root).rglob("eval.json")) if (p.parent / "config.yaml").is_file()]
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    if len(df):
+        df["stale"] = df["code_version"].ne(code_version()) | df["code_version"].isna()
+    return df
 
 
 def summary_table(df: pd.DataFrame, by: list[str], value: str = "miou") -> pd.DataFrame:
-    """Mean, std and count of ``value`` per group (std is NaN for a single seed)."""
-    grouped = df.groupby(by, dropna=False)[value]
-    return grouped.agg(["mean", "std", "count"]).reset_index()
+    """Mean, std and count of ``value`` per group (std is NaN for a single seed), and how many of the group's
+    runs are stale."""
+    grouped = df.groupby(by, dropna=False)
+    return grouped[value].agg(["mean", "std", "count"]).join(grouped["stale"].sum()).reset_index()
 
 
 def load_metrics(run_dir: str | Path) -> pd.DataFrame:

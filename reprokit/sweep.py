@@ -1,7 +1,7 @@
 """Batch execution: expand a sweep file into cells (configs x seeds x hyper-parameter grid) and execute the
 train notebook once per cell through papermill, keeping the executed notebook in the cell's run directory.
 
-    reprokit sweep params/sweeps/quick.yaml [--jobs N] [--devices 0,1]
+    reprokit sweep params/sweeps/quick.yaml [--jobs N] [--devices 0,1] [--rerun-stale]
 
 A sweep file::
 
@@ -9,6 +9,7 @@ A sweep file::
     runs: runs/quick                 # run directories go here, one per cell
     notebook: notebooks/train.ipynb
     set: [train.threads=1]           # settings for every cell
+    split_per_seed: false            # true: each seed also draws its own labeled split (data.split_seed=<seed>)
     blocks:
       - configs: [params/digits/table4/ls.yaml, params/digits/table4/stpg.yaml]
         seeds: [0, 1, 2]
@@ -16,9 +17,15 @@ A sweep file::
         name: digits-fig8-bank       # optional: the cells' config name (figures group runs by it)
         grid: {method.bank_size: [0, 64, 128, 256, 512]}
 
+By default every seed trains on the same labeled split (``data.split_seed`` of the config), so seeds vary the
+initialisation and data order only; ``split_per_seed: true`` makes the seed also pick the labeled subset, so
+the spread over seeds includes split-to-split variance, as in papers that average over random splits.
+
 A cell whose record (``sweep-cell.json``) shows the same parameter hash and success is skipped. A failed
 cell is rerun (training resumes from its checkpoint); a changed cell's old directory is moved aside, not
-deleted. One failing cell never stops the others; failures are listed with their notebook's path.
+deleted. A finished cell whose run ran other code than the current package (its code version differs, or
+is unknown) is reported as stale, never passed off as current; ``--rerun-stale`` moves such cells aside
+and reruns them. One failing cell never stops the others; failures are listed with their notebook's path.
 """
 from __future__ import annotations
 
@@ -36,6 +43,7 @@ from pathlib import Path
 import yaml
 
 from reprokit.config import ConfigError, apply_overrides, config_digest, load_config, read_yaml
+from reprokit.engine.rundir import code_version, commit_label, recorded_code_version
 
 RECORD = "sweep-cell.json"
 EXECUTED = "train.ipynb"
@@ -74,9 +82,12 @@ def expand(sweep_file: str | Path) -> tuple[dict, list[Cell]]:
     if not path.is_file():
         raise ConfigError(f"sweep file not found: {path}")
     spec = yaml.safe_load(path.read_text()) or {}
-    unknown = set(spec) - {"name", "runs", "notebook", "set", "blocks", "nproc"}
+    unknown = set(spec) - {"name", "runs", "notebook", "set", "blocks", "nproc", "split_per_seed"}
     if unknown:
         raise ConfigError(f"{path}: unknown sweep key(s) {sorted(unknown)}")
+    split_per_seed = spec.get("split_per_seed", False)
+    if not isinstance(split_per_seed, bool):
+        raise ConfigError(f"{path}: split_per_seed must be true or false (got {split_per_seed!r})")
     runs = Path(spec.get("runs", f"runs/{spec.get('name', path.stem)}"))
     common = list(spec.get("set", []))
     cells, seen = [], {}
@@ -91,7 +102,8 @@ def expand(sweep_file: str | Path) -> tuple[dict, list[Cell]]:
             if not Path(config).is_file():
                 raise ConfigError(f"{where}: config file not found: {config}")
             name = block.get("name") or load_config(config).name
-            overrides = [*common, *block.get("set", []), f"name={name}", f"train.seed={seed}",
+            seeding = [f"train.seed={seed}", *([f"data.split_seed={seed}"] if split_per_seed else [])]
+            overrides = [*common, *block.get("set", []), f"name={name}", *seeding,
                          *[f"{k}={json.dumps(v)}" for k, v in combo.items()]]
             cell_id = "-".join([name, f"s{seed}", *[_slug(k, v) for k, v in combo.items()]])
             if cell_id in seen:
@@ -103,15 +115,29 @@ def expand(sweep_file: str | Path) -> tuple[dict, list[Cell]]:
     return settings, cells
 
 
-def status(cell: Cell) -> str:
-    """'done' (skip), 'changed' (parameters differ from the record), 'failed', or 'new'."""
+def status(cell: Cell, current_code: str | None = None) -> str:
+    """'done' (skip), 'stale' (done, but by other code than ``current_code``, default the package's now),
+    'changed' (parameters differ from the record), 'failed', or 'new'."""
     record = cell.run_dir / RECORD
     if not record.is_file():
         return "changed" if (cell.run_dir / "config.yaml").is_file() and not _same_config(cell) else "new"
     rec = json.loads(record.read_text())
     if rec.get("param_hash") != cell.param_hash() and not _same_run(cell, rec):
         return "changed"
-    return "done" if rec.get("ok") and (cell.run_dir / "eval.json").is_file() else "failed"
+    if not (rec.get("ok") and (cell.run_dir / "eval.json").is_file()):
+        return "failed"
+    ran = recorded_code_version(_meta(cell))
+    return "done" if ran is not None and ran == (current_code or code_version()) else "stale"
+
+
+def _meta(cell: Cell) -> dict:
+    path = cell.run_dir / "meta.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _ran_commit(cell: Cell) -> str:
+    git = _meta(cell).get("git") or {}
+    return commit_label(git.get("commit"), git.get("dirty"))
 
 
 def _same_run(cell: Cell, record: dict) -> bool:
@@ -180,19 +206,29 @@ def execute(cell: Cell, notebook: str, retries: int = 3) -> dict:
 
 
 def run_sweep(sweep_file: str | Path, jobs: int = 1, devices: list[str] | None = None, stagger: float = 3.0,
-              log=print) -> list[dict]:
-    """Run every cell that is not done; returns one result per executed cell."""
+              log=print, rerun_stale: bool = False) -> list[dict]:
+    """Run every cell that is not done (stale cells too when ``rerun_stale``); returns one result per
+    executed cell."""
     settings, cells = expand(sweep_file)
-    todo = []
+    current = code_version()
+    todo, stale = [], []
     for cell in cells:
-        state = status(cell)
+        state = status(cell, current)
         if state == "done":
             log(f"skip   {cell.cell_id} (done, same parameters)")
             continue
+        if state == "stale" and not rerun_stale:
+            log(f"skip   {cell.cell_id} (done, stale: ran code {_ran_commit(cell)})")
+            stale.append(cell)
+            continue
+        if state == "stale":
+            log(f"moved  {cell.cell_id}: ran code {_ran_commit(cell)}, old run kept at {move_aside(cell.run_dir)}")
         if state == "changed":
             log(f"moved  {cell.cell_id}: parameters changed, old run kept at {move_aside(cell.run_dir)}")
         todo.append(cell)
     log(f"{settings['name']}: {len(cells)} cells, {len(todo)} to run, {jobs} at a time")
+    if stale:
+        log(f"{len(stale)} cells ran older code (not code version {current}); rerun them with --rerun-stale")
     if not todo:
         return []
     jobs = max(1, min(jobs, len(todo)))

@@ -13,11 +13,11 @@ from tests.conftest import tiny_raw
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def write_sweep(tmp_path, digits_root, blocks, common=("train.iters=3",)):
+def write_sweep(tmp_path, digits_root, blocks, common=("train.iters=3",), **settings):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(tiny_raw(digits_root)))
     spec = {"name": "t", "runs": str(tmp_path / "runs"), "notebook": str(ROOT / "notebooks" / "train.ipynb"),
-            "set": list(common), "blocks": [{**b, "configs": [str(cfg)]} for b in blocks]}
+            "set": list(common), "blocks": [{**b, "configs": [str(cfg)]} for b in blocks], **settings}
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -94,12 +94,14 @@ def test_param_hash_follows_the_files_not_the_defaults(tmp_path, digits_root, mo
 def test_a_record_hashed_another_way_stands_while_the_run_config_matches(tmp_path, digits_root):
     """Records written by an older reprokit carry hashes of an older scheme; the run's stored config decides."""
     from reprokit.config import load_config
+    from reprokit.engine.rundir import code_version
 
     path = write_sweep(tmp_path, digits_root, [{"seeds": [0]}])
     _, (cell,) = expand(path)
     cell.run_dir.mkdir(parents=True)
     (cell.run_dir / "config.yaml").write_text(yaml.safe_dump(load_config(cell.config, cell.overrides).to_dict()))
     (cell.run_dir / "eval.json").write_text("{}")
+    (cell.run_dir / "meta.json").write_text(json.dumps({"code_version": code_version()}))
     record = {"ok": True, "param_hash": "older-scheme", "parameters": cell.parameters()}
     (cell.run_dir / RECORD).write_text(json.dumps(record))
     assert status(cell) == "done"
@@ -109,3 +111,70 @@ def test_a_record_hashed_another_way_stands_while_the_run_config_matches(tmp_pat
     cfg = Path(cell.config)
     cfg.write_text(cfg.read_text().replace("lr: 0.01", "lr: 0.02"))
     assert status(cell) == "changed"
+
+
+def test_split_per_seed_gives_each_seed_its_own_labeled_split(tmp_path, digits_root):
+    _, cells = expand(write_sweep(tmp_path, digits_root, [{"seeds": [0, 3]}]))
+    assert not any(o.startswith("data.split_seed=") for c in cells for o in c.overrides)
+    _, cells = expand(write_sweep(tmp_path, digits_root, [{"seeds": [0, 3]}], split_per_seed=True))
+    assert [[o for o in c.overrides if "seed=" in o] for c in cells] == [
+        ["train.seed=0", "data.split_seed=0"], ["train.seed=3", "data.split_seed=3"]]
+    with pytest.raises(ConfigError, match="split_per_seed must be true or false"):
+        expand(write_sweep(tmp_path, digits_root, [{"seeds": [0]}], split_per_seed="yes"))
+
+
+class InlinePool:
+    """Stands in for the process pool: runs each cell in this process (no papermill, no training)."""
+
+    def __init__(self, jobs, mp_context=None, initializer=None, initargs=()):
+        initializer(*initargs)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def submit(self, fn, *args):
+        from concurrent.futures import Future
+
+        fut = Future()
+        fut.set_result(fn(*args))
+        return fut
+
+
+def finished_cell(cell, meta):
+    """A cell directory as a successful execution leaves it, with the given meta.json."""
+    from reprokit.config import load_config
+
+    cell.run_dir.mkdir(parents=True)
+    (cell.run_dir / "config.yaml").write_text(yaml.safe_dump(load_config(cell.config, cell.overrides).to_dict()))
+    (cell.run_dir / "eval.json").write_text("{}")
+    (cell.run_dir / "meta.json").write_text(json.dumps(meta))
+    (cell.run_dir / RECORD).write_text(json.dumps({"ok": True, "param_hash": cell.param_hash(),
+                                                   "parameters": cell.parameters()}))
+
+
+def test_stale_cells_are_reported_and_rerun_on_request(tmp_path, digits_root, monkeypatch):
+    monkeypatch.setattr("reprokit.sweep.code_version", lambda: "v-now")  # edits elsewhere in the tree change nothing
+    path = write_sweep(tmp_path, digits_root, [{"seeds": [0, 1]}])
+    _, (current, old) = expand(path)
+    finished_cell(current, {"code_version": "v-now", "git": {"commit": "a" * 40, "dirty": False}})
+    finished_cell(old, {"code_version": "older", "git": {"commit": "b" * 40, "dirty": False}})
+    assert (status(current), status(old)) == ("done", "stale")
+
+    logs = []
+    assert run_sweep(path, log=logs.append) == []
+    assert "skip   tiny-s1 (done, stale: ran code bbbbbbb)" in logs
+    assert any(line.startswith("1 cells ran older code") and "--rerun-stale" in line for line in logs)
+
+    executed = []
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr("reprokit.sweep.ProcessPoolExecutor", InlinePool)
+    monkeypatch.setattr("reprokit.sweep.execute", lambda cell, nb: executed.append(cell.cell_id) or
+                        {"cell": cell.cell_id, "ok": True, "seconds": 0.0, "notebook": nb, "error": None})
+    results = run_sweep(path, stagger=0.0, log=logs.append, rerun_stale=True)
+    assert executed == ["tiny-s1"] and [r["cell"] for r in results] == ["tiny-s1"]
+    moved = list((tmp_path / "runs").glob("tiny-s1.replaced-*"))
+    assert len(moved) == 1 and json.loads((moved[0] / "meta.json").read_text())["code_version"] == "older"
+    assert (current.run_dir / "eval.json").is_file()

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 from PIL import Image
+from scipy import stats
 
 from reprokit.config import from_dict
 from reprokit.results import load_runs
@@ -48,7 +49,10 @@ def test_ablation_table_means_stds_gains(runs, tmp_path):
     assert t.loc["L_s", "mIoU (%)"] == f"42.00 ± {100 * pd.Series([0.40, 0.44]).std():.2f} (2)"
     assert t.loc["STPG (all)", "mIoU (%)"] == "62.00 ± 2.00 (3)"
     assert t.loc["+L_u (MT)", "mIoU (%)"] == "50.00" and t.loc["+L_u (MT)", "runs"] == 1
-    assert t.loc["STPG (all)", "gain"] == "+20.00"
+    # paired with L_s on seeds 0 and 1: differences 20 and 18 points, half-width t_{0.975,1} * sd / sqrt(2)
+    half = stats.t.ppf(0.975, 1) * pd.Series([20.0, 18.0]).std() / math.sqrt(2)
+    assert t.loc["STPG (all)", "gain [95 % CI]"] == f"+19.00 [{19 - half:+.2f}, {19 + half:+.2f}] (2)"
+    assert t.loc["+L_u (MT)", "gain [95 % CI]"] == "+10.00 (1)" and t.loc["+DM", "gain [95 % CI]"] == "-"
     assert t.loc["STPG (all)", "paper"] == "75.14" and t.loc["STPG (all)", "paper gain"] == "+8.40"
     assert t.loc["+DM", "mIoU (%)"] == "-"
     assert built.missing == ["digits-table4-dm", "digits-table4-dm_dcl", "digits-table4-dm_ps"]
@@ -128,3 +132,40 @@ def test_summary_with_tail_classes_and_selection_accuracy(tmp_path, digits_root)
     sel = (tmp_path / "fig" / "summary_selection.md").read_text()
     assert "| highly mismatched | 10.00 ± 0.00 (2) | 70.00 ± 14.14 (2) |" in sel
     assert "digits-supervised-full" in built.missing
+
+
+def test_summary_pairs_seeds_against_supervised_and_writes_the_paired_table(tmp_path, digits_root):
+    root = tmp_path / "runs"
+    values = {"digits-table4-ls": [0.40, 0.44, 0.42], "digits-table4-mt": [0.45, 0.50],
+              "digits-table4-stpg": [0.50, 0.52, 0.55]}
+    for name, mious in values.items():
+        for seed, m in enumerate(mious):
+            d = fake_run(root, f"{name}-s{seed}", name, seed, m, dataset_raw=digits_root)
+            (d / "metrics.jsonl").write_text(json.dumps({"step": 1}) + "\n")
+    built = artefacts.build_summary(root, tmp_path / "fig")
+    t = built.table.set_index("Method")["Δ vs supervised [95 % CI]"]
+    half = stats.t.ppf(0.975, 2) * pd.Series([10.0, 8.0, 13.0]).std() / math.sqrt(3)
+    assert t["STPG"] == f"+10.33 [{31 / 3 - half:+.2f}, {31 / 3 + half:+.2f}] (3)"
+    assert t["supervised"] == "-" and t["FixMatch"] == "-"
+    paired = (tmp_path / "fig" / "summary_paired.md").read_text()
+    assert "| STPG − Mean Teacher | +3.50 [" in paired and "| 2 | s0 +5.00, s1 +2.00 |" in paired
+    assert "| FixMatch − supervised | - | 0 | - |" in paired
+    assert "$-$" in (tmp_path / "fig" / "summary_paired.tex").read_text()
+    assert "$\\Delta$ vs supervised" in (tmp_path / "fig" / "summary.tex").read_text()
+
+
+def test_fig6_error_bars_are_t_intervals_of_the_mean(tmp_path, digits_root):
+    root = tmp_path / "runs"
+    for seed, m in enumerate([0.2, 0.3, 0.4]):
+        fake_run(root, f"s{seed}", "digits-table4-stpg", seed, m, dataset_raw=digits_root)
+    built = artefacts.build_fig6(root, tmp_path / "fig")
+    row = built.table.set_index(["group", "class"]).loc[("STPG", "digit 5")]
+    assert row["mean"] == pytest.approx(30.0)
+    assert row["ci"] == pytest.approx(stats.t.ppf(0.975, 2) * 10.0 / math.sqrt(3))
+    assert built.table.set_index(["group", "class"]).loc[("supervised", "digit 5"), "ci"] == 0.0
+
+
+def test_ablation_gain_without_shared_seeds_is_the_unpaired_difference():
+    runs = pd.DataFrame({"name": ["a", "a", "b"], "seed": [0, 1, 5], "miou": [0.40, 0.42, 0.50]})
+    t = tables.ablation_table(runs, {"first": "a", "second": "b", "absent": "c"}).set_index("Row")
+    assert t["gain [95 % CI]"].to_dict() == {"first": "-", "second": "+9.00 (unpaired)", "absent": "-"}

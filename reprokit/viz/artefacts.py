@@ -4,6 +4,7 @@ A preset says which runs (by config name) feed which row, bar or panel: ``digits
 default, ``cityscapes`` and ``voc`` for the paper-scale sweeps. Each ``build_*`` function writes its
 files under ``out``, a provenance sidecar next to each, and returns an :class:`Built` record listing the
 config names it needed but did not find, so missing runs are reported by name and the rest still builds.
+Every caption and figure title ends with :func:`provenance.provenance_note` of the runs it used.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from reprokit.results import load_runs
+from reprokit.stats import format_difference, format_seed_differences, paired_difference
 from reprokit.viz import plots, provenance, tables
 
 
@@ -22,12 +24,13 @@ def _table4(ds: str) -> dict:
             "+DM+PS": f"{ds}-table4-dm_ps", "+DM+DCL": f"{ds}-table4-dm_dcl", "STPG (all)": f"{ds}-table4-stpg"}
 
 
-def _preset(ds: str, paper_ds: str, tail: list[str], fixmatch: str) -> dict:
+def _preset(ds: str, paper_ds: str, tail: list[str], fixmatch: str, compare: list | None = None) -> dict:
     t4 = _table4(ds)
     return {
+        # compare: (A, B) row-label pairs written as paired differences A - B (summary_paired)
         "summary": {"rows": {"supervised, all labels": f"{ds}-supervised-full", "supervised": t4["L_s"],
                              "Mean Teacher": t4["+L_u (MT)"], "FixMatch": fixmatch, "STPG": t4["STPG (all)"]},
-                    "tail": tail},
+                    "tail": tail, "compare": compare or []},
         "table4": {"rows": t4, "paper_dataset": paper_ds},
         # rows identical to Table 4 rows reuse those runs: cons+hmis is STPG, all three is +DM+DCL
         "table5": {"rows": {"cons": f"{ds}-table5-cons", "cons+lmis": f"{ds}-table5-cons_lmis",
@@ -35,12 +38,15 @@ def _preset(ds: str, paper_ds: str, tail: list[str], fixmatch: str) -> dict:
         "fig6": {"groups": {"supervised": t4["L_s"], "FixMatch": fixmatch, "STPG": t4["STPG (all)"]}, "classes": tail},
         "fig7": {"runs": {"supervised": t4["L_s"], "STPG": t4["STPG (all)"]}},
         "fig8": {"bank_size": f"{ds}-fig8-bank", "lambda_u": f"{ds}-fig8-lambda"},
-        "fig9": {"baseline": t4["L_s"], "method": t4["STPG (all)"], "images": 4},
+        "fig9": {"runs": {"supervised": t4["L_s"], "Mean Teacher": t4["+L_u (MT)"], "FixMatch": fixmatch,
+                          "STPG": t4["STPG (all)"]}, "images": 4},
     }
 
 
 PRESETS = {
-    "digits": _preset("digits", "cityscapes", [f"digit {d}" for d in range(5, 10)], "digits-fixmatch-1_8"),
+    "digits": _preset("digits", "cityscapes", [f"digit {d}" for d in range(5, 10)], "digits-fixmatch-1_8",
+                      [("STPG", "supervised"), ("STPG", "Mean Teacher"), ("Mean Teacher", "supervised"),
+                       ("FixMatch", "supervised")]),
     "cityscapes": _preset("cityscapes", "cityscapes", ["wall", "fence", "pole", "traffic light", "traffic sign",
                                                        "rider", "truck", "bus", "train", "motorcycle"],
                           "cityscapes-fixmatch-1_8"),
@@ -67,6 +73,11 @@ def _missing(runs: pd.DataFrame, names) -> list[str]:
     return sorted({n for n in names if n not in have})
 
 
+def _note(runs: pd.DataFrame, names) -> str:
+    """The provenance note of the runs of config ``names`` (what a caption or title states)."""
+    return provenance.provenance_note(provenance.used_runs(runs, names))
+
+
 def _finish(built: Built, runs: pd.DataFrame, names, notebook: str, params: dict) -> Built:
     provenance.write_sidecars(built.files, provenance.used_runs(runs, names), notebook, params)
     return built
@@ -75,16 +86,17 @@ def _finish(built: Built, runs: pd.DataFrame, names, notebook: str, params: dict
 def build_tables_1_3(runs_dir, out, preset: str = "digits") -> Built:
     """Tables 1-3: the paper's comparison rows beside this package's STPG runs on the same protocol."""
     runs = _runs(runs_dir)
+    names = set(runs[runs["method"] == "stpg"]["name"]) if len(runs) else set()
     built, per_table = Built(), {}
     for i, (source, title) in enumerate([("Table 1", "Cityscapes, ResNet-50"), ("Table 2", "blended VOC, ResNet-50"),
                                          ("Table 3", "classic VOC, ResNet-101")], start=1):
         table = per_table[source] = tables.comparison_table(runs, source)
         built.files += tables.write_table(table, Path(out) / f"table{i}", f"{source}: mIoU (%) on {title}; "
-                                          "paper numbers, reprokit runs (mean ± std (seeds)) and delta")
+                                          "paper numbers, reprokit runs (mean ± std (seeds)) and delta; "
+                                          f"{_note(runs, names)}")
         if table.iloc[-2, 1:].eq("-").all():
             built.missing.append(f"{source}: no stpg runs on its protocol")
     built.table = pd.concat(per_table, names=["source", None])
-    names = set(runs[runs["method"] == "stpg"]["name"]) if len(runs) else set()
     return _finish(built, runs, names, "tables_1_3.ipynb", {"runs": str(runs_dir), "preset": preset})
 
 
@@ -97,32 +109,60 @@ def build_ablation(which: str, runs_dir, out, preset: str = "digits") -> Built:
     table = tables.ablation_table(runs, spec["rows"], PAPER_ROWS_T4 if which == "table4" else PAPER_ROWS_T5,
                                   source, paper_ds)
     caption = (f"{source} on {preset} at 1/8 labels: reprokit mIoU (%) (mean ± std (seeds)), gain over the "
-               f"first row, and the paper's {paper_ds} numbers")
+               f"first row (paired by seed: mean [95 % t-interval] (seeds)), and the paper's {paper_ds} numbers; "
+               f"{_note(runs, spec['rows'].values())}")
     built = Built(tables.write_table(table, Path(out) / which, caption), _missing(runs, spec["rows"].values()), table)
     return _finish(built, runs, spec["rows"].values(), f"{which}.ipynb", {"runs": str(runs_dir), "preset": preset})
 
 
 def build_summary(runs_dir, out, preset: str = "digits") -> Built:
     """The methods side by side at 1/8 labels (and supervised with all labels): mIoU and tail-class mIoU,
-    mean ± std over seeds; the analogue of Tables 1-3 for data sets the paper does not cover."""
+    mean ± std over seeds, and the paired difference to supervised; the analogue of Tables 1-3 for data sets
+    the paper does not cover. The preset's ``compare`` pairs go to a second table, ``summary_paired``."""
     spec = PRESETS[preset]["summary"]
     runs = _runs(runs_dir)
+    note = _note(runs, spec["rows"].values())
+    by_seed = {label: tables.seed_values(runs, name) for label, name in spec["rows"].items()}
     rows = []
     for label, name in spec["rows"].items():
         sel = runs[runs["name"] == name] if len(runs) else runs
         tail = sel[[f"iou/{c}" for c in spec["tail"]]].mean(axis=1) if len(sel) else sel
+        delta = "-" if label == "supervised" else format_difference(paired_difference(by_seed[label],
+                                                                                      by_seed["supervised"]))
         rows.append({"Method": label, "mIoU (%)": tables.fmt(**tables.mean_std(sel["miou"])) if len(sel) else "-",
-                     "tail mIoU (%)": tables.fmt(**tables.mean_std(tail)) if len(sel) else "-", "runs": len(sel)})
+                     "tail mIoU (%)": tables.fmt(**tables.mean_std(tail)) if len(sel) else "-",
+                     "Δ vs supervised [95 % CI]": delta, "runs": len(sel)})
     table = pd.DataFrame(rows)
-    caption = f"{preset}: mIoU and tail-class mIoU ({', '.join(spec['tail'])}), mean ± std (seeds)"
+    caption = (f"{preset}: mIoU and tail-class mIoU ({', '.join(spec['tail'])}), mean ± std (seeds); mIoU "
+               f"difference to supervised paired by seed, mean [95 % t-interval] (seeds); {note}")
     built = Built(tables.write_table(table, Path(out) / "summary", caption), _missing(runs, spec["rows"].values()),
                   table)
+    if spec["compare"]:
+        built.files += tables.write_table(paired_table(by_seed, spec["compare"]), Path(out) / "summary_paired",
+                                          f"{preset}: mIoU differences (percent points) paired by seed, mean "
+                                          f"[95 % t-interval] (seeds), and the per-seed differences; {note}")
     stpg = runs[runs["name"] == spec["rows"]["STPG"]] if len(runs) else runs
     if len(stpg):
         built.files += tables.write_table(selection_table(stpg["path"]), Path(out) / "summary_selection",
                                           f"{preset}, STPG: share of strong-view pixels and Gen-Teacher pseudo-label "
-                                          "accuracy per selection category (second half of training), mean ± std")
+                                          "accuracy per selection category (second half of training), mean ± std; "
+                                          f"{_note(runs, [spec['rows']['STPG']])}")
     return _finish(built, runs, spec["rows"].values(), "summary.ipynb", {"runs": str(runs_dir), "preset": preset})
+
+
+def paired_table(by_seed: dict[str, pd.Series], compare: list[tuple[str, str]]) -> pd.DataFrame:
+    """One line per ``(A, B)`` of ``compare``: A − B paired by seed, its interval, seeds and per-seed values;
+    ``by_seed`` maps row labels to mIoU indexed by seed."""
+    rows = []
+    for a, b in compare:
+        unknown = [x for x in (a, b) if x not in by_seed]
+        if unknown:
+            raise ValueError(f"summary compare ({a!r}, {b!r}): no summary row labeled {unknown}; "
+                             f"rows are {sorted(by_seed)}")
+        diff = paired_difference(by_seed[a], by_seed[b])
+        rows.append({"Comparison": f"{a} − {b}", "Δ mIoU [95 % CI]": format_difference(diff, count=False),
+                     "seeds": diff["n"], "per seed": format_seed_differences(diff)})
+    return pd.DataFrame(rows)
 
 
 def selection_table(run_dirs) -> pd.DataFrame:
@@ -142,7 +182,8 @@ def build_fig6(runs_dir, out, preset: str = "digits") -> Built:
     runs = _runs(runs_dir)
     data = plots.class_iou(runs, spec["groups"], spec["classes"])
     fig = plots.grouped_bars(data, f"Tail-class IoU, {preset}, 1/8 labels")
-    built = Built(plots.save_figure(fig, Path(out) / "fig6"), _missing(runs, spec["groups"].values()), data)
+    built = Built(plots.save_figure(fig, Path(out) / "fig6", _note(runs, spec["groups"].values())),
+                  _missing(runs, spec["groups"].values()), data)
     return _finish(built, runs, spec["groups"].values(), "fig6.ipynb", {"runs": str(runs_dir), "preset": preset})
 
 
@@ -153,7 +194,7 @@ def build_fig8(runs_dir, out, preset: str = "digits") -> Built:
     for column, name in spec.items():
         label = {"bank_size": "memory bank size N", "lambda_u": "unsupervised weight lambda_u"}[column]
         fig = plots.hyper_curve(runs, name, f"method.{column}", label, FIG8_PAPER[column])
-        built.files += plots.save_figure(fig, Path(out) / f"fig8_{column}")
+        built.files += plots.save_figure(fig, Path(out) / f"fig8_{column}", _note(runs, [name]))
     return _finish(built, runs, spec.values(), "fig8.ipynb", {"runs": str(runs_dir), "preset": preset})
 
 
@@ -181,7 +222,8 @@ def build_fig7(runs_dir, out, preset: str = "digits", per_class: int = 256) -> B
     if built.missing:
         return built
     panels, used = _trained(runs, spec["runs"])
-    built.files = plots.save_figure(tsne_panels(panels, per_class), Path(out) / "fig7")
+    built.files = plots.save_figure(tsne_panels(panels, per_class), Path(out) / "fig7",
+                                    provenance.provenance_note(used))
     provenance.write_sidecars(built.files, used, "fig7.ipynb", {"runs": str(runs_dir), "preset": preset,
                                                                "per_class": per_class})
     return built
@@ -192,13 +234,14 @@ def build_fig9(runs_dir, out, preset: str = "digits") -> Built:
 
     spec = PRESETS[preset]["fig9"]
     runs = _runs(runs_dir)
-    built = Built(missing=_missing(runs, [spec["baseline"], spec["method"]]))
-    if built.missing:
+    have = {label: name for label, name in spec["runs"].items() if name not in _missing(runs, [name])}
+    built = Built(missing=_missing(runs, spec["runs"].values()))
+    if not have:
         return built
-    loaded, used = _trained(runs, {k: spec[k] for k in ("baseline", "method")})
-    method = loaded["method"]
-    fig = qualitative_grid(loaded["baseline"], method, list(range(min(spec["images"], len(method.val)))))
-    built.files = plots.save_figure(fig, Path(out) / "fig9")
+    loaded, used = _trained(runs, have)
+    n_val = len(next(iter(loaded.values())).val)
+    fig = qualitative_grid(loaded, list(range(min(spec["images"], n_val))))
+    built.files = plots.save_figure(fig, Path(out) / "fig9", provenance.provenance_note(used))
     provenance.write_sidecars(built.files, used, "fig9.ipynb", {"runs": str(runs_dir), "preset": preset})
     return built
 

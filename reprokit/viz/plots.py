@@ -11,8 +11,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from reprokit.stats import mean_interval  # noqa: E402
 
-def save_figure(fig, stem: Path) -> list[Path]:
+
+def save_figure(fig, stem: Path, note: str | None = None) -> list[Path]:
+    """``stem``.png and ``stem``.pdf; ``note`` (the runs' provenance) goes in small type above the figure."""
+    if note:
+        fig.suptitle(note, y=1.02, fontsize=7, color="dimgrey")
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
@@ -23,28 +28,31 @@ def save_figure(fig, stem: Path) -> list[Path]:
 
 
 def class_iou(runs: pd.DataFrame, groups: dict[str, str], classes: list[str]) -> pd.DataFrame:
-    """Mean and std of IoU (percent) per (group label, class): ``groups`` maps labels to config names."""
+    """Mean IoU (percent) over seeds per (group label, class) and the half-width ``ci`` of its 95 % t-interval
+    (0 below two seeds); ``groups`` maps labels to config names."""
     rows = []
     for label, name in groups.items():
         sel = runs[runs["name"] == name] if len(runs) else runs
         for c in classes:
             values = 100 * sel[f"iou/{c}"].astype(float) if len(sel) else pd.Series([], dtype=float)
-            rows.append({"group": label, "class": c, "mean": values.mean(), "n": len(values),
-                         "std": values.std(ddof=1) if len(values) > 1 else 0.0})
+            stats = mean_interval(values)
+            rows.append({"group": label, "class": c, "mean": stats["mean"], "n": stats["n"],
+                         "ci": 0.0 if np.isnan(stats["half_width"]) else stats["half_width"]})
     return pd.DataFrame(rows)
 
 
 def grouped_bars(data: pd.DataFrame, title: str):
-    """Fig. 6 style: one group of bars per class, one bar per method, std as error bars."""
+    """Fig. 6 style: one group of bars per class, one bar per method; error bars are the 95 % t-intervals
+    of the mean over seeds (``ci``), so overlapping bars read as unresolved differences."""
     groups, classes = list(dict.fromkeys(data["group"])), list(dict.fromkeys(data["class"]))
     x, width = np.arange(len(classes)), 0.8 / max(len(groups), 1)
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(classes)), 3.6))
     for i, g in enumerate(groups):
         d = data[data["group"] == g].set_index("class").loc[classes]
-        ax.bar(x + (i - (len(groups) - 1) / 2) * width, d["mean"], width, yerr=d["std"], capsize=2, label=g)
+        ax.bar(x + (i - (len(groups) - 1) / 2) * width, d["mean"], width, yerr=d["ci"], capsize=2, label=g)
     ax.set_xticks(x, classes, rotation=30, ha="right")
-    ax.set_ylabel("IoU (%)")
-    ax.set_ylim(0, max(5.0, float(np.nanmax((data["mean"] + data["std"]).to_numpy(), initial=0)) * 1.1))
+    ax.set_ylabel("IoU (%), mean over seeds\n± 95 % t-interval")
+    ax.set_ylim(0, max(5.0, float(np.nanmax((data["mean"] + data["ci"]).to_numpy(), initial=0)) * 1.1))
     ax.set_title(title)
     ax.legend(frameon=False)
     ax.grid(axis="y", alpha=0.3)

@@ -1,5 +1,7 @@
-"""Provenance sidecars: every table or figure file gets ``<file>.provenance.json`` naming the runs it was
-built from (run id, config hash, git commit), the notebook and parameters that built it, and when."""
+"""Provenance: every table or figure file gets ``<file>.provenance.json`` naming the runs it was built from
+(run id, config hash, git commit, code version, stale flag), the notebook and parameters that built it, the
+code that built it, and when; and every caption or title carries a one-line note of the runs' code versions,
+so an artefact mixing code versions or built from stale runs says so where it is read."""
 from __future__ import annotations
 
 import datetime as dt
@@ -8,12 +10,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from reprokit.engine.rundir import code_version, commit_label
+
 
 def run_records(runs: pd.DataFrame) -> list[dict]:
-    cols = ["run_id", "path", "name", "config_hash", "git_commit", "seed"]
+    cols = ["run_id", "path", "name", "config_hash", "git_commit", "git_dirty", "code_version", "stale", "seed"]
     if not len(runs):
         return []
-    return [{c: (None if pd.isna(r.get(c)) else r.get(c)) for c in cols} for _, r in runs.iterrows()]
+    rows = runs.astype(object).to_dict("records")  # plain Python values (bool, int) for JSON
+    return [{c: (None if pd.isna(r.get(c)) else r.get(c)) for c in cols} for r in rows]
 
 
 def write_sidecars(outputs: list[Path], runs: pd.DataFrame, notebook: str | None = None,
@@ -23,6 +28,7 @@ def write_sidecars(outputs: list[Path], runs: pd.DataFrame, notebook: str | None
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "notebook": notebook,
         "parameters": parameters or {},
+        "code_version": code_version(),
         "runs": run_records(runs),
     }
     sidecars = []
@@ -36,3 +42,20 @@ def write_sidecars(outputs: list[Path], runs: pd.DataFrame, notebook: str | None
 def used_runs(runs: pd.DataFrame, names) -> pd.DataFrame:
     """The rows of ``runs`` whose config name is one of ``names``."""
     return runs[runs["name"].isin(list(names))] if len(runs) else runs
+
+
+def provenance_note(runs: pd.DataFrame) -> str:
+    """One line for a caption or title: ``runs of commit abc1234`` when the runs share one code version,
+    ``built from runs of N code versions (commits ...)`` when they do not, and the count of stale runs
+    (code other than the current package's) whenever there are any."""
+    if not len(runs):
+        return "no runs"
+    commits = ", ".join(sorted({commit_label(c, d) for c, d in zip(runs["git_commit"], runs["git_dirty"])}))
+    versions = runs["code_version"].fillna("unknown").nunique()
+    plural = "s" if "," in commits else ""
+    note = (f"runs of commit{plural} {commits}" if versions == 1
+            else f"built from runs of {versions} code versions (commits {commits})")
+    if runs["code_version"].isna().all():
+        note += " (code version unknown)"
+    stale = int(runs["stale"].sum())
+    return note + (f"; {stale} stale run{'s' if stale != 1 else ''}" if stale else "")

@@ -43,15 +43,16 @@ class TrainedRun:
         return self.val[index]["mask"].numpy().astype(np.uint8)
 
 
-def qualitative_grid(baseline: TrainedRun, method: TrainedRun, indices: list[int],
-                     labels: tuple[str, str] = ("supervised", "STPG")):
-    """Figs. 9/10: rows of (image, baseline prediction, method prediction, ground truth) in the palette."""
-    dataset = method.cfg.data.dataset
-    cols = ["image", labels[0], labels[1], "ground truth"]
-    fig, axes = plt.subplots(len(indices), 4, figsize=(8, 2 * len(indices)), squeeze=False)
+def qualitative_grid(runs: dict[str, TrainedRun], indices: list[int]):
+    """Figs. 9/10: one row per validation image: the image, each run's prediction (one column per label of
+    ``runs``, in order) and the ground truth, in the data set's palette."""
+    first = next(iter(runs.values()))
+    dataset = first.cfg.data.dataset
+    cols = ["image", *runs, "ground truth"]
+    fig, axes = plt.subplots(len(indices), len(cols), figsize=(2 * len(cols), 2 * len(indices)), squeeze=False)
     for r, i in enumerate(indices):
-        panels = [method.image(i), colorize(baseline.predict(i), dataset), colorize(method.predict(i), dataset),
-                  colorize(method.ground_truth(i), dataset)]
+        panels = [first.image(i), *(colorize(run.predict(i), dataset) for run in runs.values()),
+                  colorize(first.ground_truth(i), dataset)]
         for c, panel in enumerate(panels):
             axes[r, c].imshow(panel, interpolation="nearest")
             axes[r, c].set_xticks([])

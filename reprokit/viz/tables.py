@@ -1,6 +1,7 @@
 """Result tables built from run directories alone: the paper's comparison tables (Tables 1-3) with this
 package's reproduced numbers beside them, and the ablation tables (Tables 4-5). Written as Markdown and
-LaTeX (booktabs); a cell with several seeds reads ``mean ± std (n)``.
+LaTeX (booktabs); a cell with several seeds reads ``mean ± std (n)``, a difference between rows
+``+gain [95 % interval] (paired seeds)``.
 """
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from importlib import resources
 from pathlib import Path
 
 import pandas as pd
+
+from reprokit.stats import format_difference, paired_difference
 
 SPLIT_BY_FRACTION = {0.0625: "1/16", 0.125: "1/8", 0.25: "1/4", 0.5: "1/2", 1.0: "full"}
 
@@ -80,21 +83,41 @@ def ablation_table(runs: pd.DataFrame, rows: dict[str, str], paper_rows: dict[st
                    source: str | None = None, paper_dataset_name: str | None = None) -> pd.DataFrame:
     """Tables 4 and 5: one line per ablation row. ``rows`` maps the row label to the config name of its runs;
     ``paper_rows`` maps the same labels to the paper's row names in ``source`` for the reference column.
-    Gains are relative to the first row, for the reproduced and the paper numbers alike."""
+    Gains are relative to the first row: for the reproduced numbers the paired difference over the seeds both
+    rows ran, with its 95 % interval (the difference of means, marked unpaired, where no seed pairs); for
+    the paper's numbers the plain difference."""
     paper = paper_numbers()
     if source:
         paper = paper[(paper["source"] == source) & (paper["dataset"] == paper_dataset_name)]
     out, base, paper_base = [], None, None
     for label, name in rows.items():
-        sel = runs[runs["name"] == name]["miou"] if len(runs) else pd.Series([], dtype=float)
-        stats = mean_std(sel) if len(sel) else {"mean": math.nan, "std": math.nan, "n": 0}
+        by_seed = seed_values(runs, name)
+        stats = mean_std(by_seed)
         ref = paper[paper["method"] == (paper_rows or {}).get(label)]["miou"]
         ref = float(ref.iloc[0]) if len(ref) else math.nan
-        base = stats["mean"] if base is None else base
         paper_base = ref if paper_base is None else paper_base
-        out.append({"Row": label, "mIoU (%)": fmt(**stats), "runs": stats["n"],
-                    "gain": _gain(stats["mean"], base), "paper": fmt(ref), "paper gain": _gain(ref, paper_base)})
+        if base is None:
+            base, gain = by_seed, "-"
+        else:
+            gain = _paired_gain(by_seed, base)
+        out.append({"Row": label, "mIoU (%)": fmt(**stats), "runs": stats["n"], "gain [95 % CI]": gain,
+                    "paper": fmt(ref), "paper gain": _gain(ref, paper_base)})
     return pd.DataFrame(out)
+
+
+def seed_values(runs: pd.DataFrame, name: str, value: str = "miou") -> pd.Series:
+    """``value`` of the runs of config ``name``, indexed by seed (what paired comparisons pair on)."""
+    if not len(runs):
+        return pd.Series([], dtype=float)
+    sel = runs[runs["name"] == name]
+    return pd.Series(sel[value].astype(float).to_numpy(), index=sel["seed"].to_numpy())
+
+
+def _paired_gain(values: pd.Series, base: pd.Series) -> str:
+    diff = paired_difference(values, base)
+    if diff["n"] or not (len(values) and len(base)):
+        return format_difference(diff)
+    return f"{100 * (values.mean() - base.mean()):+.2f} (unpaired)"
 
 
 def _gain(value: float, base: float) -> str:
@@ -109,11 +132,11 @@ def markdown(df: pd.DataFrame) -> str:
 
 
 def latex(df: pd.DataFrame, caption: str) -> str:
-    """booktabs table; ± and the paper's superscripts are kept as math."""
+    """booktabs table; ±, Δ, − and the paper's superscripts are kept as math."""
     def cell(v) -> str:
         s = str(v)
         for a, b in (("\\", "\\textbackslash{}"), ("&", "\\&"), ("%", "\\%"), ("_", "\\_"), ("#", "\\#"),
-                     ("^", "\\^{}"), ("±", "$\\pm$"), ("²", "$^2$")):
+                     ("^", "\\^{}"), ("±", "$\\pm$"), ("²", "$^2$"), ("Δ", "$\\Delta$"), ("−", "$-$")):
             s = s.replace(a, b)
         return s
 

@@ -1,0 +1,127 @@
+"""Numbers of one code version: the package digest, its record in meta.json, its derivation from git for older
+runs, the stale flag, and the provenance notes of tables and figures."""
+import json
+import subprocess
+
+import pandas as pd
+import pytest
+
+from reprokit import cli
+from reprokit.engine import rundir
+from reprokit.results import load_runs
+from reprokit.viz import artefacts
+from tests.test_tables import fake_run
+
+
+@pytest.fixture
+def package(tmp_path):
+    pkg = tmp_path / "repo" / "pkg"
+    for sub in ("methods", "viz", "__pycache__"):
+        (pkg / sub).mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "methods" / "mod.py").write_text("x = 1\n")
+    (pkg / "viz" / "plot.py").write_text("y = 1\n")
+    (pkg / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"\0")
+    (pkg / "notes.txt").write_text("not shipped")
+    return pkg
+
+
+def test_code_version_follows_the_training_code_only(package):
+    before = rundir.code_version(package)
+    (package / "notes.txt").write_text("edited")
+    (package / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"\1")
+    (package / "viz" / "plot.py").write_text("y = 2\n")  # figure code reads finished runs only
+    assert rundir.code_version(package) == before
+    (package / "methods" / "mod.py").write_text("x = 2\n")
+    edited = rundir.code_version(package)
+    assert edited != before
+    (package / "methods" / "mod.py").rename(package / "methods" / "renamed.py")
+    assert rundir.code_version(package) not in (before, edited)
+
+
+def test_code_version_of_a_commit_equals_that_of_its_checkout(package):
+    repo = package.parent
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(["git", "add", "pkg"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], cwd=repo, check=True)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    committed = rundir.code_version(package)
+    (package / "methods" / "mod.py").write_text("x = 3\n")  # uncommitted edit: the commit's version is unchanged
+    assert rundir.code_version_at(commit, package) == committed != rundir.code_version(package)
+    assert rundir.code_version_at("0" * 40, package) is None
+
+
+def test_recorded_code_version_prefers_the_record_and_trusts_only_clean_commits(monkeypatch):
+    monkeypatch.setattr(rundir, "code_version_at", lambda commit: f"v-{commit}")
+    assert rundir.recorded_code_version({"code_version": "abc", "git": {"commit": "c1", "dirty": False}}) == "abc"
+    assert rundir.recorded_code_version({"git": {"commit": "c1", "dirty": False}}) == "v-c1"
+    assert rundir.recorded_code_version({"git": {"commit": "c1", "dirty": True}}) is None
+    assert rundir.recorded_code_version({"git": {"commit": None, "dirty": None}}) is None
+    assert rundir.recorded_code_version({}) is None
+
+
+def test_meta_records_the_code_version_next_to_the_commit(tmp_path, tiny_cfg):
+    rundir.write_meta(tmp_path, tiny_cfg(), {"status": "running"})
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["code_version"] == rundir.code_version() and "commit" in meta["git"]
+
+
+@pytest.fixture
+def current(monkeypatch):
+    """The current code version, pinned so that edits to the package while the tests run change nothing."""
+    for module in ("reprokit.results", "reprokit.viz.provenance", "reprokit.engine.rundir"):
+        monkeypatch.setattr(f"{module}.code_version", lambda: "v-now")
+    return "v-now"
+
+
+def versioned_run(root, digits_root, run_id, name, seed, miou, version, commit):
+    d = fake_run(root, run_id, name, seed, miou, dataset_raw=digits_root)
+    meta = json.loads((d / "meta.json").read_text())
+    meta.update({"code_version": version, "git": {"commit": commit, "dirty": False}})
+    (d / "meta.json").write_text(json.dumps(meta))
+    (d / "metrics.jsonl").write_text(json.dumps({"step": 1}) + "\n")
+    return d
+
+
+def test_stale_flags_runs_of_other_or_unknown_code(tmp_path, digits_root, current):
+    root = tmp_path / "runs"
+    versioned_run(root, digits_root, "a", "x", 0, 0.5, current, "a" * 40)
+    versioned_run(root, digits_root, "b", "x", 1, 0.5, "older", "b" * 40)
+    fake_run(root, "c", "x", 2, 0.5, dataset_raw=digits_root)  # no code version, commit not in the repository
+    runs = load_runs(root).set_index("run_id")
+    assert runs["stale"].to_dict() == {"a": False, "b": True, "c": True}
+    assert runs.loc["a", "code_version"] == current and pd.isna(runs.loc["c", "code_version"])
+    assert runs.loc["a", "git_dirty"] == False and pd.isna(runs.loc["c", "git_dirty"])  # noqa: E712
+
+
+def test_captions_and_sidecars_state_the_code_versions(tmp_path, digits_root, current):
+    root = tmp_path / "runs"
+    versioned_run(root, digits_root, "ls0", "digits-table4-ls", 0, 0.40, current, "a" * 40)
+    versioned_run(root, digits_root, "ls1", "digits-table4-ls", 1, 0.42, current, "a" * 40)
+    artefacts.build_ablation("table4", root, tmp_path / "one")
+    assert "; runs of commit aaaaaaa\n" in (tmp_path / "one" / "table4.md").read_text()
+
+    versioned_run(root, digits_root, "stpg0", "digits-table4-stpg", 0, 0.60, "older", "b" * 40)
+    built = artefacts.build_ablation("table4", root, tmp_path / "two")
+    caption = (tmp_path / "two" / "table4.md").read_text().splitlines()[0]
+    assert caption.endswith("built from runs of 2 code versions (commits aaaaaaa, bbbbbbb); 1 stale run")
+    side = json.loads((tmp_path / "two" / "table4.md.provenance.json").read_text())
+    assert side["code_version"] == current
+    assert {r["run_id"]: (r["code_version"], r["stale"]) for r in side["runs"]} == {
+        "ls0": (current, False), "ls1": (current, False), "stpg0": ("older", True)}
+
+    artefacts.build_summary(root, tmp_path / "sum")
+    assert "2 code versions" in (tmp_path / "sum" / "summary.md").read_text()
+    artefacts.build_fig6(root, tmp_path / "fig")
+    assert json.loads((tmp_path / "fig" / "fig6.png.provenance.json").read_text())["runs"]
+
+
+def test_results_command_counts_stale_runs(tmp_path, digits_root, capsys, current):
+    root = tmp_path / "runs"
+    versioned_run(root, digits_root, "a", "x", 0, 0.5, current, "a" * 40)
+    versioned_run(root, digits_root, "b", "x", 1, 0.5, "older", "b" * 40)
+    assert cli.main(["results", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "stale" in out.splitlines()[0] and "1 of 2 runs stale" in out and "code version v-now" in out
