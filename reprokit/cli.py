@@ -1,4 +1,4 @@
-"""Command line: ``reprokit train | eval | sweep | figures | data | results``."""
+"""Command line: ``reprokit train | eval | sweep | figures | data | pretrain | results``."""
 from __future__ import annotations
 
 import argparse
@@ -38,7 +38,27 @@ def _data(args) -> int:
     return 0
 
 
+def _pretrain(args) -> int:
+    import json
+
+    import torch
+
+    from reprokit.config import load_config
+    from reprokit.models.pretrain import ensure_pretrained, weights_path
+    from reprokit.engine.train import show_progress
+
+    cfg = load_config(args.config, args.set)
+    torch.set_num_threads(args.threads)
+    cached = weights_path(cfg.model).is_file() and not args.force
+    path = ensure_pretrained(cfg.model, progress=show_progress(), force=args.force)
+    meta = json.loads(path.with_name(path.name + ".json").read_text())
+    built = f"built in {meta['wall_seconds']:.1f} s"
+    print(f"{path}: held-out top-1 {100 * meta['heldout_top1']:.2f} %, {f'cached ({built})' if cached else built}")
+    return 0
+
+
 def _results(args) -> int:
+    from reprokit.engine.rundir import code_version
     from reprokit.results import load_runs, summary_table
 
     df = load_runs(args.root)
@@ -46,6 +66,13 @@ def _results(args) -> int:
         print(f"no finished runs under {args.root}", file=sys.stderr)
         return 1
     print(summary_table(df, ["name", "method"]).to_string(index=False))
+    stale, current = int(df["stale"].sum()), code_version()
+    if stale:
+        print(f"\n{stale} of {len(df)} runs stale (column 'stale'): they ran other code than the current package "
+              f"(code version {current}), or code that cannot be identified, so this code may give other numbers; "
+              "rerun them before quoting them (in a sweep: --rerun-stale)")
+    else:
+        print(f"\nall {len(df)} runs ran the current package's code (code version {current})")
     return 0
 
 
@@ -53,7 +80,7 @@ def _sweep(args) -> int:
     from reprokit.sweep import run_sweep
 
     devices = args.devices.split(",") if args.devices else None
-    results = run_sweep(args.sweep_file, args.jobs, devices, args.stagger)
+    results = run_sweep(args.sweep_file, args.jobs, devices, args.stagger, rerun_stale=args.rerun_stale)
     return 1 if any(not r["ok"] for r in results) else 0
 
 
@@ -84,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--jobs", type=int, default=1, help="cells executed at once (one process each)")
     sw.add_argument("--devices", help="comma-separated GPU ids; job i is pinned to device i mod len")
     sw.add_argument("--stagger", type=float, default=3.0, help="seconds between the first kernel starts")
+    sw.add_argument("--rerun-stale", action="store_true",
+                    help="also rerun finished cells whose run ran other code (old run moved aside)")
     sw.set_defaults(func=_sweep)
     fg = sub.add_parser("figures", help="rebuild every table and figure from run directories (no training)")
     fg.add_argument("--runs", default="runs/quick")
@@ -102,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("--imbalance", type=float, default=20.0)
     dg.add_argument("--seed", type=int, default=0)
     dg.set_defaults(func=_data)
+    pt = sub.add_parser("pretrain", help="train (or find cached) glyph-pretrained weights for the config's backbone")
+    pt.add_argument("--config", default="params/digits/base.yaml", help="YAML parameter file (its model block)")
+    pt.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. model.width=32")
+    pt.add_argument("--force", action="store_true", help="retrain even when the weights are cached")
+    pt.add_argument("--threads", type=int, default=2, help="torch CPU threads (the time budget assumes 2)")
+    pt.set_defaults(func=_pretrain)
     r = sub.add_parser("results", help="summarise finished runs under a folder")
     r.add_argument("root", nargs="?", default="runs")
     r.set_defaults(func=_results)

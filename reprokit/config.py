@@ -72,8 +72,10 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     backbone: str = "resnet18"  # resnet18 | resnet50 | resnet101
-    pretrained: Optional[str] = None  # None | "imagenet" (torchvision weights) | path to a .pth file
-    width: int = 64  # first-stage channels; < 64 builds a narrow ResNet-18/34 (CPU default, no pretrained weights)
+    # None or "none" (from scratch) | "imagenet" (torchvision weights, width 64 only) | "glyphs" (the embedded
+    # pretraining for this backbone, built on first use and cached: reprokit.models.pretrain) | path to a .pth file
+    pretrained: Optional[str] = None
+    width: int = 64  # first-stage channels; < 64 builds a narrow ResNet-18/34 (the CPU default)
     output_stride: int = 16
     aspp_rates: list = field(default_factory=lambda: [6, 12, 18])
     aspp_channels: int = 256
@@ -288,9 +290,13 @@ def validate(cfg: Config) -> None:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"config key '{key}': {value!r} is not one of {sorted(allowed, key=str)}")
-    if cfg.model.width != 64 and (cfg.model.backbone not in ("resnet18", "resnet34") or cfg.model.pretrained):
-        raise ConfigError("config key 'model.width': a width other than 64 needs backbone resnet18 or resnet34 "
-                          "and no pretrained weights")
+    if cfg.model.width != 64 and cfg.model.backbone not in ("resnet18", "resnet34"):
+        raise ConfigError("config key 'model.width': a width other than 64 needs backbone resnet18 or resnet34")
+    if cfg.model.pretrained == "none":  # spelled out in params files; one value for "from scratch" in the hash
+        cfg.model.pretrained = None
+    if cfg.model.width != 64 and cfg.model.pretrained == "imagenet":
+        raise ConfigError(f"config key 'model.pretrained': 'imagenet' needs model.width 64 (torchvision has no "
+                          f"ImageNet weights for width {cfg.model.width}); use 'glyphs', a weights file or none")
     if cfg.data.labeled_count is not None and cfg.data.labeled_fraction is not None:
         raise ConfigError("give data.labeled_count or data.labeled_fraction, not both")
     if cfg.data.labeled_fraction is not None and not 0 < cfg.data.labeled_fraction <= 1:

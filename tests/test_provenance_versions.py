@@ -104,7 +104,7 @@ def test_captions_and_sidecars_state_the_code_versions(tmp_path, digits_root, cu
     assert "; runs of commit aaaaaaa\n" in (tmp_path / "one" / "table4.md").read_text()
 
     versioned_run(root, digits_root, "stpg0", "digits-table4-stpg", 0, 0.60, "older", "b" * 40)
-    built = artefacts.build_ablation("table4", root, tmp_path / "two")
+    artefacts.build_ablation("table4", root, tmp_path / "two")
     caption = (tmp_path / "two" / "table4.md").read_text().splitlines()[0]
     assert caption.endswith("built from runs of 2 code versions (commits aaaaaaa, bbbbbbb); 1 stale run")
     side = json.loads((tmp_path / "two" / "table4.md.provenance.json").read_text())

@@ -59,7 +59,7 @@ def split_sources(target: np.ndarray, val_fraction: float, seed: int) -> tuple[n
     return np.concatenate(train), np.concatenate(val)
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+def background(rng: np.random.Generator, size: int) -> np.ndarray:
     """Smooth coloured noise plus oriented stripes: texture the network must learn to ignore."""
     base = rng.uniform(0, 255, size=3)
     coarse = rng.normal(0, 30, size=(4, 4, 3)).astype(np.float32)
@@ -129,7 +129,7 @@ def render_scene(rng: np.random.Generator, spec: DigitScenesSpec, images: np.nda
                  pool: np.ndarray, profile: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """One scene: (HxWx3 uint8 image, HxW uint8 label, digit classes placed)."""
     size = spec.size
-    canvas = _background(rng, size)
+    canvas = background(rng, size)
     label = np.zeros((size, size), np.uint8)
     by_digit = [pool[target[pool] == d] for d in range(10)]
     placed, boxes = [], []

@@ -4,7 +4,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import platform
 import subprocess
 import time
@@ -15,18 +14,7 @@ import yaml
 
 import reprokit
 from reprokit.config import Config, ConfigError, from_dict
-
-
-def git_commit(cwd: str | Path | None = None) -> dict:
-    """Commit of the code that produced a run (and whether the tree had uncommitted changes)."""
-    cwd = cwd or Path(reprokit.__file__).resolve().parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True).stdout
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, check=True).stdout
-        return {"commit": sha.strip(), "dirty": bool(dirty.strip())}
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
+from reprokit.records import git_commit, write_json_atomic
 
 
 PACKAGE_DIR = Path(reprokit.__file__).resolve().parent
@@ -101,12 +89,6 @@ def recorded_code_version(meta: dict) -> str | None:
     if not git.get("commit") or git.get("dirty") is not False:
         return None
     return code_version_at(git["commit"])
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
 
 
 def prepare(run_dir: Path, cfg: Config) -> None:

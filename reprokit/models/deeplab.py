@@ -2,7 +2,8 @@
 
 Large configuration (the papers): ResNet-50/101, layer4 dilated (output stride 16) or layers 3-4
 (output stride 8), ASPP rates 6/12/18, 256-channel decoder at 1/4 resolution. CPU configuration (the
-embedded default): ResNet-18 with a narrow ASPP/decoder. torchvision refuses to dilate basic blocks,
+embedded default): a quarter-width ResNet-18 with a narrow ASPP/decoder, from scratch or from the
+embedded glyph pretraining (``model.pretrained: glyphs``). torchvision refuses to dilate basic blocks,
 so for ResNet-18/34 the stride-to-dilation swap is done here (:func:`dilate_basic_layer`).
 """
 from __future__ import annotations
@@ -55,29 +56,17 @@ class ProjectionHead(nn.Module):
 
 
 class ResNetBackbone(nn.Module):
-    """torchvision ResNet returning (low-level 1/4 feature, high-level feature)."""
+    """torchvision ResNet returning (low-level 1/4 feature, high-level feature).
 
-    def __init__(self, cfg: ModelConfig):
+    ``trunk`` lets the glyph pretraining wrap a trunk it trains and saves; by default the trunk is
+    built from ``cfg`` with its pretrained weights loaded."""
+
+    def __init__(self, cfg: ModelConfig, trunk: nn.Module | None = None):
         super().__init__()
-        deep = cfg.backbone in ("resnet50", "resnet101")
-        kwargs = {}
-        if deep:
-            kwargs["replace_stride_with_dilation"] = [False, cfg.output_stride == 8, True]
-        if cfg.width != 64:
-            net = narrow_resnet(cfg.backbone, cfg.width)
-        else:
-            weights = "DEFAULT" if cfg.pretrained == "imagenet" else None
-            net = getattr(torchvision.models, cfg.backbone)(weights=weights, **kwargs)
-        if not deep:
-            dilate_basic_layer(net.layer4, 2)
-            if cfg.output_stride == 8:
-                dilate_basic_layer(net.layer3, 2)
-                dilate_basic_layer(net.layer4, 4)
-        if cfg.pretrained and cfg.pretrained != "imagenet":
-            load_pretrained(net, cfg.pretrained)
+        net = trunk if trunk is not None else resnet_trunk(cfg, load=True)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool if cfg.stem_maxpool else nn.Identity())
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
-        last_conv = "conv3" if deep else "conv2"
+        last_conv = "conv2" if cfg.backbone in BASIC_DEPTHS else "conv3"
         self.low_channels = getattr(net.layer1[-1], last_conv).out_channels
         self.high_channels = getattr(net.layer4[-1], last_conv).out_channels
 
@@ -86,13 +75,42 @@ class ResNetBackbone(nn.Module):
         return low, self.layer4(self.layer3(self.layer2(low)))
 
 
+def resnet_trunk(cfg: ModelConfig, load: bool) -> nn.Module:
+    """The ResNet with torchvision's module names (conv1, bn1, layer1..layer4), ``cfg.width`` channels
+    and its last stages dilated for ``cfg.output_stride``; with ``load``, holding ``cfg.pretrained``.
+
+    The segmentation backbone and the glyph pretraining both build their trunk here, so pretrained
+    weights always fit the network they initialise (same widths, same dilations).
+    """
+    deep = cfg.backbone not in BASIC_DEPTHS
+    source = cfg.pretrained if load else None
+    if cfg.width != 64:
+        net = narrow_resnet(cfg.backbone, cfg.width)
+    else:
+        kwargs = {"replace_stride_with_dilation": [False, cfg.output_stride == 8, True]} if deep else {}
+        net = getattr(torchvision.models, cfg.backbone)(weights="DEFAULT" if source == "imagenet" else None, **kwargs)
+    if not deep:
+        dilate_basic_layer(net.layer4, 2)
+        if cfg.output_stride == 8:
+            dilate_basic_layer(net.layer3, 2)
+            dilate_basic_layer(net.layer4, 4)
+    if source == "glyphs":
+        # built on first use (pretrain.py imports this module, hence the late import), then cached
+        from reprokit.models.pretrain import ensure_pretrained
+
+        load_pretrained(net, str(ensure_pretrained(cfg)))
+    elif source not in (None, "imagenet"):
+        load_pretrained(net, source)
+    return net
+
+
 BASIC_DEPTHS = {"resnet18": [2, 2, 2, 2], "resnet34": [3, 4, 6, 3]}
 
 
 def narrow_resnet(name: str, width: int) -> nn.Module:
     """ResNet-18/34 with ``width`` channels in the first stage instead of 64 (then 2x, 4x, 8x).
 
-    torchvision fixes the widths, but the embedded default trains from scratch on a CPU, where a
+    torchvision fixes the widths, but the embedded default trains on a CPU, where a
     quarter-width network is about ten times cheaper and still large enough for digit scenes. The
     attribute names match torchvision's so the rest of the backbone code is shared.
     """
@@ -125,7 +143,8 @@ def dilate_basic_layer(layer: nn.Sequential, dilation: int) -> None:
 
 
 def load_pretrained(net: nn.Module, path: str) -> None:
-    """Load ImageNet weights from a local file; mismatched keys are an error naming the file."""
+    """Load backbone weights (ImageNet, the glyph pretraining, ...) from a local file; mismatched keys
+    or shapes (e.g. full-width weights for a narrow trunk) are an error naming the file."""
     file = Path(path)
     if not file.is_file():
         raise CheckpointKeyError(f"model.pretrained: file not found: {file}")
@@ -136,12 +155,18 @@ def load_pretrained(net: nn.Module, path: str) -> None:
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    expected = {k for k in net.state_dict() if not k.startswith("fc.")}
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    expected = {k: v for k, v in net.state_dict().items() if not k.startswith("fc.")}
+    missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
     if missing or unexpected:
         raise CheckpointKeyError(
             f"model.pretrained: {file} does not match the backbone: {len(missing)} missing keys "
             f"(e.g. {missing[:3]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
+    reshaped = [k for k, v in state.items() if v.shape != expected[k].shape]
+    if reshaped:
+        raise CheckpointKeyError(
+            f"model.pretrained: {file} does not match the backbone's shapes ({len(reshaped)} tensors, e.g. "
+            f"{reshaped[0]}: {tuple(state[reshaped[0]].shape)} in the file, {tuple(expected[reshaped[0]].shape)} "
+            f"in the model; check model.width and model.backbone)")
     net.load_state_dict(state, strict=False)
 
 
