@@ -65,7 +65,11 @@ def _results(args) -> int:
     if df.empty:
         print(f"no finished runs under {args.root}", file=sys.stderr)
         return 1
-    print(summary_table(df, ["name", "method"]).to_string(index=False))
+    if args.per_run:
+        df = df.assign(miou=(100 * df["miou"]).round(2)).sort_values(["name", "run_id"])
+        print(df[["run_id", "name", "seed", "miou", "stale"]].to_string(index=False))
+    else:
+        print(summary_table(df, ["name", "method"]).to_string(index=False))
     stale, current = int(df["stale"].sum()), code_version()
     if stale:
         print(f"\n{stale} of {len(df)} runs stale (column 'stale'): they ran other code than the current package "
@@ -139,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     pt.set_defaults(func=_pretrain)
     r = sub.add_parser("results", help="summarise finished runs under a folder")
     r.add_argument("root", nargs="?", default="runs")
+    r.add_argument("--per-run", action="store_true", help="one line per run (mIoU in percent) instead of per group")
     r.set_defaults(func=_results)
     return p
 

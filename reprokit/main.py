@@ -1,11 +1,13 @@
-"""The README's main job on the embedded default: build the digit scenes, run a preset's sweep through the
-train notebook (papermill, ``--jobs`` cells at a time), then rebuild the tables and figures from the run
-directories alone.
+"""The README's main job on the embedded default: build the digit scenes and the glyph-pretrained backbone,
+run a preset's sweeps through the train notebook (papermill, ``--jobs`` cells at a time), then rebuild the
+tables and figures from the run directories alone.
 
     python -m reprokit.main [--preset quick|full] [--jobs 2] [--out figures]
 
 Finished cells are skipped, so a rerun only trains what is missing; an interrupted cell resumes from its
-checkpoint. The quick preset backs small-scale versions of Tables 4-5 and Figs. 6, 7 and 9.
+checkpoint. The quick preset runs the frozen digits protocol with one seed and a shorter schedule (the
+summary, Table 4 and Figs. 6, 7 and 9); the full preset is the benchmark measurement (5 seeds), the
+ablations (3 seeds) and Fig. 8.
 """
 from __future__ import annotations
 
@@ -19,26 +21,58 @@ from reprokit.figures import NOTEBOOKS, regenerate
 from reprokit.sweep import expand, run_sweep
 
 PRESETS = {
-    "quick": {"sweep": "params/sweeps/quick.yaml",
-              "artefacts": ["summary", "table4", "table5", "fig6", "fig7", "fig9"]},
-    "full": {"sweep": "params/sweeps/full.yaml", "artefacts": NOTEBOOKS},
+    "quick": {"sweeps": ["params/sweeps/quick.yaml"], "pretrain": "params/digits/base.yaml",
+              "artefacts": ["summary", "table4", "fig6", "fig7", "fig9"]},
+    "full": {"sweeps": ["params/sweeps/benchmark.yaml", "params/sweeps/ablations.yaml", "params/sweeps/fig8.yaml"],
+             "pretrain": "params/digits/base.yaml", "artefacts": NOTEBOOKS},
 }
+
+
+def peak_rss_mib() -> int:
+    """Largest resident set of this process or any finished descendant (training kernels included)."""
+    import resource
+
+    kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return round(kib / 1024)
+
+
+def pretrain_weights(config: str, threads: int) -> None:
+    """Build (or find cached) the glyph-pretrained backbone every cell starts from, with all the job slots'
+    threads, before the cells start: otherwise the first cell would build it with one thread while the
+    others wait on its lock."""
+    import torch
+
+    from reprokit.config import load_config
+    from reprokit.models.pretrain import ensure_pretrained
+
+    model = load_config(config).model
+    if model.pretrained == "glyphs":
+        previous = torch.get_num_threads()
+        torch.set_num_threads(max(1, threads))
+        try:
+            ensure_pretrained(model)
+        finally:
+            torch.set_num_threads(previous)
 
 
 def run_preset(preset: str, out: Path, jobs: int = 2, data_root: str = "data/digits") -> dict:
     spec = PRESETS[preset]
     start = time.perf_counter()
     ensure_digit_scenes(data_root)
-    results = run_sweep(spec["sweep"], jobs)
+    pretrain_weights(spec["pretrain"], jobs)
+    pretrained = time.perf_counter()
+    results = [r for sweep in spec["sweeps"] for r in run_sweep(sweep, jobs)]
     trained = time.perf_counter()
-    runs = expand(spec["sweep"])[0]["runs"]
+    runs = expand(spec["sweeps"][0])[0]["runs"]  # a preset's sweeps share one runs folder
     errors = regenerate(runs, out, "digits", jobs, spec["artefacts"])
     timing = {"preset": preset, "cells_run": len(results), "failed": [r["cell"] for r in results if not r["ok"]],
-              "train_seconds": round(trained - start, 1), "figures_seconds": round(time.perf_counter() - trained, 1),
-              "total_seconds": round(time.perf_counter() - start, 1)}
+              "pretrain_seconds": round(pretrained - start, 1), "train_seconds": round(trained - pretrained, 1),
+              "figures_seconds": round(time.perf_counter() - trained, 1),
+              "total_seconds": round(time.perf_counter() - start, 1), "peak_rss_mib": peak_rss_mib()}
     (out / f"main_{preset}.timing.json").write_text(json.dumps(timing, indent=2))
-    print(f"main job ({preset}): {timing['total_seconds']:.0f} s in all ({timing['train_seconds']:.0f} s training, "
-          f"{timing['figures_seconds']:.0f} s figures); outputs in {out}")
+    print(f"main job ({preset}): {timing['total_seconds']:.0f} s in all ({timing['pretrain_seconds']:.0f} s "
+          f"pretraining, {timing['train_seconds']:.0f} s training, {timing['figures_seconds']:.0f} s figures), "
+          f"peak memory of one process {timing['peak_rss_mib']} MiB; outputs in {out}")
     if timing["failed"] or any(e and not e.startswith("skipped") for e in errors.values()):
         raise SystemExit(f"failed cells: {timing['failed']}; artefact errors: "
                          f"{[k for k, e in errors.items() if e and not e.startswith('skipped')]}")

@@ -91,7 +91,7 @@ def test_fig6_bars_use_the_per_class_numbers(tmp_path, digits_root):
     d = built.table.set_index(["group", "class"])
     assert d.loc[("supervised", "digit 9"), "mean"] == pytest.approx(100.0)
     assert math.isnan(d.loc[("STPG", "digit 9"), "mean"])
-    assert sorted(built.missing) == ["digits-fixmatch-1_8", "digits-table4-stpg"]
+    assert sorted(built.missing) == ["digits-fixmatch-1_8", "digits-table4-mt", "digits-table4-stpg"]
     assert Image.open(tmp_path / "fig" / "fig6.png").size[0] > 100
     assert (tmp_path / "fig" / "fig6.pdf").read_bytes()[:4] == b"%PDF"
 
@@ -169,3 +169,20 @@ def test_ablation_gain_without_shared_seeds_is_the_unpaired_difference():
     runs = pd.DataFrame({"name": ["a", "a", "b"], "seed": [0, 1, 5], "miou": [0.40, 0.42, 0.50]})
     t = tables.ablation_table(runs, {"first": "a", "second": "b", "absent": "c"}).set_index("Row")
     assert t["gain [95 % CI]"].to_dict() == {"first": "-", "second": "+9.00 (unpaired)", "absent": "-"}
+
+
+def test_summary_init_table_pairs_pretrained_against_scratch(tmp_path, digits_root):
+    root = tmp_path / "runs"
+    values = {"digits-table4-ls": [0.50, 0.54], "digits-scratch-ls": [0.30, 0.40], "digits-table4-stpg": [0.6],
+              "digits-oracle": [0.7, 0.72]}
+    for name, mious in values.items():
+        for seed, m in enumerate(mious):
+            method = "stpg" if "stpg" in name else "supervised"
+            d = fake_run(root, f"{name}-s{seed}", name, seed, m, method=method, dataset_raw=digits_root)
+            (d / "metrics.jsonl").write_text(json.dumps({"step": 1}) + "\n")
+    built = artefacts.build_summary(root, tmp_path / "fig")
+    assert built.table.set_index("Method").loc["oracle (hidden labels)", "Δ vs supervised [95 % CI]"] \
+        .startswith("+19.00 [")
+    init = (tmp_path / "fig" / "summary_init.md").read_text()
+    assert "| supervised | 52.00 ± 2.83 (2) | 35.00 ± 7.07 (2) | +17.00 [" in init
+    assert "| STPG | 60.00 | - | - |" in init

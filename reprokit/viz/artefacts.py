@@ -24,18 +24,22 @@ def _table4(ds: str) -> dict:
             "+DM+PS": f"{ds}-table4-dm_ps", "+DM+DCL": f"{ds}-table4-dm_dcl", "STPG (all)": f"{ds}-table4-stpg"}
 
 
-def _preset(ds: str, paper_ds: str, tail: list[str], fixmatch: str, compare: list | None = None) -> dict:
+def _preset(ds: str, paper_ds: str, tail: list[str], fixmatch: str, compare: list | None = None,
+            extra_rows: dict | None = None, init: dict | None = None) -> dict:
     t4 = _table4(ds)
     return {
-        # compare: (A, B) row-label pairs written as paired differences A - B (summary_paired)
-        "summary": {"rows": {"supervised, all labels": f"{ds}-supervised-full", "supervised": t4["L_s"],
-                             "Mean Teacher": t4["+L_u (MT)"], "FixMatch": fixmatch, "STPG": t4["STPG (all)"]},
-                    "tail": tail, "compare": compare or []},
+        # compare: (A, B) row-label pairs written as paired differences A - B (summary_paired);
+        # init: {method: (config name with the preset's initialisation, config name from scratch)} (summary_init)
+        "summary": {"rows": {"supervised, all labels": f"{ds}-supervised-full", **(extra_rows or {}),
+                             "supervised": t4["L_s"], "Mean Teacher": t4["+L_u (MT)"], "FixMatch": fixmatch,
+                             "STPG": t4["STPG (all)"]},
+                    "tail": tail, "compare": compare or [], "init": init or {}},
         "table4": {"rows": t4, "paper_dataset": paper_ds},
         # rows identical to Table 4 rows reuse those runs: cons+hmis is STPG, all three is +DM+DCL
         "table5": {"rows": {"cons": f"{ds}-table5-cons", "cons+lmis": f"{ds}-table5-cons_lmis",
                             "cons+hmis": t4["STPG (all)"], "cons+lmis+hmis": t4["+DM+DCL"]}},
-        "fig6": {"groups": {"supervised": t4["L_s"], "FixMatch": fixmatch, "STPG": t4["STPG (all)"]}, "classes": tail},
+        "fig6": {"groups": {"supervised": t4["L_s"], "Mean Teacher": t4["+L_u (MT)"], "FixMatch": fixmatch,
+                            "STPG": t4["STPG (all)"]}, "classes": tail},
         "fig7": {"runs": {"supervised": t4["L_s"], "STPG": t4["STPG (all)"]}},
         "fig8": {"bank_size": f"{ds}-fig8-bank", "lambda_u": f"{ds}-fig8-lambda"},
         "fig9": {"runs": {"supervised": t4["L_s"], "Mean Teacher": t4["+L_u (MT)"], "FixMatch": fixmatch,
@@ -46,7 +50,12 @@ def _preset(ds: str, paper_ds: str, tail: list[str], fixmatch: str, compare: lis
 PRESETS = {
     "digits": _preset("digits", "cityscapes", [f"digit {d}" for d in range(5, 10)], "digits-fixmatch-1_8",
                       [("STPG", "supervised"), ("STPG", "Mean Teacher"), ("Mean Teacher", "supervised"),
-                       ("FixMatch", "supervised")]),
+                       ("FixMatch", "supervised"), ("oracle (hidden labels)", "supervised"),
+                       ("supervised, all labels", "supervised")],
+                      extra_rows={"oracle (hidden labels)": "digits-oracle"},
+                      init={"supervised": ("digits-table4-ls", "digits-scratch-ls"),
+                            "Mean Teacher": ("digits-table4-mt", "digits-scratch-mt"),
+                            "STPG": ("digits-table4-stpg", "digits-scratch-stpg")}),
     "cityscapes": _preset("cityscapes", "cityscapes", ["wall", "fence", "pole", "traffic light", "traffic sign",
                                                        "rider", "truck", "bus", "train", "motorcycle"],
                           "cityscapes-fixmatch-1_8"),
@@ -141,6 +150,12 @@ def build_summary(runs_dir, out, preset: str = "digits") -> Built:
         built.files += tables.write_table(paired_table(by_seed, spec["compare"]), Path(out) / "summary_paired",
                                           f"{preset}: mIoU differences (percent points) paired by seed, mean "
                                           f"[95 % t-interval] (seeds), and the per-seed differences; {note}")
+    init_names = [n for pair in spec["init"].values() for n in pair]
+    if len(_missing(runs, init_names)) < len(set(init_names)):  # some of them exist
+        built.files += tables.write_table(init_table(runs, spec["init"]), Path(out) / "summary_init",
+                                          f"{preset}: mIoU (%) with the preset's pretrained initialisation and from "
+                                          f"scratch, mean ± std (seeds), and their difference paired by seed, mean "
+                                          f"[95 % t-interval] (seeds); {_note(runs, init_names)}")
     stpg = runs[runs["name"] == spec["rows"]["STPG"]] if len(runs) else runs
     if len(stpg):
         built.files += tables.write_table(selection_table(stpg["path"]), Path(out) / "summary_selection",
@@ -148,6 +163,17 @@ def build_summary(runs_dir, out, preset: str = "digits") -> Built:
                                           "accuracy per selection category (second half of training), mean ± std; "
                                           f"{_note(runs, [spec['rows']['STPG']])}")
     return _finish(built, runs, spec["rows"].values(), "summary.ipynb", {"runs": str(runs_dir), "preset": preset})
+
+
+def init_table(runs: pd.DataFrame, init: dict[str, tuple[str, str]]) -> pd.DataFrame:
+    """One line per method: mIoU pretrained, mIoU from scratch, and pretrained − scratch paired by seed."""
+    rows = []
+    for label, (pretrained, scratch) in init.items():
+        a, b = tables.seed_values(runs, pretrained), tables.seed_values(runs, scratch)
+        rows.append({"Method": label, "pretrained": tables.fmt(**tables.mean_std(a)),
+                     "from scratch": tables.fmt(**tables.mean_std(b)),
+                     "pretrained − scratch [95 % CI]": format_difference(paired_difference(a, b))})
+    return pd.DataFrame(rows)
 
 
 def paired_table(by_seed: dict[str, pd.Series], compare: list[tuple[str, str]]) -> pd.DataFrame:
