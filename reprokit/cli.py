@@ -80,6 +80,14 @@ def _results(args) -> int:
     return 0
 
 
+def _archive(args) -> int:
+    from reprokit.results import archive_runs
+
+    copied = archive_runs(args.root, args.dest)
+    print(f"archived the records of {len(copied)} runs from {args.root} into {args.dest}")
+    return 0 if copied else 1
+
+
 def _sweep(args) -> int:
     from reprokit.sweep import run_sweep
 
@@ -145,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("root", nargs="?", default="runs")
     r.add_argument("--per-run", action="store_true", help="one line per run (mIoU in percent) instead of per group")
     r.set_defaults(func=_results)
+    a = sub.add_parser("archive", help="copy finished runs' small records (no checkpoints) to commit them")
+    a.add_argument("root")
+    a.add_argument("dest")
+    a.set_defaults(func=_archive)
     return p
 
 

@@ -69,3 +69,28 @@ def selection_summary(run_dirs, from_fraction: float = 0.5) -> pd.DataFrame:
                 row[f"{kind}/{cat}"] = late[col].mean() if col in late else float("nan")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+ARCHIVED = ("config.yaml", "meta.json", "eval.json", "metrics.jsonl", "sweep-cell.json", "splits/labeled.txt")
+
+
+def archive_runs(root: str | Path, dest: str | Path) -> list[Path]:
+    """Copy the small records of every finished run under ``root`` to ``dest/<run id>/`` (no checkpoints,
+    notebooks or event files): enough for :func:`load_runs`, the tables and a check of every number quoted
+    from them, small enough to commit. A run directory of the same name in ``dest`` is replaced."""
+    import shutil
+
+    copied = []
+    for eval_file in sorted(Path(root).rglob("eval.json")):
+        run = eval_file.parent
+        if not (run / "config.yaml").is_file():
+            continue
+        target = Path(dest) / run.name
+        if target.exists():
+            shutil.rmtree(target)
+        for name in ARCHIVED:
+            if (run / name).is_file():
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(run / name, target / name)
+        copied.append(target)
+    return copied

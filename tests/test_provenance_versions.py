@@ -125,3 +125,16 @@ def test_results_command_counts_stale_runs(tmp_path, digits_root, capsys, curren
     assert cli.main(["results", str(root)]) == 0
     out = capsys.readouterr().out
     assert "stale" in out.splitlines()[0] and "1 of 2 runs stale" in out and "code version v-now" in out
+
+
+def test_per_run_listing_and_archive_keep_what_tables_need(tmp_path, digits_root, capsys, current):
+    root = tmp_path / "runs"
+    run = versioned_run(root, digits_root, "a", "x", 0, 0.5, current, "a" * 40)
+    (run / "checkpoint.pt").write_bytes(b"big")
+    (run / "metrics.jsonl").write_text('{"step": 1}\n')
+    assert cli.main(["results", str(root), "--per-run"]) == 0
+    assert "| " not in capsys.readouterr().out  # plain text listing
+    assert cli.main(["archive", str(root), str(tmp_path / "kept")]) == 0
+    kept = tmp_path / "kept" / "a"
+    assert sorted(p.name for p in kept.iterdir()) == ["config.yaml", "eval.json", "meta.json", "metrics.jsonl"]
+    assert load_runs(tmp_path / "kept")["miou"].tolist() == [0.5]
