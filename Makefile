@@ -1,5 +1,6 @@
 # The two set-up commands of the README:
-#   make main   bootstrap .venv, build the digit scenes, run the quick sweep, rebuild figures/ from the runs
+#   make main   bootstrap .venv, build the digit scenes and the glyph-pretrained backbone, run the quick sweep,
+#               rebuild figures/ from the runs
 #   make test   bootstrap .venv and run the whole test suite (slow end-to-end tests included)
 PY := .venv/bin/python
 .PHONY: main test test-fast env clean

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from reprokit.config import ConfigError, from_dict, load_config
+from reprokit.config import ConfigError, from_dict, load_config, read_yaml
 
 
 def test_defaults_need_iters_or_epochs():
@@ -49,13 +49,33 @@ def test_choice_validation():
 PARAMS = Path(__file__).resolve().parents[1] / "params"
 
 
-@pytest.mark.parametrize("path", sorted(p for p in PARAMS.rglob("*.yaml") if "rows" not in p.parts
-                                        and "sweeps" not in p.parts), ids=lambda p: str(p.relative_to(PARAMS)))
+OVERLAYS = {"protocol.yaml"}  # partial files listed last in a cell's _base_ (like params/rows/)
+CELLS = sorted(p for p in PARAMS.rglob("*.yaml") if "rows" not in p.parts and "sweeps" not in p.parts
+               and p.name not in OVERLAYS)
+
+
+@pytest.mark.parametrize("path", CELLS, ids=lambda p: str(p.relative_to(PARAMS)))
 def test_every_params_file_resolves(path):
     """Every shipped parameter file (table cells, ablation rows per data set) is a valid config."""
     cfg = load_config(path)
     if "table5" in path.parts:
         assert cfg.method_name == "stpg" and set(cfg.method["pixel_selection"]) <= {"cons", "hmis", "lmis"}
+
+
+def test_the_frozen_digits_protocol_reaches_every_digits_cell():
+    """Same initialisation and schedule for every digits cell; the protocol overlay on every semi-supervised
+    one (a cell that forgot it would compare methods under different protocols)."""
+    overlay = read_yaml(PARAMS / "digits" / "protocol.yaml")["method"]
+    digits = [p for p in CELLS if "digits" in p.parts]
+    assert len(digits) > 15
+    for path in digits:
+        cfg = load_config(path)
+        assert (cfg.model.pretrained, cfg.train.iters) == ("glyphs", 4000), path
+        if cfg.method_name != "supervised":
+            assert not cfg.data.strong_photometric, path
+            for key in ("cutmix_boxes", "unsup_start", "unsup_ramp", "strong_bn_update"):
+                assert cfg.method[key] == overlay[key], (path, key)
+    assert (overlay["cutmix_boxes"], overlay["unsup_start"], overlay["strong_bn_update"]) == (1, 0.2, False)
 
 
 def test_base_list_merges_in_order_and_method_name_replaces_block(tmp_path):
