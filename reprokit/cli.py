@@ -89,10 +89,19 @@ def _archive(args) -> int:
 
 
 def _sweep(args) -> int:
-    from reprokit.sweep import run_sweep
+    from reprokit.sweep import run_sweep, sweep_report
 
+    if args.status:
+        rows = sweep_report(args.sweep_file)
+        width = max(len(r["cell"]) for r in rows) if rows else 0
+        for r in rows:
+            print(f"{r['cell']:{width}s}  {r['state']:9s}  {r['detail']}".rstrip())
+        counts = {s: sum(r["state"] == s for r in rows) for s in dict.fromkeys(r["state"] for r in rows)}
+        print(f"{len(rows)} cells: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        return 0
     devices = args.devices.split(",") if args.devices else None
-    results = run_sweep(args.sweep_file, args.jobs, devices, args.stagger, rerun_stale=args.rerun_stale)
+    results = run_sweep(args.sweep_file, args.jobs, devices, args.stagger, rerun_stale=args.rerun_stale,
+                        executor=args.executor, slurm=args.slurm, wait_for_jobs=not args.no_wait)
     return 1 if any(not r["ok"] for r in results) else 0
 
 
@@ -125,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--stagger", type=float, default=3.0, help="seconds between the first kernel starts")
     sw.add_argument("--rerun-stale", action="store_true",
                     help="also rerun finished cells whose run ran other code (old run moved aside)")
+    sw.add_argument("--executor", choices=["local", "slurm"], default="local",
+                    help="local processes (default) or one SLURM job per cell, submitted through submitit")
+    sw.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                    help="SLURM option over the sweep file's slurm block, e.g. partition=gpu, time=240")
+    sw.add_argument("--no-wait", action="store_true", help="with --executor slurm: submit and return")
+    sw.add_argument("--status", action="store_true",
+                    help="show every cell's state (done, queued, running, failed, stale, new); runs nothing")
     sw.set_defaults(func=_sweep)
     fg = sub.add_parser("figures", help="rebuild every table and figure from run directories (no training)")
     fg.add_argument("--runs", default="runs/quick")

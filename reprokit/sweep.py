@@ -2,6 +2,8 @@
 train notebook once per cell through papermill, keeping the executed notebook in the cell's run directory.
 
     reprokit sweep params/sweeps/quick.yaml [--jobs N] [--devices 0,1] [--rerun-stale]
+    reprokit sweep params/sweeps/quick.yaml --executor slurm [--slurm partition=gpu] [--no-wait]
+    reprokit sweep params/sweeps/quick.yaml --status
 
 A sweep file::
 
@@ -16,6 +18,7 @@ A sweep file::
       - configs: [params/digits/stpg.yaml]
         name: digits-fig8-bank       # optional: the cells' config name (figures group runs by it)
         grid: {method.bank_size: [0, 64, 128, 256, 512]}
+    slurm: {partition: gpu, time: 240}   # optional: options of --executor slurm (see reprokit.slurm)
 
 By default every seed trains on the same labeled split (``data.split_seed`` of the config), so seeds vary the
 initialisation and data order only; ``split_per_seed: true`` makes the seed also pick the labeled subset, so
@@ -25,7 +28,14 @@ A cell whose record (``sweep-cell.json``) shows the same parameter hash and succ
 cell is rerun (training resumes from its checkpoint); a changed cell's old directory is moved aside, not
 deleted. A finished cell whose run ran other code than the current package (its code version differs, or
 is unknown) is reported as stale, never passed off as current; ``--rerun-stale`` moves such cells aside
-and reruns them. One failing cell never stops the others; failures are listed with their notebook's path.
+and reruns them. One failing cell never stops the others; failures are listed with their notebook and log.
+
+Cells run as local processes (``--jobs`` at a time) or as SLURM jobs (``--executor slurm``, through
+submitit; ``reprokit.slurm``). Either way a cell's run directory tells its state: ``sweep-cell.json`` is
+written when the cell starts ('running', with its host, process and SLURM job id) and when it ends, and a
+submitted cell also has ``slurm-job.json``. So ``--status`` can say, without running anything, which cells
+are done, queued, running (with their step), failed or stale, and a second ``reprokit sweep`` never submits
+a cell that is still queued or running. Each kernel's own output goes to ``kernel.log`` in the run directory.
 """
 from __future__ import annotations
 
@@ -35,8 +45,9 @@ import itertools
 import json
 import multiprocessing as mp
 import os
+import socket
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,9 +55,15 @@ import yaml
 
 from reprokit.config import ConfigError, apply_overrides, config_digest, load_config, read_yaml
 from reprokit.engine.rundir import code_version, commit_label, recorded_code_version
+from reprokit.kernels import execute_logged
+from reprokit.progress import SweepDisplay, run_progress
+from reprokit.records import write_json_atomic
+from reprokit.slurm import SUBMITTED, queue_states, slurm_options, submission, submit
 
 RECORD = "sweep-cell.json"
 EXECUTED = "train.ipynb"
+KERNEL_LOG = "kernel.log"
+IN_FLIGHT = ("queued", "running", "submitted")
 
 
 @dataclass
@@ -82,7 +99,7 @@ def expand(sweep_file: str | Path) -> tuple[dict, list[Cell]]:
     if not path.is_file():
         raise ConfigError(f"sweep file not found: {path}")
     spec = yaml.safe_load(path.read_text()) or {}
-    unknown = set(spec) - {"name", "runs", "notebook", "set", "blocks", "nproc", "split_per_seed"}
+    unknown = set(spec) - {"name", "runs", "notebook", "set", "blocks", "nproc", "split_per_seed", "slurm"}
     if unknown:
         raise ConfigError(f"{path}: unknown sweep key(s) {sorted(unknown)}")
     split_per_seed = spec.get("split_per_seed", False)
@@ -110,24 +127,79 @@ def expand(sweep_file: str | Path) -> tuple[dict, list[Cell]]:
                 raise ConfigError(f"{where}: cell {cell_id} already defined by blocks[{seen[cell_id]}]")
             seen[cell_id] = b
             cells.append(Cell(cell_id, config, overrides, runs / cell_id, int(spec.get("nproc", 1))))
-    settings = {"name": spec.get("name", path.stem), "runs": runs,
-                "notebook": spec.get("notebook", "notebooks/train.ipynb")}
+    slurm_options(spec.get("slurm"), where=f"{path}: slurm")  # a bad option fails now, not at submission
+    settings = {"name": spec.get("name", path.stem), "runs": runs, "nproc": int(spec.get("nproc", 1)),
+                "notebook": spec.get("notebook", "notebooks/train.ipynb"), "slurm": spec.get("slurm"),
+                "file": str(path)}
     return settings, cells
 
 
-def status(cell: Cell, current_code: str | None = None) -> str:
+def status(cell: Cell, current_code: str | None = None, queue: dict | None = None) -> str:
     """'done' (skip), 'stale' (done, but by other code than ``current_code``, default the package's now),
-    'changed' (parameters differ from the record), 'failed', or 'new'."""
-    record = cell.run_dir / RECORD
-    if not record.is_file():
-        return "changed" if (cell.run_dir / "config.yaml").is_file() and not _same_config(cell) else "new"
-    rec = json.loads(record.read_text())
-    if rec.get("param_hash") != cell.param_hash() and not _same_run(cell, rec):
+    'changed' (parameters differ from the record), 'failed', 'new', or, while a process or SLURM job works on
+    the cell, 'queued', 'running' or 'submitted' (SLURM job whose state the scheduler could not tell).
+    ``queue`` holds SLURM job states already read (``queue_states``); without it the scheduler is asked."""
+    record = _read_json(cell.run_dir / RECORD)
+    live = in_flight(record, submission(cell.run_dir), queue)
+    if live:
+        return live
+    if record is None:
+        if (cell.run_dir / "config.yaml").is_file() and not _same_config(cell):
+            return "changed"
+        return "failed" if (cell.run_dir / SUBMITTED).is_file() else "new"
+    if record.get("param_hash") != cell.param_hash() and not _same_run(cell, record):
         return "changed"
-    if not (rec.get("ok") and (cell.run_dir / "eval.json").is_file()):
+    if not (record.get("ok") and (cell.run_dir / "eval.json").is_file()):
         return "failed"
     ran = recorded_code_version(_meta(cell))
     return "done" if ran is not None and ran == (current_code or code_version()) else "stale"
+
+
+def in_flight(record: dict | None, submitted: dict | None, queue: dict | None = None) -> str | None:
+    """'queued' / 'running' / 'submitted' while a live process or SLURM job owns the cell, else None."""
+    if record is not None and record.get("state") != "running":
+        return None  # finished (or written by an older reprokit): nothing owns the cell
+    if record is not None and not record.get("job_id"):
+        return "running" if record.get("host") == socket.gethostname() and _pid_alive(record.get("pid")) else None
+    job = (record or {}).get("job_id") or (submitted or {}).get("job_id")
+    if job is None:
+        return None
+    if (submitted or {}).get("cluster") == "local":  # submitit's local executor: the job id is a process id
+        return ("running" if record else "queued") if _pid_alive(int(job)) else None
+    queue = queue if queue is not None else queue_states({job})
+    if queue is None:
+        return "submitted"
+    state = queue.get(job)
+    if state is None:
+        return None
+    return "running" if state in ("RUNNING", "COMPLETING") else "queued"
+
+
+def _pid_alive(pid) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+        stat = Path(f"/proc/{pid}/stat")
+        return not (stat.is_file() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
+    except (OSError, IndexError):
+        return False
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def sweep_states(cells: list[Cell], current_code: str | None = None) -> dict[str, str]:
+    """Every cell's state, asking the scheduler once for all cells that have SLURM jobs."""
+    jobs = set()
+    for cell in cells:
+        record, submitted = _read_json(cell.run_dir / RECORD), submission(cell.run_dir)
+        if (record is None or record.get("state") == "running") and (submitted or {}).get("cluster") == "slurm":
+            jobs.add((record or {}).get("job_id") or submitted["job_id"])
+    queue = queue_states(jobs) if jobs else {}
+    current = current_code or code_version()
+    return {cell.cell_id: status(cell, current, queue) for cell in cells}
 
 
 def _meta(cell: Cell) -> dict:
@@ -179,43 +251,66 @@ def _worker_init(slots, stagger: float) -> None:
     time.sleep(slot * stagger)
 
 
-def execute(cell: Cell, notebook: str, retries: int = 3) -> dict:
-    """Execute the train notebook for one cell; never raises (the sweep must go on)."""
-    import papermill as pm
+def _job_id() -> str | None:
+    env = os.environ
+    if "SLURM_ARRAY_JOB_ID" in env:
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID")
 
+
+def execute(cell: Cell, notebook: str, retries: int = 3) -> dict:
+    """Execute the train notebook for one cell; never raises (the sweep must go on). The cell's record says
+    'running' (with host, process and SLURM job) while it runs, and holds the outcome afterwards."""
     cell.run_dir.mkdir(parents=True, exist_ok=True)
     out_nb = cell.run_dir / EXECUTED
-    result = {"cell": cell.cell_id, "notebook": str(out_nb), "device": _DEVICE, "ok": False, "error": None}
+    where = {"host": socket.gethostname(), "pid": os.getpid(), "job_id": _job_id()}
+    bookkeeping = {"param_hash": cell.param_hash(), "parameters": cell.parameters()}
+    write_json_atomic(cell.run_dir / RECORD, {"cell": cell.cell_id, "state": "running", "ok": False, **where,
+                                              **bookkeeping})
+    result = {"cell": cell.cell_id, "notebook": str(out_nb), "log": str(cell.run_dir / KERNEL_LOG),
+              "device": _DEVICE, "ok": False, "error": None}
     start = time.perf_counter()
     for attempt in range(retries):
         try:
-            pm.execute_notebook(notebook, str(out_nb), parameters=cell.parameters(), kernel_name="python3",
-                                progress_bar=False, log_output=False, start_timeout=120)
+            execute_logged(notebook, out_nb, cell.parameters(), cell.run_dir / KERNEL_LOG, log_output=False,
+                           start_timeout=120)
             result["ok"] = True
             break
-        except pm.PapermillExecutionError as exc:  # the notebook itself failed: record, do not retry
-            result["error"] = f"{exc.ename}: {exc.evalue}"[:2000]
-            break
-        except Exception as exc:  # noqa: BLE001 - kernel start-up failures are retried
-            result["error"] = f"{type(exc).__name__}: {exc}"[:2000]
+        except Exception as exc:  # noqa: BLE001 - the sweep records every failure and goes on
+            import papermill as pm
+
+            if isinstance(exc, pm.PapermillExecutionError):  # the notebook itself failed: do not retry
+                result["error"] = f"{exc.ename}: {exc.evalue}"[:2000]
+                break
+            result["error"] = f"{type(exc).__name__}: {exc}"[:2000]  # kernel start-up failures are retried
             time.sleep(2 * (attempt + 1))
     result["seconds"] = round(time.perf_counter() - start, 1)
-    (cell.run_dir / RECORD).write_text(json.dumps({**result, "param_hash": cell.param_hash(),
-                                                   "parameters": cell.parameters()}, indent=2))
+    write_json_atomic(cell.run_dir / RECORD, {**result, "state": "finished", "job_id": where["job_id"],
+                                              **bookkeeping})
     return result
 
 
 def run_sweep(sweep_file: str | Path, jobs: int = 1, devices: list[str] | None = None, stagger: float = 3.0,
-              log=print, rerun_stale: bool = False) -> list[dict]:
-    """Run every cell that is not done (stale cells too when ``rerun_stale``); returns one result per
-    executed cell."""
+              log=print, rerun_stale: bool = False, executor: str = "local", slurm: list[str] = (),
+              wait_for_jobs: bool = True, poll: float | None = None, cluster: str = "slurm") -> list[dict]:
+    """Run every cell that is neither done nor in flight (stale cells too when ``rerun_stale``) with the
+    local executor (``jobs`` processes) or as SLURM jobs; returns one result per executed cell (none for
+    SLURM cells when not ``wait_for_jobs``). ``cluster`` is submitit's ("local" stands in for SLURM in tests)."""
     settings, cells = expand(sweep_file)
+    if executor not in ("local", "slurm"):
+        raise ConfigError(f"--executor: expected local or slurm (got {executor!r})")
+    options = slurm_options(settings["slurm"], list(slurm), where=f"{settings['file']}: slurm") \
+        if executor == "slurm" else None
     current = code_version()
+    states = sweep_states(cells, current)
     todo, stale = [], []
     for cell in cells:
-        state = status(cell, current)
+        state = states[cell.cell_id]
         if state == "done":
             log(f"skip   {cell.cell_id} (done, same parameters)")
+            continue
+        if state in IN_FLIGHT:
+            log(f"skip   {cell.cell_id} ({state}{_job_note(cell)})")
             continue
         if state == "stale" and not rerun_stale:
             log(f"skip   {cell.cell_id} (done, stale: ran code {_ran_commit(cell)})")
@@ -226,11 +321,31 @@ def run_sweep(sweep_file: str | Path, jobs: int = 1, devices: list[str] | None =
         if state == "changed":
             log(f"moved  {cell.cell_id}: parameters changed, old run kept at {move_aside(cell.run_dir)}")
         todo.append(cell)
-    log(f"{settings['name']}: {len(cells)} cells, {len(todo)} to run, {jobs} at a time")
+    how = f"{jobs} at a time" if executor == "local" else "as SLURM jobs"
+    log(f"{settings['name']}: {len(cells)} cells, {len(todo)} to run, {how}")
     if stale:
         log(f"{len(stale)} cells ran older code (not code version {current}); rerun them with --rerun-stale")
     if not todo:
         return []
+    display = SweepDisplay(settings["name"], {c.cell_id: c.run_dir for c in todo}, log)
+    try:
+        if executor == "local":
+            results = _run_local(todo, settings, jobs, devices, stagger, display, poll or 2.0)
+        else:
+            results = _run_slurm(todo, settings, options, display, wait_for_jobs, poll or 15.0, cluster)
+    finally:
+        display.close()
+    _report_failures(results, log)
+    return results
+
+
+def _job_note(cell: Cell) -> str:
+    record, submitted = _read_json(cell.run_dir / RECORD), submission(cell.run_dir)
+    job = (record or {}).get("job_id") or (submitted or {}).get("job_id")
+    return f", job {job}" if job else ""
+
+
+def _run_local(todo, settings, jobs, devices, stagger, display, poll) -> list[dict]:
     jobs = max(1, min(jobs, len(todo)))
     ctx = mp.get_context("spawn")
     slots = ctx.Manager().Queue()
@@ -238,14 +353,94 @@ def run_sweep(sweep_file: str | Path, jobs: int = 1, devices: list[str] | None =
         slots.put((i, devices[i % len(devices)] if devices else None))
     results = []
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(slots, stagger)) as pool:
-        futures = [pool.submit(execute, cell, settings["notebook"]) for cell in todo]
-        for fut in futures:
-            res = fut.result()
-            results.append(res)
-            log(f"{'ok' if res['ok'] else 'FAILED':6s} {res['cell']} ({res['seconds']} s)")
-    failed = [r for r in results if not r["ok"]]
-    if failed:
-        log(f"{len(failed)} cell(s) failed:")
-        for r in failed:
-            log(f"  {r['cell']}: {r['error'].splitlines()[0] if r['error'] else ''}\n    notebook: {r['notebook']}")
+        pending = {pool.submit(execute, cell, settings["notebook"]): cell for cell in todo}
+        finished: dict[str, str] = {}
+        while pending:
+            done, _ = wait(pending, timeout=poll, return_when=FIRST_COMPLETED)
+            for fut in done:
+                res = fut.result()
+                results.append(res)
+                finished[pending.pop(fut).cell_id] = "done" if res["ok"] else "failed"
+                display.write(f"{'ok' if res['ok'] else 'FAILED':6s} {res['cell']} ({res['seconds']} s)")
+            display.update({**{c.cell_id: _local_state(c) for c in pending.values()}, **finished})
     return results
+
+
+def _local_state(cell: Cell) -> str:
+    return "running" if in_flight(_read_json(cell.run_dir / RECORD), None) == "running" else "queued"
+
+
+def _run_slurm(todo, settings, options, display, wait_for_jobs, poll, cluster) -> list[dict]:
+    for cell in todo:  # the previous attempt's outcome must not pass for this one's
+        (cell.run_dir / RECORD).unlink(missing_ok=True)
+    jobs = submit(todo, settings["notebook"], settings["runs"], settings["name"], options, settings["nproc"],
+                  cluster)
+    display.write(f"submitted {len(jobs)} cells (jobs {jobs[0].job_id} ... {jobs[-1].job_id}); logs under "
+                  f"{settings['runs'] / '.slurm'}")
+    if not wait_for_jobs:
+        display.write(f"not waiting: follow them with reprokit sweep {settings['file']} --status")
+        return []
+    reported: set[str] = set()
+    while True:
+        states = sweep_states(todo)
+        display.update(states)
+        for cell in todo:
+            if states[cell.cell_id] not in IN_FLIGHT and cell.cell_id not in reported:
+                reported.add(cell.cell_id)
+                res = _outcome(cell)
+                display.write(f"{'ok' if res['ok'] else 'FAILED':6s} {res['cell']} ({res.get('seconds', '?')} s)")
+        if len(reported) == len(todo):
+            return [_outcome(cell) for cell in todo]
+        time.sleep(poll)
+
+
+def _outcome(cell: Cell) -> dict:
+    """The result of a cell's SLURM job, from its run directory; a job that left the queue without
+    finishing (killed, out of memory, out of time without requeue) is a failure that names its log."""
+    record, submitted = _read_json(cell.run_dir / RECORD), submission(cell.run_dir) or {}
+    if record is not None and record.get("state") == "finished":
+        return {**record, "job_log": submitted.get("log")}
+    return {"cell": cell.cell_id, "ok": False, "notebook": str(cell.run_dir / EXECUTED), "seconds": None,
+            "log": str(cell.run_dir / KERNEL_LOG), "job_log": submitted.get("log"),
+            "error": f"job {submitted.get('job_id')} left the queue without finishing (cancelled, killed, out "
+                     "of memory, or out of time without a requeue)"}
+
+
+def _report_failures(results: list[dict], log) -> None:
+    failed = [r for r in results if not r["ok"]]
+    if not failed:
+        return
+    log(f"{len(failed)} cell(s) failed:")
+    for r in failed:
+        log(f"  {r['cell']}: {r['error'].splitlines()[0] if r['error'] else ''}\n    notebook: {r['notebook']}")
+        for key, label in (("log", "kernel log"), ("job_log", "job log")):
+            if r.get(key):
+                log(f"    {label}: {r[key]}")
+
+
+def sweep_report(sweep_file: str | Path) -> list[dict]:
+    """One row per cell: its state and what explains it (job, step, mIoU, error), without running anything."""
+    _, cells = expand(sweep_file)
+    states = sweep_states(cells)
+    return [{"cell": c.cell_id, "state": states[c.cell_id], "detail": _detail(c, states[c.cell_id])} for c in cells]
+
+
+def _detail(cell: Cell, state: str) -> str:
+    record = _read_json(cell.run_dir / RECORD) or {}
+    job = _job_note(cell).lstrip(", ")
+    if state in ("done", "stale"):
+        ev = _read_json(cell.run_dir / "eval.json") or {}
+        note = f"mIoU {100 * ev['miou']:.2f}" if "miou" in ev else ""
+        return note + (f", ran code {_ran_commit(cell)}" if state == "stale" else "")
+    if state == "running":
+        progress = run_progress(cell.run_dir)
+        step = f"step {progress[0]}/{progress[1]}" if progress else "starting"
+        return ", ".join(p for p in (step, job) if p)
+    if state == "failed":
+        if record.get("state") == "finished":
+            return f"{(record.get('error') or '').splitlines()[0]} (notebook {record.get('notebook')})"
+        if submission(cell.run_dir) is not None:
+            outcome = _outcome(cell)
+            return f"{outcome['error']} (job log {outcome['job_log']})"
+        return "interrupted: no process works on it any more (a rerun resumes it)"
+    return job
