@@ -178,13 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from reprokit.config import ConfigError
-    from reprokit.data.splits import SplitError
+    from reprokit.data.errors import DataError
     from reprokit.engine.checkpoint import CheckpointError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, SplitError, CheckpointError) as exc:
+    except (ConfigError, DataError, CheckpointError) as exc:
         print(f"reprokit: error: {exc}", file=sys.stderr)
         return 2
 

@@ -48,3 +48,15 @@ def tiny_cfg(digits_root):
         return from_dict(tiny_raw(digits_root, **sections))
 
     return make
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file (hidden ones included) and folder under ``root``, relative path -> sha256 of its bytes
+    ('dir' for folders): equal digests before and after mean nothing on disk changed."""
+    import hashlib
+
+    root = Path(root)
+    if not root.exists():
+        return {}
+    return {p.relative_to(root).as_posix(): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))}

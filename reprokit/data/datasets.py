@@ -93,8 +93,6 @@ def _default_list(cfg: DataConfig, split: str) -> Path:
 
 def resolve_splits(cfg: DataConfig) -> Splits:
     """Read the configured lists or draw the labeled subset from ``split_seed``; validate everything."""
-    if cfg.dataset == "digits":
-        digits.ensure_digit_scenes(cfg.root)
     val_file = cfg.val_list or _default_list(cfg, "val")
     val = read_list(val_file, cfg.root, _resolver(cfg, "val"))
     if cfg.labeled_list:

@@ -12,9 +12,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-
-class SplitError(ValueError):
-    """A split list is malformed; the message names the file and line."""
+from reprokit.data.errors import SplitError
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from reprokit.data.errors import MaskError
 from reprokit.data.palette import voc_palette
 from reprokit.data.splits import Sample
 
@@ -15,10 +16,6 @@ CLASS_NAMES = [
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 ]
 MASK_DIRS = {"classic": "SegmentationClass", "aug": "SegmentationClassAug"}
-
-
-class MaskError(ValueError):
-    """A mask file cannot be read as class indices."""
 
 
 def read_mask(path: str | Path) -> np.ndarray:

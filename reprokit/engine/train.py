@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from reprokit.config import Config, config_digest
 from reprokit.data.datasets import SegDataset, class_names, collate, record_splits, resolve_splits
+from reprokit.data.digits import ensure_digit_scenes
 from reprokit.data.sampler import StepBatchSampler
 from reprokit.engine import rundir
 from reprokit.engine.checkpoint import FORMAT, load_checkpoint, rng_state, save_atomic, set_rng_state
@@ -103,10 +104,14 @@ class Trainer:
         self.ckpt_path = self.run_dir / "checkpoint.pt"
         configure_determinism(cfg)
         seed_everything(cfg.train.seed)
+        if cfg.data.dataset == "digits" and self.dist.is_main:
+            ensure_digit_scenes(cfg.data.root)
+        barrier()
+        # the data is read and checked before the run directory is touched: bad input leaves no trace there
+        self.splits = resolve_splits(cfg.data)
         if self.dist.is_main:
             rundir.prepare(self.run_dir, cfg)
         barrier()
-        self.splits = resolve_splits(cfg.data)
         self.class_names = class_names(cfg.data)
         self.method = build_method(cfg, cfg.data.num_classes).to(self.dist.device)
         if cfg.model.sync_bn and self.dist.enabled and self.dist.device.type == "cuda":
