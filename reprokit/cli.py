@@ -26,6 +26,19 @@ def _eval(args) -> int:
     return 0
 
 
+def _data_check(args) -> int:
+    from reprokit.config import load_config
+    from reprokit.data.check import check_data
+    from reprokit.engine.train import show_progress
+
+    cfg = load_config(args.config, args.set)
+    print(f"reprokit data check: {args.config} ({cfg.data.dataset} at {cfg.data.root}, "
+          f"data.num_classes = {cfg.data.num_classes})")
+    report = check_data(cfg.data, progress=show_progress())
+    print(report.format(args.first))
+    return 0 if report.ok else 1
+
+
 def _data(args) -> int:
     from reprokit.data.digits import DigitScenesSpec, build_digit_scenes
 
@@ -149,8 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--jobs", type=int, default=2)
     fg.add_argument("--only", nargs="*", help="artefact notebooks to run (default: all)")
     fg.set_defaults(func=_figures)
-    d = sub.add_parser("data", help="build data sets")
-    dsub = d.add_subparsers(dest="dataset", required=True)
+    d = sub.add_parser("data", help="build the digit scenes, or check a configured data set")
+    dsub = d.add_subparsers(dest="action", required=True)
+    dc = dsub.add_parser("check", help="read every file of the configured splits and report bad ones "
+                                       "(exit status 1 when any is bad)")
+    dc.add_argument("config", help="YAML parameter file (its data block)")
+    dc.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. data.root=...")
+    dc.add_argument("--first", type=int, default=10, help="problems listed per kind (default 10)")
+    dc.set_defaults(func=_data_check)
     dg = dsub.add_parser("digits", help="build the embedded digit-scenes data set (VOC layout)")
     dg.add_argument("--out", default="data/digits")
     dg.add_argument("--n-train", type=int, default=2000)

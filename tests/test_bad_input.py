@@ -2,14 +2,28 @@
 already on disk changes. Ordered as the issue: data loss first."""
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
+import numpy as np
 import pytest
-from PIL import Image
+import yaml
+from PIL import Image, ImageFile
 
 from reprokit.cli import main as cli_main
+from reprokit.config import DataConfig, from_dict
+from reprokit.data import voc
+from reprokit.data.check import check_data
+from reprokit.data.datasets import SegDataset
 from reprokit.data.digits import BUILD_MARK, build_digit_scenes, ensure_digit_scenes
-from reprokit.data.errors import DataRootError
+from reprokit.data.errors import DataRootError, ImageError, LabelError, MaskError, SizeError
+from reprokit.data.palette import voc_palette
+from reprokit.data.samples import load_sample
+from reprokit.data.splits import read_list
 from reprokit.engine.train import train
-from tests.conftest import TINY_SPEC, tree_digest
+from reprokit.methods import validate_method_config
+from tests.conftest import TINY_SPEC, tiny_raw, tree_digest
 
 
 def _user_tree(root):
@@ -63,3 +77,174 @@ def test_builds_into_empty_missing_or_own_directories(digits_root, tmp_path):
     ensure_digit_scenes(interrupted, TINY_SPEC)
     rebuilt, fresh = tree_digest(interrupted), tree_digest(tmp_path / "empty")
     assert rebuilt.pop("meta.json") and fresh.pop("meta.json") and rebuilt == fresh  # meta.json holds a build time
+
+
+# --- 2-4. bad images, masks and lists: a generated VOC-layout tree ------------------------------------
+
+NUM_CLASSES = 4
+
+
+def _write_mask(path, labels):
+    img = Image.fromarray(np.asarray(labels, np.uint8), mode="P")
+    img.putpalette(voc_palette().reshape(-1).tolist())
+    img.save(path)
+
+
+def _voc_tree(root, n_train=8, n_val=4, size=32):
+    """A small Pascal VOC tree (classic layout): noise images, masks of classes 0..3 with a 255 band."""
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("val", n_val)):
+        ids = [f"{split}_{i}" for i in range(n)]
+        for i in ids:
+            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / f"JPEGImages/{i}.jpg")
+            labels = rng.integers(0, NUM_CLASSES, (size, size))
+            labels[size // 2] = 255
+            _write_mask(root / f"SegmentationClass/{i}.png", labels)
+        (root / f"ImageSets/Segmentation/{split}.txt").write_text("".join(f"{i}\n" for i in ids))
+    return root
+
+
+def _truncate(path, keep=0.9):
+    """Cut the end off a file, as an interrupted download does (headers intact, pixel data missing)."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def _with_value(path, value):
+    labels = np.array(Image.open(path))
+    labels[3, 5] = value
+    _write_mask(path, labels)
+
+
+def _voc_cfg(tiny_cfg, root, train=None, **data):
+    return tiny_cfg(data={"dataset": "voc", "voc_layout": "classic", "root": str(root), "num_classes": NUM_CLASSES,
+                          "labeled_fraction": None, **data}, train={**tiny_raw(root)["train"], **(train or {})})
+
+
+@pytest.fixture
+def voc_root(tmp_path):
+    return _voc_tree(tmp_path / "VOC2012")
+
+
+def test_a_truncated_training_image_is_named_with_its_list_line(tiny_cfg, voc_root, tmp_path):
+    _truncate(voc_root / "JPEGImages/train_2.jpg")
+    before = tree_digest(voc_root)
+    with pytest.raises(ImageError, match=r"JPEGImages/train_2.jpg: cannot decode the image \(image file is truncated.*"
+                                         r"expected a complete image file \(from list line .*train.txt:3\)"):
+        train(_voc_cfg(tiny_cfg, voc_root), tmp_path / "run")
+    assert tree_digest(voc_root) == before
+    assert not (tmp_path / "run/checkpoint.pt").exists()
+    meta = json.loads((tmp_path / "run/meta.json").read_text())
+    assert meta["status"] == "failed" and "train_2.jpg" in meta["error"]
+
+
+def test_partial_images_are_refused_even_when_pil_is_told_to_load_them(voc_root, monkeypatch):
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    _truncate(voc_root / "JPEGImages/train_0.jpg")
+    _truncate(voc_root / "SegmentationClass/train_1.png")
+    cfg = DataConfig(dataset="voc", voc_layout="classic", root=str(voc_root), num_classes=NUM_CLASSES)
+    samples = read_list(voc_root / "ImageSets/Segmentation/train.txt", voc_root, voc.resolver(voc_root, "classic"))
+    with pytest.raises(ImageError, match="train_0.jpg: cannot decode the image"):
+        load_sample(samples[0], cfg)
+    with pytest.raises(MaskError, match=r"train_1.png: cannot decode the mask .*train.txt:2"):
+        load_sample(samples[1], cfg)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # the caller's setting is restored
+
+
+def test_a_bad_val_image_stops_before_training_and_leaves_the_run_alone(tiny_cfg, voc_root, tmp_path):
+    run = tmp_path / "run"
+    train(_voc_cfg(tiny_cfg, voc_root, train={"iters": 2}), run)
+    _truncate(voc_root / "JPEGImages/val_1.jpg")
+    tree, run_before = tree_digest(voc_root), tree_digest(run)
+    with pytest.raises(ImageError, match=r"val_1.jpg: cannot decode the image .*val.txt:2"):
+        train(_voc_cfg(tiny_cfg, voc_root, train={"iters": 2}), run)
+    assert tree_digest(voc_root) == tree and tree_digest(run) == run_before
+
+
+@pytest.mark.parametrize("split,method", [("train", "supervised"), ("val", "supervised"), ("unlabeled", "mean_teacher")])
+def test_a_label_value_beyond_num_classes_is_named(tiny_cfg, voc_root, tmp_path, split, method):
+    lists = voc_root / "ImageSets/Segmentation"
+    (lists / "labeled.txt").write_text("train_0\ntrain_1\ntrain_2\ntrain_3\n")
+    (lists / "unlabeled.txt").write_text("train_4\ntrain_5\ntrain_6\ntrain_7\n")
+    bad, line = {"train": ("train_1", "labeled.txt:2"), "val": ("val_2", "val.txt:3"),
+                 "unlabeled": ("train_6", "unlabeled.txt:3")}[split]
+    _with_value(voc_root / f"SegmentationClass/{bad}.png", 30)
+    before = tree_digest(voc_root)
+    cfg = _voc_cfg(tiny_cfg, voc_root, labeled_list=str(lists / "labeled.txt"),
+                   unlabeled_list=str(lists / "unlabeled.txt"), unlabeled_batch_size=2)
+    cfg.method = validate_method_config({"name": method})
+    with pytest.raises(LabelError, match=rf"{bad}.png: label value 30 at row 3, column 5 is neither a class id 0..3 "
+                                         rf"\(data.num_classes = 4\) nor 255 \(ignore\).*{line}"):
+        train(cfg, tmp_path / "run")
+    assert tree_digest(voc_root) == before
+    assert not (tmp_path / "run/checkpoint.pt").exists()
+    if split == "val":  # found by the checks before training: the run directory was never created
+        assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_a_mask_of_another_size_stops_before_training(tiny_cfg, voc_root, tmp_path, split):
+    _write_mask(voc_root / f"SegmentationClass/{split}_1.png", np.zeros((24, 24), np.uint8))
+    before = tree_digest(voc_root)
+    with pytest.raises(SizeError, match=rf"{split}_1.png: the mask is 24x24 pixels but its image .*{split}_1.jpg is "
+                                        rf"32x32; expected the same size .*{split}.txt:2"):
+        train(_voc_cfg(tiny_cfg, voc_root), tmp_path / "run")
+    assert tree_digest(voc_root) == before and not (tmp_path / "run").exists()
+
+
+def test_reading_a_sample_decodes_each_file_once(voc_root, monkeypatch):
+    """The checks ride on the decode the loader needs anyway: one decoder per file, no second pass."""
+    decoders = []
+    original = Image._getdecoder
+    monkeypatch.setattr(Image, "_getdecoder", lambda mode, name, *a, **k: decoders.append(name) or original(mode, name, *a, **k))
+    cfg = DataConfig(dataset="voc", voc_layout="classic", root=str(voc_root), num_classes=NUM_CLASSES, crop_size=32)
+    samples = read_list(voc_root / "ImageSets/Segmentation/train.txt", voc_root, voc.resolver(voc_root, "classic"))
+    item = SegDataset(samples, cfg, train=True)[(0, 7)]
+    assert item["mask"].shape == (32, 32)
+    assert sorted(decoders) == ["jpeg", "zip"]  # the JPEG image and the PNG mask, once each
+
+
+def test_data_check_lists_exactly_the_bad_files(voc_root, tmp_path, capsys):
+    lists = voc_root / "ImageSets/Segmentation"
+    lists.joinpath("train.txt").write_text(lists.joinpath("train.txt").read_text() + "train_99\n")  # no such image
+    _truncate(voc_root / "JPEGImages/train_2.jpg")
+    (voc_root / "SegmentationClass/train_4.png").write_bytes(b"not a png")
+    _with_value(voc_root / "SegmentationClass/val_0.png", 30)
+    _write_mask(voc_root / "SegmentationClass/train_6.png", np.zeros((24, 24), np.uint8))
+    before = tree_digest(voc_root)
+    cfg_file = tmp_path / "voc.yaml"
+    cfg_file.write_text(yaml.safe_dump({"data": {"dataset": "voc", "voc_layout": "classic", "root": str(voc_root),
+                                                 "num_classes": NUM_CLASSES}, "train": {"iters": 1}}))
+    assert cli_main(["data", "check", str(cfg_file)]) == 1
+    out = capsys.readouterr().out
+    assert "checked 8 labeled, 0 unlabeled, 4 val samples (24 files)" in out and "5 problem(s):" in out
+    kinds = {line.strip(): next_line.strip() for line, next_line in zip(out.splitlines(), out.splitlines()[1:])
+             if line.endswith("(1):")}
+    assert kinds.keys() == {"list line (1):", "unreadable image (1):", "unreadable mask (1):",
+                            "label value out of range (1):", "mask size differs from image (1):"}
+    assert re.match(r".*train.txt:9: image file missing for 'train_99'", kinds["list line (1):"])
+    assert re.match(r".*JPEGImages/train_2.jpg: cannot decode the image .*train.txt:3", kinds["unreadable image (1):"])
+    assert re.match(r".*SegmentationClass/train_4.png: cannot decode the mask .*train.txt:5",
+                    kinds["unreadable mask (1):"])
+    assert re.match(r".*SegmentationClass/val_0.png: label value 30 .*val.txt:1", kinds["label value out of range (1):"])
+    assert re.match(r".*SegmentationClass/train_6.png: the mask is 24x24 .*train.txt:7",
+                    kinds["mask size differs from image (1):"])
+    assert tree_digest(voc_root) == before
+
+
+def test_data_check_passes_the_digit_scenes(digits_root, tmp_path, capsys):
+    cfg_file = tmp_path / "digits.yaml"
+    cfg_file.write_text(yaml.safe_dump(tiny_raw(digits_root)))
+    before = tree_digest(digits_root)
+    assert cli_main(["data", "check", str(cfg_file)]) == 0
+    out = capsys.readouterr().out
+    assert "checked 12 labeled, 36 unlabeled, 12 val samples (120 files)\nno problems found" in out
+    assert tree_digest(digits_root) == before
+
+
+def test_data_check_shows_a_progress_bar(digits_root, monkeypatch, capsys):
+    monkeypatch.setenv("REPROKIT_PROGRESS", "1")
+    report = check_data(from_dict(tiny_raw(digits_root)).data, progress=True)
+    assert report.ok and "checking files: 100%" in capsys.readouterr().err

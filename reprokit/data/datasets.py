@@ -6,23 +6,15 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-
 import numpy as np
 import torch
 import torchvision.transforms.functional as TF
-from PIL import Image
 
 from reprokit.config import DataConfig
 from reprokit.data import cityscapes, digits, voc
-from reprokit.data.splits import Sample, SplitError, check_disjoint, draw_split, read_list, write_list
+from reprokit.data.samples import load_sample
+from reprokit.data.splits import ListReader, Sample, SplitError, check_disjoint, draw_split, read_list, write_list
 from reprokit.data.transforms import StrongAug, WeakAug, normalize
-
-
-def load_label(sample: Sample, dataset: str) -> np.ndarray:
-    mask = voc.read_mask(sample.mask)
-    if dataset == "cityscapes" and cityscapes.mask_needs_mapping(sample.mask):
-        mask = cityscapes.to_train_ids(mask)
-    return mask
 
 
 class SegDataset(torch.utils.data.Dataset):
@@ -48,8 +40,7 @@ class SegDataset(torch.utils.data.Dataset):
     def __getitem__(self, key):
         index, aug_seed = key if isinstance(key, tuple) else (key, None)
         sample = self.samples[index]
-        image = Image.open(sample.image).convert("RGB")
-        mask = load_label(sample, self.cfg.dataset) if sample.mask is not None and sample.mask.is_file() else None
+        image, mask = load_sample(sample, self.cfg)
         if self.train:
             rng = np.random.default_rng(aug_seed)
             img, mask, valid = self.weak(image, mask, rng)
@@ -91,24 +82,25 @@ def _default_list(cfg: DataConfig, split: str) -> Path:
     return voc.default_lists(cfg.root, layout)[split]
 
 
-def resolve_splits(cfg: DataConfig) -> Splits:
-    """Read the configured lists or draw the labeled subset from ``split_seed``; validate everything."""
+def resolve_splits(cfg: DataConfig, read: ListReader = read_list) -> Splits:
+    """Read the configured lists or draw the labeled subset from ``split_seed``; validate everything.
+    ``read`` reads one list (the data check passes one that collects bad lines instead of stopping)."""
     val_file = cfg.val_list or _default_list(cfg, "val")
-    val = read_list(val_file, cfg.root, _resolver(cfg, "val"))
+    val = read(val_file, cfg.root, _resolver(cfg, "val"))
     if cfg.labeled_list:
-        labeled = read_list(cfg.labeled_list, cfg.root, _resolver(cfg, "train"))
+        labeled = read(cfg.labeled_list, cfg.root, _resolver(cfg, "train"))
         if cfg.unlabeled_list:
-            unlabeled = read_list(cfg.unlabeled_list, cfg.root, _resolver(cfg, "train"), need_masks=False)
+            unlabeled = read(cfg.unlabeled_list, cfg.root, _resolver(cfg, "train"), need_masks=False)
         else:
-            pool = read_list(cfg.train_list or _default_list(cfg, "train"), cfg.root, _resolver(cfg, "train"),
-                             need_masks=False)
+            pool = read(cfg.train_list or _default_list(cfg, "train"), cfg.root, _resolver(cfg, "train"),
+                        need_masks=False)
             taken = {s.id for s in labeled}
             unlabeled = [s for s in pool if s.id not in taken]
         check_disjoint(labeled, unlabeled, str(cfg.labeled_list), str(cfg.unlabeled_list or "the train pool"))
         return Splits(labeled, unlabeled, val, cfg.split_family)
     if cfg.unlabeled_list:
         raise SplitError("data.unlabeled_list was given without data.labeled_list")
-    pool = read_list(cfg.train_list or _default_list(cfg, "train"), cfg.root, _resolver(cfg, "train"))
+    pool = read(cfg.train_list or _default_list(cfg, "train"), cfg.root, _resolver(cfg, "train"))
     if cfg.labeled_count is None and cfg.labeled_fraction is None:
         return Splits(pool, [], val, cfg.split_family)
     labeled, unlabeled = draw_split(pool, cfg.split_seed, cfg.labeled_count, cfg.labeled_fraction)

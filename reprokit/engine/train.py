@@ -14,7 +14,8 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from reprokit.config import Config, config_digest
+from reprokit.config import Config, ConfigError, config_digest
+from reprokit.data.check import check_before_training
 from reprokit.data.datasets import SegDataset, class_names, collate, record_splits, resolve_splits
 from reprokit.data.digits import ensure_digit_scenes
 from reprokit.data.sampler import StepBatchSampler
@@ -107,13 +108,17 @@ class Trainer:
         if cfg.data.dataset == "digits" and self.dist.is_main:
             ensure_digit_scenes(cfg.data.root)
         barrier()
-        # the data is read and checked before the run directory is touched: bad input leaves no trace there
+        # data and method are read and checked before the run directory is touched: bad input leaves no trace
         self.splits = resolve_splits(cfg.data)
+        check_before_training(self.splits, cfg.data, progress=self.dist.is_main and show_progress())
+        self.class_names = class_names(cfg.data)
+        self.method = build_method(cfg, cfg.data.num_classes).to(self.dist.device)
+        if self.method.uses_unlabeled and not self.splits.unlabeled:
+            raise ConfigError(f"method {cfg.method_name!r} needs unlabeled data: set data.labeled_fraction, "
+                              "data.labeled_count or data.unlabeled_list")
         if self.dist.is_main:
             rundir.prepare(self.run_dir, cfg)
         barrier()
-        self.class_names = class_names(cfg.data)
-        self.method = build_method(cfg, cfg.data.num_classes).to(self.dist.device)
         if cfg.model.sync_bn and self.dist.enabled and self.dist.device.type == "cuda":
             # SyncBN is GPU-only in PyTorch; on CPU/gloo each rank keeps its own batch statistics
             self.method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
@@ -174,11 +179,16 @@ class Trainer:
                 "status": "running", "total_steps": self.total, "world_size": dist.world_size,
                 "device": str(dist.device), "split_family": self.splits.family,
                 "labeled_count": len(self.splits.labeled), "unlabeled_count": len(self.splits.unlabeled),
-                "splits": record_splits(self.splits, self.run_dir)})
+                "splits": record_splits(self.splits, self.run_dir), "error": None})
             rundir.truncate_metrics(self.run_dir / "metrics.jsonl", self.start_step)
-        if self.start_step < self.total:
-            self._train_steps(main)
-        return self.final_eval()
+        try:
+            if self.start_step < self.total:
+                self._train_steps(main)
+            return self.final_eval()
+        except Exception as exc:  # the record says the run stopped, and why; the error itself goes on up
+            if main:
+                rundir.write_meta(self.run_dir, cfg, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+            raise
 
     def _train_steps(self, main: bool) -> None:
         cfg, dist = self.cfg, self.dist
@@ -190,9 +200,6 @@ class Trainer:
                        cfg.data.num_workers)
         it_u = None
         if self.method.uses_unlabeled:
-            if not self.splits.unlabeled:
-                raise ValueError(f"method {cfg.method_name!r} needs unlabeled data: set data.labeled_fraction, "
-                                 "data.labeled_count or data.unlabeled_list")
             unl_ds = SegDataset(self.splits.unlabeled, cfg.data, train=True, strong=strong)
             it_u = _loader(unl_ds, self.unlabeled_batch, cfg.train.seed, 1, self.start_step, self.total, dist,
                            cfg.data.num_workers)
