@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from reprokit.config import PROBABILITY, ranged
 from reprokit.methods.base import StepOutput
 from reprokit.methods.losses import IGNORE_INDEX, supervised_loss
 from reprokit.methods.semi import (SemiParams, accuracy, check_semi_params, cutmix_views, split_forward,
@@ -18,7 +19,7 @@ from reprokit.methods.supervised import Supervised
 @dataclass
 class FixMatchParams(SemiParams):
     name: str = "fixmatch"
-    threshold: float = 0.95
+    threshold: float = ranged(PROBABILITY, 0.95)
 
 
 class FixMatch(Supervised):

@@ -10,13 +10,13 @@ from __future__ import annotations
 import copy
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import nn
 
-from reprokit.config import ConfigError
+from reprokit.config import FRACTION, NON_NEGATIVE, PROBABILITY, ConfigError, check_interval, ranged
 from reprokit.data.transforms import cutmix_box_masks, mix
 from reprokit.methods.base import Method
 from reprokit.methods.losses import IGNORE_INDEX
@@ -27,13 +27,13 @@ from reprokit.methods.supervised import SupervisedParams
 class SemiParams(SupervisedParams):
     """Settings shared by the teacher-student methods (paper defaults: STPG Section 4.1)."""
 
-    lambda_u: float = 1.0  # weight of the unsupervised loss (Eq. 17; Fig. 8b sweeps 0 / 0.5 / 1 / 1.5)
+    lambda_u: float = ranged(NON_NEGATIVE, 1.0)  # weight of the unsupervised loss (Eq. 17; Fig. 8b sweeps 0 / 0.5 / 1 / 1.5)
     # Burn-in: fraction of training with supervised loss only (0 = STPG paper and code: from the start).
     # Mean Teacher and FixMatch skip the unlabeled passes entirely during it.
-    unsup_start: float = 0.0
-    unsup_ramp: float = 0.0  # then lambda_u rises linearly over this fraction of training (0 = at once)
-    cutmix_boxes: int = 3  # 0 = no CutMix
-    cutmix_area: list = field(default_factory=lambda: [0.25, 0.5])  # total box area, fraction of the image
+    unsup_start: float = ranged(PROBABILITY, 0.0)
+    unsup_ramp: float = ranged(PROBABILITY, 0.0)  # then lambda_u rises linearly over this fraction of training (0 = at once)
+    cutmix_boxes: int = ranged(NON_NEGATIVE, 3)  # 0 = no CutMix
+    cutmix_area: list = ranged(FRACTION, factory=lambda: [0.25, 0.5])  # total box area, fraction of the image
     # False: strong-view passes normalise with their batch statistics but leave BN running statistics alone,
     # so the evaluated network's (and its EMA teacher's) statistics come from clean images only.
     # True = STPG/CPS code (every student pass updates them).
@@ -44,7 +44,7 @@ class SemiParams(SupervisedParams):
 class TeacherParams(SemiParams):
     """Adds the EMA teachers' settings."""
 
-    ema_momentum: float = 0.99  # teacher = EMA of student (parameters and BN statistics)
+    ema_momentum: float = ranged(PROBABILITY, 0.99)  # teacher = EMA of student (parameters and BN statistics)
     # min(ema_momentum, 1 - 1 / (t + 1)) at step t, as in Tarvainen & Valpola's Mean Teacher, so the teacher
     # is not dominated by its random initialisation; the STPG code uses a constant momentum (False).
     ema_warmup: bool = False
@@ -152,10 +152,7 @@ def unsup_weight(method, step: int) -> float:
 
 
 def check_semi_params(p: SemiParams) -> None:
-    for key in ("unsup_start", "unsup_ramp"):
-        if not 0 <= getattr(p, key) <= 1:
-            raise ConfigError(f"config key 'method.{key}': expected a fraction of training in [0, 1], "
-                              f"got {getattr(p, key)}")
+    check_interval("method.cutmix_area", p.cutmix_area)
     if getattr(p, "eval_net", "student") not in ("student", "teacher"):
         raise ConfigError(f"config key 'method.eval_net': expected 'student' or 'teacher', got {p.eval_net!r}")
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from reprokit.config import ConfigError
+from reprokit.config import COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, ConfigError, ranged
 from reprokit.methods.base import StepOutput
 from reprokit.methods.losses import IGNORE_INDEX, supervised_loss
 from reprokit.methods.semi import (MixedViews, TeacherParams, TeacherStudent, accuracy, ema_copy, split_forward,
@@ -40,19 +40,19 @@ class STPGParams(TeacherParams):
     dual_teacher: bool = True  # Table 4 "DM"
     pixel_selection: list = field(default_factory=lambda: ["cons", "hmis"])  # Table 5; all three = no selection
     contrastive: bool = True  # Table 4 "DCL"
-    lambda_ctr: float = 0.1
-    tau: float = 0.5  # temperature of Eqs. 12 and 15
-    phi: float = 0.95  # memory bank admission confidence
-    alpha: float = 0.99  # prototype EMA, Eq. 13 (authors' code: 0.9)
-    bank_size: int = 256  # N per class; 0 removes contrastive learning (Fig. 8a)
-    bank_top_k: int = 0  # features admitted per class and step; 0 = bank_size // labeled batch size
+    lambda_ctr: float = ranged(NON_NEGATIVE, 0.1)
+    tau: float = ranged(POSITIVE, 0.5)  # temperature of Eqs. 12 and 15
+    phi: float = ranged(PROBABILITY, 0.95)  # memory bank admission confidence
+    alpha: float = ranged(PROBABILITY, 0.99)  # prototype EMA, Eq. 13 (authors' code: 0.9)
+    bank_size: int = ranged(NON_NEGATIVE, 256)  # N per class; 0 removes contrastive learning (Fig. 8a)
+    bank_top_k: int = ranged(NON_NEGATIVE, 0)  # features admitted per class and step; 0 = bank_size // labeled batch size
     bank_teacher: str = "gen"  # teacher whose labeled-image features fill the bank (paper: gen; code: pro)
-    proj_dim: int = 256
+    proj_dim: int = ranged(COUNT, 256)
     # Warm-up phases, as fractions of training (the code's VOC epochs 5 / 10 / 15 of 32).
-    bank_start: float = 0.15
-    contrastive_start: float = 0.3
-    proximity_start: float = 0.45
-    matching_freeze: float = 1.0  # stop re-matching prototypes to anchors after this fraction (code, VOC: 20/32)
+    bank_start: float = ranged(PROBABILITY, 0.15)
+    contrastive_start: float = ranged(PROBABILITY, 0.3)
+    proximity_start: float = ranged(PROBABILITY, 0.45)
+    matching_freeze: float = ranged(PROBABILITY, 1.0)  # stop re-matching prototypes to anchors after this fraction (code, VOC: 20/32)
 
 
 def check_params(p: STPGParams) -> None:
@@ -64,9 +64,6 @@ def check_params(p: STPGParams) -> None:
         raise ConfigError(f"config key 'method.bank_teacher': expected 'gen' or 'pro', got {p.bank_teacher!r}")
     if p.bank_teacher == "pro" and not p.dual_teacher:
         raise ConfigError("config key 'method.bank_teacher': 'pro' needs method.dual_teacher: true")
-    for key in ("bank_start", "contrastive_start", "proximity_start", "matching_freeze"):
-        if not 0 <= getattr(p, key) <= 1:
-            raise ConfigError(f"config key 'method.{key}': expected a fraction of training in [0, 1]")
 
 
 def at_feature_size(label: torch.Tensor, size) -> torch.Tensor:

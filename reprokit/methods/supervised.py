@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reprokit.config import COUNT, PROBABILITY, ranged
 from reprokit.methods.base import Method, StepOutput
 from reprokit.methods.losses import supervised_loss
 from reprokit.models.deeplab import build_model
@@ -12,8 +13,8 @@ from reprokit.models.deeplab import build_model
 class SupervisedParams:
     name: str = "supervised"
     ohem: bool = False  # OHEM cross-entropy (Cityscapes protocol)
-    ohem_thresh: float = 0.7
-    ohem_min_kept: int = 50000  # per image
+    ohem_thresh: float = ranged(PROBABILITY, 0.7)
+    ohem_min_kept: int = ranged(COUNT, 50000)  # per image
 
 
 class Supervised(Method):
