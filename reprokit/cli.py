@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 
@@ -195,15 +196,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Repairs of a run directory are news for the user, not for a developer: no source location."""
+    from reprokit.engine.rundir import RunDirWarning
+
+    if issubclass(category, RunDirWarning):
+        print(f"reprokit: warning: {message}", file=sys.stderr)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     from reprokit.config import ConfigError
     from reprokit.data.errors import DataError
     from reprokit.engine.checkpoint import CheckpointError
+    from reprokit.engine.rundir import RunDirError
 
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return args.func(args)
-    except (ConfigError, DataError, CheckpointError) as exc:
+    except (ConfigError, DataError, CheckpointError, RunDirError) as exc:
         print(f"reprokit: error: {exc}", file=sys.stderr)
         return 2
 

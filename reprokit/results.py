@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from reprokit.engine.rundir import code_version, recorded_code_version
+from reprokit.engine.rundir import code_version, read_metrics, recorded_code_version
 
 
 def load_run(run_dir: str | Path) -> dict:
@@ -50,9 +50,8 @@ def summary_table(df: pd.DataFrame, by: list[str], value: str = "miou") -> pd.Da
 
 
 def load_metrics(run_dir: str | Path) -> pd.DataFrame:
-    """A run's metrics.jsonl as a DataFrame (one row per logged step)."""
-    lines = Path(run_dir, "metrics.jsonl").read_text().splitlines()
-    return pd.DataFrame([json.loads(x) for x in lines if x.strip()])
+    """A run's metrics.jsonl as a DataFrame (one row per logged step; a line still being written is left out)."""
+    return pd.DataFrame(read_metrics(Path(run_dir, "metrics.jsonl"))[0])
 
 
 def selection_summary(run_dirs, from_fraction: float = 0.5) -> pd.DataFrame:

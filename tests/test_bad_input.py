@@ -3,15 +3,18 @@ already on disk changes. Ordered as the issue: data loss first."""
 from __future__ import annotations
 
 import json
+import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image, ImageFile
 
 from reprokit.cli import main as cli_main
-from reprokit.config import DataConfig, from_dict
+from reprokit.config import ConfigError, DataConfig, ModelConfig, from_dict
 from reprokit.data import voc
 from reprokit.data.check import check_data
 from reprokit.data.datasets import SegDataset
@@ -20,8 +23,12 @@ from reprokit.data.errors import DataRootError, ImageError, LabelError, MaskErro
 from reprokit.data.palette import voc_palette
 from reprokit.data.samples import load_sample
 from reprokit.data.splits import read_list
-from reprokit.engine.train import train
+from reprokit.engine.checkpoint import CheckpointError, load_checkpoint, save_atomic
+from reprokit.engine.rundir import RunDirError, RunDirWarning, read_metrics
+from reprokit.engine.train import Trainer, train
 from reprokit.methods import validate_method_config
+from reprokit.models.deeplab import CheckpointKeyError, build_model
+from reprokit.records import write_atomic, write_json_atomic
 from tests.conftest import TINY_SPEC, tiny_raw, tree_digest
 
 
@@ -247,3 +254,157 @@ def test_data_check_shows_a_progress_bar(digits_root, monkeypatch, capsys):
     monkeypatch.setenv("REPROKIT_PROGRESS", "1")
     report = check_data(from_dict(tiny_raw(digits_root)).data, progress=True)
     assert report.ok and "checking files: 100%" in capsys.readouterr().err
+
+
+# --- 6. a run that never trained does not lock its directory ---------------------------------------------
+
+def test_a_run_stopped_by_bad_data_does_not_lock_its_directory(tiny_cfg, voc_root, tmp_path):
+    _with_value(voc_root / "SegmentationClass/train_5.png", 5)  # the data has 6 classes, the config says 4
+    run = tmp_path / "run"
+    with pytest.raises(LabelError, match=r"train_5.png: label value 5 .*data.num_classes = 4"):
+        train(_voc_cfg(tiny_cfg, voc_root, train={"ckpt_every": 6}), run)
+    assert (run / "config.yaml").is_file() and not (run / "checkpoint.pt").exists()
+    summary = train(_voc_cfg(tiny_cfg, voc_root, num_classes=6, train={"ckpt_every": 6}), run)  # the corrected setting
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["num_classes"] == 6
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["status"] == "finished" and meta["error"] is None and len(summary["iou"]) == 6
+    with pytest.raises(ConfigError, match=r"different configuration .* differs in data.num_classes"):
+        train(_voc_cfg(tiny_cfg, voc_root, train={"ckpt_every": 6}), run)  # now it has results: locked
+
+
+def test_a_method_without_unlabeled_data_is_refused_before_the_run_directory(tiny_cfg, tmp_path):
+    with pytest.raises(ConfigError, match=r"method 'mean_teacher' needs unlabeled data"):
+        train(tiny_cfg(method={"name": "mean_teacher"}, data={"labeled_fraction": None}), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+# --- 7. crash leftovers -------------------------------------------------------------------------------------
+
+class _Crash(Exception):
+    """Stands in for a kill right after a checkpoint."""
+
+
+def _crash_after_step_3(monkeypatch):
+    save = Trainer._save
+
+    def save_then_crash(self, step):
+        save(self, step)
+        if step == 3:
+            raise _Crash
+
+    monkeypatch.setattr(Trainer, "_save", save_then_crash)
+
+
+def _damage_like_a_crash(run):
+    """What a kill and a careless copy can leave: half a metric line, half a config.yaml, a stale temp file."""
+    with open(run / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 4, "loss": 0.71')
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(text[: len(text) // 2])
+    (run / ".checkpoint.pt.tmp99999").write_bytes(b"PK\x03\x04 half a zip")
+
+
+def test_fault_injection_resume_repairs_what_a_crash_left(tiny_cfg, tmp_path, monkeypatch):
+    cfg, run = tiny_cfg(), tmp_path / "run"
+    train(tiny_cfg(), tmp_path / "straight")
+    with monkeypatch.context() as patch:
+        _crash_after_step_3(patch)
+        with pytest.raises(_Crash):
+            train(cfg, run)
+    config_text = (run / "config.yaml").read_text()
+    _damage_like_a_crash(run)
+    with pytest.warns(RunDirWarning) as warned:
+        train(cfg, run)
+    said = " | ".join(str(w.message) for w in warned)
+    assert "config.yaml was damaged" in said and "rewrote it with this configuration" in said
+    assert "removed 1 half-written file(s) a crash left behind: .checkpoint.pt.tmp99999" in said
+    assert "metrics.jsonl: dropped an incomplete last line" in said
+    assert (run / "config.yaml").read_text() == config_text and not list(run.glob(".*tmp*"))
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl")[0]] == [1, 2, 3, 4, 5, 6]
+    assert json.loads((run / "meta.json").read_text())["status"] == "finished"
+    resumed, straight = (load_checkpoint(p / "checkpoint.pt")["method"] for p in (run, tmp_path / "straight"))
+    assert all(torch.equal(resumed[k], straight[k]) for k in straight)
+
+
+def test_fault_injection_another_configuration_is_refused_and_nothing_changes(tiny_cfg, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        _crash_after_step_3(patch)
+        with pytest.raises(_Crash):
+            train(tiny_cfg(), run)
+    _damage_like_a_crash(run)
+    before = tree_digest(run)
+    with pytest.raises(RunDirError, match=r"run/config.yaml is damaged \(.*\), and this configuration \(hash \w+\) "
+                                          r"is not the one the run's checkpoint was written with"):
+        train(tiny_cfg(optim={"lr": 0.02}), run)
+    assert tree_digest(run) == before
+
+
+def test_a_damaged_metric_line_before_the_last_is_named(tiny_cfg, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        _crash_after_step_3(patch)
+        with pytest.raises(_Crash):
+            train(tiny_cfg(), run)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text("\n".join([lines[0], "garbage", *lines[1:]]) + "\n")
+    before = tree_digest(run)
+    with pytest.raises(RunDirError, match=r"metrics.jsonl:2: not a JSON record \('garbage'\)"):
+        train(tiny_cfg(), run)
+    assert tree_digest(run) == before
+
+
+def test_atomic_writes_fsync_the_file_before_and_the_folder_after_the_rename(tmp_path, monkeypatch):
+    calls = []
+    fsync, replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(("fsync", os.path.isdir(f"/proc/self/fd/{fd}"))) or fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda a, b: calls.append(("replace", Path(b).name)) or replace(a, b))
+    save_atomic({"format": "reprokit-checkpoint-v1", "step": 1}, tmp_path / "checkpoint.pt")
+    write_json_atomic(tmp_path / "meta.json", {"status": "running"})
+    assert calls == [("fsync", False), ("replace", "checkpoint.pt"), ("fsync", True),
+                     ("fsync", False), ("replace", "meta.json"), ("fsync", True)]
+
+
+def test_an_interrupted_atomic_write_leaves_the_old_file_and_no_temp(tmp_path):
+    target = tmp_path / "config.yaml"
+    target.write_text("old")
+
+    def fail_half_way(fh):
+        fh.write(b"new, but")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(target, fail_half_way)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["config.yaml"]
+
+
+# --- 8. a checkpoint that carries code ---------------------------------------------------------------------
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickled_checkpoint_is_refused_for_safety_and_runs_nothing(tiny_cfg, tmp_path):
+    run, marker = tmp_path / "run", tmp_path / "code-ran"
+    train(tiny_cfg(train={"iters": 3}), run)
+    ckpt = load_checkpoint(run / "checkpoint.pt")
+    torch.save({**ckpt, "payload": _RunsCode(marker)}, run / "checkpoint.pt")
+    before = tree_digest(run)
+    with pytest.raises(CheckpointError) as refused:
+        train(tiny_cfg(train={"iters": 3}), run)
+    message = str(refused.value)
+    assert re.search(r"checkpoint.pt: holds Python objects other than tensors \(\w+.system\); refused for safety",
+                     message)
+    assert "weights_only=False" not in message and "corrupt" not in message
+    assert not marker.exists() and tree_digest(run) == before
+
+
+def test_pretrained_weights_carrying_code_are_refused_the_same_way(tmp_path):
+    torch.save({"conv1.weight": torch.zeros(1), "x": _RunsCode(tmp_path / "code-ran")}, tmp_path / "w.pth")
+    with pytest.raises(CheckpointKeyError, match=r"model.pretrained: .*w.pth: holds Python objects other than tensors"):
+        build_model(ModelConfig(width=8, pretrained=str(tmp_path / "w.pth")), 3)
+    assert not (tmp_path / "code-ran").exists()

@@ -108,12 +108,15 @@ def resolve_splits(cfg: DataConfig, read: ListReader = read_list) -> Splits:
 
 
 def record_splits(splits: Splits, out_dir: Path) -> dict[str, str]:
-    """Write the lists actually used into the run directory (they are part of the result)."""
+    """Write the lists actually used into the run directory (they are part of the result); a list an
+    earlier start of the run wrote but this one does not use is removed."""
     out = {}
     for name in ("labeled", "unlabeled", "val"):
-        samples = getattr(splits, name)
+        samples, path = getattr(splits, name), out_dir / "splits" / f"{name}.txt"
         if samples:
-            out[name] = str(write_list(out_dir / "splits" / f"{name}.txt", samples).relative_to(out_dir))
+            out[name] = str(write_list(path, samples).relative_to(out_dir))
+        else:
+            path.unlink(missing_ok=True)
     return out
 
 

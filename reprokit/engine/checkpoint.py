@@ -1,12 +1,13 @@
 """Atomic, safe-to-load checkpoints holding everything exact resume needs."""
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from reprokit.records import TensorFileError, load_tensors, write_atomic
 
 FORMAT = "reprokit-checkpoint-v1"
 
@@ -16,22 +17,21 @@ class CheckpointError(RuntimeError):
 
 
 def save_atomic(obj, path: str | Path) -> Path:
-    """Write to a temporary file in the same folder, then rename: a kill never leaves half a file."""
+    """``torch.save`` through :func:`reprokit.records.write_atomic`: a kill or a power loss never leaves half
+    a checkpoint, and the previous one stays loadable until the new one is whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, lambda fh: torch.save(obj, fh))
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """Load with ``weights_only=True``; anything that is not a reprokit checkpoint is a clear error."""
+    """Load tensors only (:func:`reprokit.records.load_tensors`); anything that is not a reprokit checkpoint
+    is a clear error."""
     path = Path(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - corrupt zip, pickle refusal, truncated file ...
-        raise CheckpointError(f"{path}: corrupt or not a PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+        obj = load_tensors(path)
+    except TensorFileError as exc:
+        raise CheckpointError(str(exc)) from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a reprokit checkpoint (expected format {FORMAT!r})")
     return obj

@@ -175,12 +175,12 @@ class Trainer:
     def fit(self) -> dict:
         cfg, dist, main = self.cfg, self.dist, self.dist.is_main
         if main:
+            rundir.truncate_metrics(self.run_dir / "metrics.jsonl", self.start_step)
             rundir.write_meta(self.run_dir, cfg, {
                 "status": "running", "total_steps": self.total, "world_size": dist.world_size,
                 "device": str(dist.device), "split_family": self.splits.family,
                 "labeled_count": len(self.splits.labeled), "unlabeled_count": len(self.splits.unlabeled),
                 "splits": record_splits(self.splits, self.run_dir), "error": None})
-            rundir.truncate_metrics(self.run_dir / "metrics.jsonl", self.start_step)
         try:
             if self.start_step < self.total:
                 self._train_steps(main)
@@ -278,7 +278,7 @@ class Trainer:
         if self.dist.is_main:
             rundir.write_json_atomic(self.run_dir / "eval.json", summary)
             if result["predictions"]:
-                torch.save({p["id"]: p["pred"] for p in result["predictions"]}, self.run_dir / "predictions.pt")
+                save_atomic({p["id"]: p["pred"] for p in result["predictions"]}, self.run_dir / "predictions.pt")
             rundir.write_meta(self.run_dir, cfg, {"status": "finished", "step": self.total, "miou": summary["miou"]})
         barrier()
         return summary

@@ -16,6 +16,7 @@ import torchvision
 from torch import nn
 
 from reprokit.config import ModelConfig
+from reprokit.records import TensorFileError, load_tensors
 
 
 class CheckpointKeyError(RuntimeError):
@@ -149,9 +150,9 @@ def load_pretrained(net: nn.Module, path: str) -> None:
     if not file.is_file():
         raise CheckpointKeyError(f"model.pretrained: file not found: {file}")
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        raise CheckpointKeyError(f"model.pretrained: {file} is not a loadable state dict ({exc})") from None
+        state = load_tensors(file)
+    except TensorFileError as exc:
+        raise CheckpointKeyError(f"model.pretrained: {exc}") from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
