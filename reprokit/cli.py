@@ -196,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_python_show_warning = warnings.showwarning
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Repairs of a run directory are news for the user, not for a developer: no source location."""
     from reprokit.engine.rundir import RunDirWarning
@@ -204,9 +207,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
         print(f"reprokit: warning: {message}", file=sys.stderr)
     else:
         _python_show_warning(message, category, filename, lineno, file, line)
-
-
-_python_show_warning = warnings.showwarning
 
 
 def main(argv: list[str] | None = None) -> int:

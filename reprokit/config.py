@@ -145,7 +145,8 @@ class TrainConfig:
     deterministic: bool = True
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     ckpt_every: int = ranged(COUNT, 100)
-    snapshot_every: int = ranged(NON_NEGATIVE, 0)  # keep the method's weights every N steps in snapshots/ (the inspector's checkpoints)
+    # keep the method's weights every N steps in snapshots/ (the inspector's checkpoints); 0 = never
+    snapshot_every: int = ranged(NON_NEGATIVE, 0)
     log_every: int = ranged(COUNT, 10)
     threads: Optional[int] = ranged(COUNT)  # torch CPU threads; None keeps torch's default
 
@@ -158,7 +159,7 @@ class EvalConfig:
     scales: list = ranged(POSITIVE, factory=lambda: [1.0])
     flip: bool = False
     batch_size: int = ranged(COUNT, 16)
-    keep_predictions: int = ranged(NON_NEGATIVE, 0)  # number of val predictions saved in the run dir (qualitative figures)
+    keep_predictions: int = ranged(NON_NEGATIVE, 0)  # val predictions saved in the run dir (qualitative figures)
 
 
 @dataclass
@@ -356,7 +357,8 @@ def validate(cfg: Config) -> None:
     check_interval("data.scale_range", cfg.data.scale_range)
     for key in ("mean", "std"):
         if len(getattr(cfg.data, key)) != 3:
-            raise ConfigError(f"config key 'data.{key}': expected one value per RGB channel, got {getattr(cfg.data, key)}")
+            raise ConfigError(f"config key 'data.{key}': expected one value per RGB channel, "
+                              f"got {getattr(cfg.data, key)}")
 
 
 def check_interval(key: str, value: list) -> None:

@@ -169,7 +169,8 @@ def test_a_bad_val_image_stops_before_training_and_leaves_the_run_alone(tiny_cfg
     assert tree_digest(voc_root) == tree and tree_digest(run) == run_before
 
 
-@pytest.mark.parametrize("split,method", [("train", "supervised"), ("val", "supervised"), ("unlabeled", "mean_teacher")])
+@pytest.mark.parametrize("split,method", [("train", "supervised"), ("val", "supervised"),
+                                          ("unlabeled", "mean_teacher")])
 def test_a_label_value_beyond_num_classes_is_named(tiny_cfg, voc_root, tmp_path, split, method):
     lists = voc_root / "ImageSets/Segmentation"
     (lists / "labeled.txt").write_text("train_0\ntrain_1\ntrain_2\ntrain_3\n")
@@ -204,7 +205,8 @@ def test_reading_a_sample_decodes_each_file_once(voc_root, monkeypatch):
     """The checks ride on the decode the loader needs anyway: one decoder per file, no second pass."""
     decoders = []
     original = Image._getdecoder
-    monkeypatch.setattr(Image, "_getdecoder", lambda mode, name, *a, **k: decoders.append(name) or original(mode, name, *a, **k))
+    monkeypatch.setattr(Image, "_getdecoder",
+                        lambda mode, name, *a, **k: decoders.append(name) or original(mode, name, *a, **k))
     cfg = DataConfig(dataset="voc", voc_layout="classic", root=str(voc_root), num_classes=NUM_CLASSES, crop_size=32)
     samples = read_list(voc_root / "ImageSets/Segmentation/train.txt", voc_root, voc.resolver(voc_root, "classic"))
     item = SegDataset(samples, cfg, train=True)[(0, 7)]
@@ -234,7 +236,8 @@ def test_data_check_lists_exactly_the_bad_files(voc_root, tmp_path, capsys):
     assert re.match(r".*JPEGImages/train_2.jpg: cannot decode the image .*train.txt:3", kinds["unreadable image (1):"])
     assert re.match(r".*SegmentationClass/train_4.png: cannot decode the mask .*train.txt:5",
                     kinds["unreadable mask (1):"])
-    assert re.match(r".*SegmentationClass/val_0.png: label value 30 .*val.txt:1", kinds["label value out of range (1):"])
+    assert re.match(r".*SegmentationClass/val_0.png: label value 30 .*val.txt:1",
+                    kinds["label value out of range (1):"])
     assert re.match(r".*SegmentationClass/train_6.png: the mask is 24x24 .*train.txt:7",
                     kinds["mask size differs from image (1):"])
     assert tree_digest(voc_root) == before
@@ -326,6 +329,21 @@ def test_fault_injection_resume_repairs_what_a_crash_left(tiny_cfg, tmp_path, mo
     assert all(torch.equal(resumed[k], straight[k]) for k in straight)
 
 
+def test_the_command_line_resumes_a_crashed_run_and_says_what_it_repaired(digits_root, tmp_path, monkeypatch,
+                                                                          capsys):
+    raw, run = tiny_raw(digits_root), tmp_path / "run"
+    with monkeypatch.context() as patch:
+        _crash_after_step_3(patch)
+        with pytest.raises(_Crash):
+            train(from_dict(raw), run)
+    _damage_like_a_crash(run)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    assert cli_main(["train", "--config", str(tmp_path / "c.yaml"), "--out", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "reprokit: warning: " in err and "metrics.jsonl: dropped an incomplete last line" in err
+    assert "config.yaml was damaged" in err and "removed 1 half-written file(s)" in err
+
+
 def test_fault_injection_another_configuration_is_refused_and_nothing_changes(tiny_cfg, tmp_path, monkeypatch):
     run = tmp_path / "run"
     with monkeypatch.context() as patch:
@@ -357,7 +375,8 @@ def test_a_damaged_metric_line_before_the_last_is_named(tiny_cfg, tmp_path, monk
 def test_atomic_writes_fsync_the_file_before_and_the_folder_after_the_rename(tmp_path, monkeypatch):
     calls = []
     fsync, replace = os.fsync, os.replace
-    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(("fsync", os.path.isdir(f"/proc/self/fd/{fd}"))) or fsync(fd))
+    monkeypatch.setattr(os, "fsync",
+                        lambda fd: calls.append(("fsync", os.path.isdir(f"/proc/self/fd/{fd}"))) or fsync(fd))
     monkeypatch.setattr(os, "replace", lambda a, b: calls.append(("replace", Path(b).name)) or replace(a, b))
     save_atomic({"format": "reprokit-checkpoint-v1", "step": 1}, tmp_path / "checkpoint.pt")
     write_json_atomic(tmp_path / "meta.json", {"status": "running"})

@@ -27,11 +27,13 @@ from reprokit.methods.supervised import SupervisedParams
 class SemiParams(SupervisedParams):
     """Settings shared by the teacher-student methods (paper defaults: STPG Section 4.1)."""
 
-    lambda_u: float = ranged(NON_NEGATIVE, 1.0)  # weight of the unsupervised loss (Eq. 17; Fig. 8b sweeps 0 / 0.5 / 1 / 1.5)
+    # weight of the unsupervised loss (Eq. 17; Fig. 8b sweeps 0 / 0.5 / 1 / 1.5)
+    lambda_u: float = ranged(NON_NEGATIVE, 1.0)
     # Burn-in: fraction of training with supervised loss only (0 = STPG paper and code: from the start).
     # Mean Teacher and FixMatch skip the unlabeled passes entirely during it.
     unsup_start: float = ranged(PROBABILITY, 0.0)
-    unsup_ramp: float = ranged(PROBABILITY, 0.0)  # then lambda_u rises linearly over this fraction of training (0 = at once)
+    # then lambda_u rises linearly over this fraction of training (0 = at once)
+    unsup_ramp: float = ranged(PROBABILITY, 0.0)
     cutmix_boxes: int = ranged(NON_NEGATIVE, 3)  # 0 = no CutMix
     cutmix_area: list = ranged(FRACTION, factory=lambda: [0.25, 0.5])  # total box area, fraction of the image
     # False: strong-view passes normalise with their batch statistics but leave BN running statistics alone,

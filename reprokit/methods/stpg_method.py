@@ -45,14 +45,16 @@ class STPGParams(TeacherParams):
     phi: float = ranged(PROBABILITY, 0.95)  # memory bank admission confidence
     alpha: float = ranged(PROBABILITY, 0.99)  # prototype EMA, Eq. 13 (authors' code: 0.9)
     bank_size: int = ranged(NON_NEGATIVE, 256)  # N per class; 0 removes contrastive learning (Fig. 8a)
-    bank_top_k: int = ranged(NON_NEGATIVE, 0)  # features admitted per class and step; 0 = bank_size // labeled batch size
+    # features admitted per class and step; 0 = bank_size // labeled batch size
+    bank_top_k: int = ranged(NON_NEGATIVE, 0)
     bank_teacher: str = "gen"  # teacher whose labeled-image features fill the bank (paper: gen; code: pro)
     proj_dim: int = ranged(COUNT, 256)
     # Warm-up phases, as fractions of training (the code's VOC epochs 5 / 10 / 15 of 32).
     bank_start: float = ranged(PROBABILITY, 0.15)
     contrastive_start: float = ranged(PROBABILITY, 0.3)
     proximity_start: float = ranged(PROBABILITY, 0.45)
-    matching_freeze: float = ranged(PROBABILITY, 1.0)  # stop re-matching prototypes to anchors after this fraction (code, VOC: 20/32)
+    # stop re-matching prototypes to anchors after this fraction (code, VOC: 20/32)
+    matching_freeze: float = ranged(PROBABILITY, 1.0)
 
 
 def check_params(p: STPGParams) -> None:
