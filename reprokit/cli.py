@@ -107,7 +107,15 @@ def _sweep(args) -> int:
 
 def _figures(args) -> int:
     from reprokit.figures import regenerate
+    from reprokit.viz.presets import preset
+    from reprokit.viz.registry import select
 
+    try:  # refuse an unknown preset or artefact before any notebook starts
+        preset(args.preset)
+        select(args.only)
+    except ValueError as exc:
+        print(f"reprokit: error: {exc}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
     errors = regenerate(args.runs, args.out, args.preset, args.jobs, args.only)
     print(f"figures: {sum(e is None for e in errors.values())} of {len(errors)} artefacts built in "
@@ -147,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--out", default="figures")
     fg.add_argument("--preset", default="digits", help="digits | cityscapes | voc")
     fg.add_argument("--jobs", type=int, default=2)
-    fg.add_argument("--only", nargs="*", help="artefact notebooks to run (default: all)")
+    fg.add_argument("--only", nargs="*", metavar="ARTEFACT",
+                    help="artefacts to build, e.g. summary table4 fig7 (default: all)")
     fg.set_defaults(func=_figures)
     d = sub.add_parser("data", help="build data sets")
     dsub = d.add_subparsers(dest="dataset", required=True)
