@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -13,6 +14,9 @@ def _train(args) -> int:
 
     cfg = load_config(args.config, args.set)
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-{cfg.hash()}"
+    if (out / "checkpoint.pt").is_file() and (out / "meta.json").is_file():  # a requeued job's log shows it
+        print(f"{out}: resuming from its checkpoint (step {json.loads((out / 'meta.json').read_text()).get('step')})",
+              flush=True)
     summary = train(cfg, out)
     print(f"{out}: mIoU {100 * summary['miou']:.2f}")
     return 0
