@@ -9,7 +9,7 @@ env:
 	@bash scripts/bootstrap.sh
 
 main: env
-	$(PY) -m reprokit.main
+	$(PY) -m reprokit.main --size quick
 
 test: env
 	$(PY) -m pytest -q

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -14,6 +15,9 @@ def _train(args) -> int:
 
     cfg = load_config(args.config, args.set)
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-{cfg.hash()}"
+    if (out / "checkpoint.pt").is_file() and (out / "meta.json").is_file():  # a requeued job's log shows it
+        print(f"{out}: resuming from its checkpoint (step {json.loads((out / 'meta.json').read_text()).get('step')})",
+              flush=True)
     summary = train(cfg, out)
     print(f"{out}: mIoU {100 * summary['miou']:.2f}")
     return 0
@@ -121,7 +125,15 @@ def _sweep(args) -> int:
 
 def _figures(args) -> int:
     from reprokit.figures import regenerate
+    from reprokit.viz.presets import preset
+    from reprokit.viz.registry import select
 
+    try:  # refuse an unknown preset or artefact before any notebook starts
+        preset(args.preset)
+        select(args.only)
+    except ValueError as exc:
+        print(f"reprokit: error: {exc}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
     errors = regenerate(args.runs, args.out, args.preset, args.jobs, args.only)
     print(f"figures: {sum(e is None for e in errors.values())} of {len(errors)} artefacts built in "
@@ -161,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--out", default="figures")
     fg.add_argument("--preset", default="digits", help="digits | cityscapes | voc")
     fg.add_argument("--jobs", type=int, default=2)
-    fg.add_argument("--only", nargs="*", help="artefact notebooks to run (default: all)")
+    fg.add_argument("--only", nargs="*", metavar="ARTEFACT",
+                    help="artefacts to build, e.g. summary table4 fig7 (default: all)")
     fg.set_defaults(func=_figures)
     d = sub.add_parser("data", help="build the digit scenes, or check a configured data set")
     dsub = d.add_subparsers(dest="action", required=True)

@@ -1,30 +1,46 @@
 """The README's main job on the embedded default: build the digit scenes and the glyph-pretrained backbone,
-run a preset's sweeps through the train notebook (papermill, ``--jobs`` cells at a time), then rebuild the
-tables and figures from the run directories alone.
+run the sweeps of its size through the train notebook (papermill, ``--jobs`` cells at a time), then rebuild its
+tables and figures from the run directories.
 
-    python -m reprokit.main [--preset quick|full] [--jobs 2] [--out figures]
+    python -m reprokit.main [--size quick|full] [--jobs 2] [--out figures]
 
 Finished cells are skipped, so a rerun only trains what is missing; an interrupted cell resumes from its
-checkpoint. The quick preset runs the frozen digits protocol with one seed and a shorter schedule (the
-summary, Table 4 and Figs. 6, 7 and 9); the full preset is the benchmark measurement (5 seeds), the
-ablations (3 seeds) and Fig. 8.
+checkpoint. The quick size runs the frozen digits protocol with one seed and a shorter schedule (the
+summary, Table 4 and Figs. 6, 7 and 9); the full size is the benchmark measurement (5 seeds), the
+ablations (3 seeds) and Fig. 8, and rebuilds every artefact.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from reprokit.data.digits import ensure_digit_scenes
-from reprokit.figures import NOTEBOOKS, regenerate
+from reprokit.figures import regenerate
 from reprokit.sweep import expand, run_sweep
+from reprokit.viz.registry import NAMES, select
 
-PRESETS = {
-    "quick": {"sweeps": ["params/sweeps/quick.yaml"], "pretrain": "params/digits/base.yaml",
-              "artefacts": ["summary", "table4", "fig6", "fig7", "fig9"]},
-    "full": {"sweeps": ["params/sweeps/benchmark.yaml", "params/sweeps/ablations.yaml", "params/sweeps/fig8.yaml"],
-             "pretrain": "params/digits/base.yaml", "artefacts": NOTEBOOKS},
+
+@dataclass(frozen=True)
+class MainJob:
+    """One size of the main job: sweeps sharing one runs folder, the config whose backbone is pretrained
+    before any cell starts, and the artefacts rebuilt from the runs (names of reprokit.viz.registry)."""
+
+    sweeps: tuple[str, ...]
+    pretrain: str
+    artefacts: tuple[str, ...]
+
+    def __post_init__(self):
+        select(self.artefacts)  # a misspelt artefact fails here, not after the training
+
+
+SIZES = {
+    "quick": MainJob(("params/sweeps/quick.yaml",), "params/digits/base.yaml",
+                     ("summary", "table4", "fig6", "fig7", "fig9")),
+    "full": MainJob(("params/sweeps/benchmark.yaml", "params/sweeps/ablations.yaml", "params/sweeps/fig8.yaml"),
+                    "params/digits/base.yaml", NAMES),
 }
 
 
@@ -55,22 +71,22 @@ def pretrain_weights(config: str, threads: int) -> None:
             torch.set_num_threads(previous)
 
 
-def run_preset(preset: str, out: Path, jobs: int = 2, data_root: str = "data/digits") -> dict:
-    spec = PRESETS[preset]
+def run_main_job(size: str, out: Path, jobs: int = 2, data_root: str = "data/digits") -> dict:
+    job = SIZES[size]
     start = time.perf_counter()
     ensure_digit_scenes(data_root)
-    pretrain_weights(spec["pretrain"], jobs)
+    pretrain_weights(job.pretrain, jobs)
     pretrained = time.perf_counter()
-    results = [r for sweep in spec["sweeps"] for r in run_sweep(sweep, jobs)]
+    results = [r for sweep in job.sweeps for r in run_sweep(sweep, jobs)]
     trained = time.perf_counter()
-    runs = expand(spec["sweeps"][0])[0]["runs"]  # a preset's sweeps share one runs folder
-    errors = regenerate(runs, out, "digits", jobs, spec["artefacts"])
-    timing = {"preset": preset, "cells_run": len(results), "failed": [r["cell"] for r in results if not r["ok"]],
+    runs = expand(job.sweeps[0])[0]["runs"]  # a job's sweeps share one runs folder
+    errors = regenerate(runs, out, "digits", jobs, list(job.artefacts))
+    timing = {"size": size, "cells_run": len(results), "failed": [r["cell"] for r in results if not r["ok"]],
               "pretrain_seconds": round(pretrained - start, 1), "train_seconds": round(trained - pretrained, 1),
               "figures_seconds": round(time.perf_counter() - trained, 1),
               "total_seconds": round(time.perf_counter() - start, 1), "peak_rss_mib": peak_rss_mib()}
-    (out / f"main_{preset}.timing.json").write_text(json.dumps(timing, indent=2))
-    print(f"main job ({preset}): {timing['total_seconds']:.0f} s in all ({timing['pretrain_seconds']:.0f} s "
+    (out / f"main_{size}.timing.json").write_text(json.dumps(timing, indent=2))
+    print(f"main job ({size}): {timing['total_seconds']:.0f} s in all ({timing['pretrain_seconds']:.0f} s "
           f"pretraining, {timing['train_seconds']:.0f} s training, {timing['figures_seconds']:.0f} s figures), "
           f"peak memory of one process {timing['peak_rss_mib']} MiB; outputs in {out}")
     if timing["failed"] or any(e and not e.startswith("skipped") for e in errors.values()):
@@ -79,14 +95,18 @@ def run_preset(preset: str, out: Path, jobs: int = 2, data_root: str = "data/dig
     return timing
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="quick", choices=sorted(PRESETS))
+    p.add_argument("--size", default="quick", choices=sorted(SIZES), help="how much to train (default: quick)")
     p.add_argument("--out", default="figures")
     p.add_argument("--jobs", type=int, default=2, help="cells trained at once (one CPU thread each)")
     p.add_argument("--data", default="data/digits")
-    args = p.parse_args(argv)
-    run_preset(args.preset, Path(args.out), args.jobs, args.data)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run_main_job(args.size, Path(args.out), args.jobs, args.data)
     return 0
 
 

@@ -1,32 +1,25 @@
-"""Write the notebooks in notebooks/ from the cell sources below (edit here, rerun, commit the .ipynb).
+"""Write the notebooks in notebooks/ (edit here or in reprokit/viz/registry.py, rerun, commit the .ipynb).
 
-Every notebook has one cell tagged ``parameters`` (papermill) whose lines read ``name: type = value  # meaning``,
-so ``papermill --help-notebook`` lists them; the other cells only call reprokit.
+The dedicated notebooks, where a person works interactively, have their cells below; the artefact notebooks
+are written from the artefact registry, one per entry. Every notebook has one cell tagged ``parameters``
+(papermill) whose lines read ``name: type = value  # meaning``, so ``papermill --help-notebook`` lists them;
+the other cells only call reprokit. Cell ids are fixed, so an unchanged source writes identical files
+(tests/test_notebooks.py compares them with the committed ones).
+
+    python scripts/make_notebooks.py [--out notebooks]
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import nbformat as nbf
 
+from reprokit.viz.registry import ARTEFACTS, COMMON_PARAMS, Artefact
+
 ROOT = Path(__file__).resolve().parents[1]
-ARTEFACT_PARAMS = '''runs: str = "runs/quick"  # folder holding the run directories (searched recursively)
-out: str = "figures"  # where tables and figures are written
-preset: str = "digits"  # which runs feed the artefact: digits | cityscapes | voc'''
 
-
-def artefact(title: str, builder: str, extra: str = "") -> list:
-    return [
-        ("md", f"# {title}\n\nRebuilt from run directories alone (no training). Files go to `out`, each with a "
-               "`.provenance.json` sidecar naming the runs used."),
-        ("params", ARTEFACT_PARAMS + extra),
-        ("code", "from reprokit.viz.artefacts import BUILDERS\nfrom reprokit.notebook import show_outputs"),
-        ("code", f"built = {builder}\nif built.missing:\n    print('missing runs:', ', '.join(built.missing))\n"
-                 "show_outputs(built.files)\nbuilt.table"),
-    ]
-
-
-NOTEBOOKS = {
+DEDICATED = {
     "train": [
         ("md", "# Train one experiment\n\nRuns `reprokit train` in a child process (torchrun when `nproc > 1`), so a "
                "long run survives the kernel; rerunning resumes from the last checkpoint. The executed copy of this "
@@ -59,33 +52,50 @@ scale: int = 6  # display magnification of the small embedded images'''),
         ("code", "inspector = PseudoLabelInspector.from_run(run_dir, export_dir=export_dir, scale=scale)\n"
                  "inspector.widget"),
     ],
-    "summary": artefact("Methods at 1/8 labels", "BUILDERS['summary'](runs, out, preset)"),
-    "tables_1_3": artefact("Tables 1-3: comparison with the paper", "BUILDERS['tables_1_3'](runs, out, preset)"),
-    "table4": artefact("Table 4: module ablation", "BUILDERS['table4'](runs, out, preset)"),
-    "table5": artefact("Table 5: pixel-selection sets", "BUILDERS['table5'](runs, out, preset)"),
-    "fig6": artefact("Fig. 6: tail-class IoU", "BUILDERS['fig6'](runs, out, preset)"),
-    "fig7": artefact("Fig. 7: t-SNE of decoder features", "BUILDERS['fig7'](runs, out, preset)"),
-    "fig8": artefact("Fig. 8: memory bank size and lambda_u", "BUILDERS['fig8'](runs, out, preset)"),
-    "fig9": artefact("Figs. 9/10: qualitative results", "BUILDERS['fig9'](runs, out, preset)"),
 }
 
 
-def cell(kind: str, source: str):
-    if kind == "md":
-        return nbf.v4.new_markdown_cell(source)
-    c = nbf.v4.new_code_cell(source)
-    if kind == "params":
-        c.metadata["tags"] = ["parameters"]
-    return c
+def artefact_cells(a: Artefact) -> list:
+    """Heading, parameters (the common ones and the artefact's own), and one call of its builder."""
+    reads = ("each shown run's checkpoint and the validation images its config names, so the data set must be "
+             "on disk" if a.loads_networks else "the runs' records (config, evaluation, metrics) alone")
+    own = "".join(f", {p.name}={p.name}" for p in a.params)
+    return [
+        ("md", f"# {a.title}\n\nRebuilt without training from {reads}. Files go to `out`, each with a "
+               "`.provenance.json` sidecar naming the runs used."),
+        ("params", "\n".join(p.line() for p in (*COMMON_PARAMS, *a.params))),
+        ("code", "from reprokit.notebook import show_outputs\nfrom reprokit.viz.registry import build"),
+        ("code", f"built = build({a.name!r}, runs, out, preset{own})\nif built.missing:\n"
+                 "    print('missing runs:', ', '.join(built.missing))\nshow_outputs(built.files)\nbuilt.table"),
+    ]
 
 
-def main() -> None:
-    for name, cells in NOTEBOOKS.items():
-        nb = nbf.v4.new_notebook()
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        nb.metadata["language_info"] = {"name": "python"}
-        nb.cells = [cell(k, s) for k, s in cells]
-        nbf.write(nb, ROOT / "notebooks" / f"{name}.ipynb")
+def notebook(cells: list):
+    nb = nbf.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    for i, (kind, source) in enumerate(cells):
+        cell = nbf.v4.new_markdown_cell(source) if kind == "md" else nbf.v4.new_code_cell(source)
+        cell.id = f"cell-{i}"  # nbformat draws random ids; fixed ones keep the files reproducible
+        if kind == "params":
+            cell.metadata["tags"] = ["parameters"]
+        nb.cells.append(cell)
+    return nb
+
+
+def notebooks() -> dict:
+    """{name: notebook} of every notebook in notebooks/."""
+    cells = {**DEDICATED, **{a.name: artefact_cells(a) for a in ARTEFACTS}}
+    return {name: notebook(c) for name, c in cells.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=ROOT / "notebooks")
+    out = p.parse_args(argv).out
+    out.mkdir(parents=True, exist_ok=True)
+    for name, nb in notebooks().items():
+        nbf.write(nb, out / f"{name}.ipynb")
 
 
 if __name__ == "__main__":

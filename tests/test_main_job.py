@@ -1,11 +1,13 @@
-"""The README's main job: pretrained weights first, the preset's sweeps, then the artefacts and a timing
+"""The README's main job: pretrained weights first, the sweeps of its size, then the artefacts and a timing
 record with peak memory."""
 import json
+import re
 
 import pytest
 import yaml
 
 from reprokit import main
+from reprokit.viz import registry
 from tests.test_sweep import ROOT, write_sweep
 
 
@@ -15,10 +17,9 @@ def test_main_job_trains_builds_artefacts_and_records_timing(tmp_path, digits_ro
     cfg = yaml.safe_load((tmp_path / "tiny.yaml").read_text())
     built = []
     monkeypatch.setattr(main, "pretrain_weights", lambda config, threads: built.append((config, threads)))
-    monkeypatch.setitem(main.PRESETS, "tiny", {"sweeps": [str(sweep)], "pretrain": str(tmp_path / "tiny.yaml"),
-                                               "artefacts": ["summary"]})
+    monkeypatch.setitem(main.SIZES, "tiny", main.MainJob((str(sweep),), str(tmp_path / "tiny.yaml"), ("summary",)))
     monkeypatch.chdir(ROOT)  # the artefact notebooks are found relative to the repository
-    timing = main.run_preset("tiny", tmp_path / "figures", jobs=1, data_root=cfg["data"]["root"])
+    timing = main.run_main_job("tiny", tmp_path / "figures", jobs=1, data_root=cfg["data"]["root"])
     assert built == [(str(tmp_path / "tiny.yaml"), 1)]
     assert timing["failed"] == [] and timing["cells_run"] == 1 and timing["peak_rss_mib"] > 50
     assert json.loads((tmp_path / "figures" / "main_tiny.timing.json").read_text())["pretrain_seconds"] >= 0
@@ -31,3 +32,17 @@ def test_pretrain_weights_is_a_no_op_without_glyphs(tmp_path, digits_root, monke
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(tiny_raw(digits_root)))
     monkeypatch.setattr("reprokit.models.pretrain.ensure_pretrained", lambda *a, **k: pytest.fail("built weights"))
     main.pretrain_weights(str(tmp_path / "c.yaml"), 2)
+
+
+def test_sizes_rebuild_known_artefacts_and_a_misspelt_one_is_refused():
+    assert main.SIZES["full"].artefacts == registry.NAMES
+    with pytest.raises(ValueError, match="unknown artefact fig77; artefacts are summary, "):
+        main.MainJob(("s.yaml",), "c.yaml", ("fig77",))
+
+
+def test_makefile_main_target_parses_as_the_main_job_command():
+    """``make main`` names the size explicitly; the data-set ``--preset`` of ``reprokit figures`` is no option here."""
+    recipe = re.search(r"^main:.*\n\t\$\(PY\) -m reprokit\.main (.*)$", (ROOT / "Makefile").read_text(), re.M)
+    assert main.build_parser().parse_args(recipe.group(1).split()).size == "quick"
+    with pytest.raises(SystemExit):
+        main.build_parser().parse_args(["--preset", "quick"])

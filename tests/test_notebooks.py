@@ -1,12 +1,13 @@
 """Every notebook runs under papermill with tiny parameters, and its parameters cell is discoverable."""
 import json
+import runpy
 from pathlib import Path
 
 import papermill as pm
 import pytest
 import yaml
 
-from reprokit.viz.artefacts import PRESETS
+from reprokit.viz.presets import PRESETS
 from tests.conftest import tiny_raw
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,6 +19,15 @@ def test_parameters_cell_is_discoverable(nb):
     params = pm.inspect_notebook(str(nb))
     assert params, f"{nb.name} has no parameters cell"
     assert all(p["inferred_type_name"] != "None" and p["help"] for p in params.values()), params
+
+
+def test_generator_writes_exactly_the_committed_notebooks(tmp_path):
+    runpy.run_path(str(ROOT / "scripts" / "make_notebooks.py"))["main"](["--out", str(tmp_path)])
+    written = {p.name: json.loads(p.read_text()) for p in tmp_path.glob("*.ipynb")}
+    committed = {p.name: json.loads(p.read_text()) for p in NOTEBOOKS}
+    assert sorted(written) == sorted(committed)
+    stale = [name for name in committed if written[name] != committed[name]]
+    assert not stale, f"{stale} differ from their source: run python scripts/make_notebooks.py and commit them"
 
 
 def _execute(name, out_dir, **parameters):
@@ -34,7 +44,7 @@ def trained_runs(tmp_path_factory, digits_root):
     from reprokit.engine.train import train
 
     root = tmp_path_factory.mktemp("nbruns")
-    t4 = PRESETS["digits"]["table4"]["rows"]
+    t4 = PRESETS["digits"].table4
     stpg = {"name": "stpg", "proj_dim": 16, "bank_size": 8}
     for name, method in ((t4["L_s"], {"name": "supervised"}), (t4["STPG (all)"], stpg)):
         raw = tiny_raw(digits_root, method=method)
@@ -72,7 +82,7 @@ def test_artefact_notebooks(trained_runs, tmp_path, name, outputs):
 
 @pytest.mark.slow
 def test_inspector_notebook_headless(trained_runs, tmp_path):
-    run = trained_runs / "runs" / PRESETS["digits"]["table4"]["rows"]["STPG (all)"]
+    run = trained_runs / "runs" / PRESETS["digits"].table4["STPG (all)"]
     nb = _execute("inspect_pseudo_labels", tmp_path, run_dir=str(run), export_dir=str(tmp_path / "exp"), scale=2)
     outputs = [o for c in nb["cells"] for o in c.get("outputs", [])]
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)

@@ -9,7 +9,7 @@ import pytest
 from reprokit import cli
 from reprokit.engine import rundir
 from reprokit.results import load_runs
-from reprokit.viz import artefacts
+from reprokit.viz import registry
 from tests.test_tables import fake_run
 
 
@@ -100,11 +100,11 @@ def test_captions_and_sidecars_state_the_code_versions(tmp_path, digits_root, cu
     root = tmp_path / "runs"
     versioned_run(root, digits_root, "ls0", "digits-table4-ls", 0, 0.40, current, "a" * 40)
     versioned_run(root, digits_root, "ls1", "digits-table4-ls", 1, 0.42, current, "a" * 40)
-    artefacts.build_ablation("table4", root, tmp_path / "one")
+    registry.build("table4", root, tmp_path / "one")
     assert "; runs of commit aaaaaaa\n" in (tmp_path / "one" / "table4.md").read_text()
 
     versioned_run(root, digits_root, "stpg0", "digits-table4-stpg", 0, 0.60, "older", "b" * 40)
-    artefacts.build_ablation("table4", root, tmp_path / "two")
+    registry.build("table4", root, tmp_path / "two")
     caption = (tmp_path / "two" / "table4.md").read_text().splitlines()[0]
     assert caption.endswith("built from runs of 2 code versions (commits aaaaaaa, bbbbbbb); 1 stale run")
     side = json.loads((tmp_path / "two" / "table4.md.provenance.json").read_text())
@@ -112,9 +112,9 @@ def test_captions_and_sidecars_state_the_code_versions(tmp_path, digits_root, cu
     assert {r["run_id"]: (r["code_version"], r["stale"]) for r in side["runs"]} == {
         "ls0": (current, False), "ls1": (current, False), "stpg0": ("older", True)}
 
-    artefacts.build_summary(root, tmp_path / "sum")
+    registry.build("summary", root, tmp_path / "sum")
     assert "2 code versions" in (tmp_path / "sum" / "summary.md").read_text()
-    artefacts.build_fig6(root, tmp_path / "fig")
+    registry.build("fig6", root, tmp_path / "fig")
     assert json.loads((tmp_path / "fig" / "fig6.png.provenance.json").read_text())["runs"]
 
 

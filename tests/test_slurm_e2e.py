@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from reprokit.slurm import SUBMITTED
+from reprokit.progress import run_progress
+from reprokit.slurm import SUBMITTED, queue_states
 from reprokit.sweep import IN_FLIGHT, expand, run_sweep, sweep_report, sweep_states
 from tests.slurm_cluster import local_slurm, slurm_available
 from tests.test_sweep import write_sweep
@@ -75,3 +76,34 @@ def test_sweep_on_slurm(tmp_path, digits_root, monkeypatch):
         assert any(f"job log: {results[0]['job_log']}" in line for line in logs)
         assert any(line.startswith("skip   tiny-s0 (done") for line in logs)
         assert json.loads((tmp_path / "runs" / "broken-s0" / SUBMITTED).read_text())["job_id"] != jobs["broken-s0"]
+
+
+def test_a_requeued_cell_resumes_from_its_checkpoint(tmp_path, digits_root, monkeypatch):
+    """Preemption as SLURM does it (kill and requeue): the cell's next start resumes its training from the
+    last checkpoint and finishes; the sweep counts it done."""
+    assert UNAVAILABLE is None, UNAVAILABLE
+    monkeypatch.chdir(ROOT)
+    with local_slurm(tmp_path / "cluster") as cluster:
+        for key, value in cluster.env.items():
+            monkeypatch.setenv(key, value)
+        path = write_sweep(tmp_path, digits_root, [{"seeds": [0]}],
+                           common=("train.iters=160", "train.ckpt_every=20", "train.log_every=10"),
+                           slurm={"partition": cluster.partition, "time": 10, "cpus_per_cell": 1})
+        run_sweep(path, log=lambda m: None, executor="slurm", wait_for_jobs=False)
+        (cell,) = expand(path)[1]
+        job = json.loads((cell.run_dir / SUBMITTED).read_text())["job_id"]
+        deadline = time.time() + 180
+        while not ((cell.run_dir / "checkpoint.pt").is_file() and (run_progress(cell.run_dir) or (0,))[0] >= 40):
+            assert time.time() < deadline, "the cell never reached step 40"
+            time.sleep(0.5)
+        cluster.run("scontrol", "requeue", job)
+        assert sweep_states([cell])[cell.cell_id] in IN_FLIGHT, "a requeued cell is still the scheduler's"
+        for _ in range(120):  # SLURM holds a requeued job back (begin time); once it is pending, start it now
+            if queue_states({job}).get(job) == "PENDING":
+                cluster.run("scontrol", "update", f"jobid={job}", "StartTime=now")
+                break
+            time.sleep(0.5)
+        assert wait_until_settled(path) == {cell.cell_id: "done"}
+        resumed = [line for line in (cell.run_dir / "train.ipynb").read_text().splitlines() if "resuming" in line]
+        assert resumed and int(resumed[0].split("(step ")[1].split(")")[0]) >= 20, resumed
+        assert json.loads((cell.run_dir / "meta.json").read_text())["step"] == 160

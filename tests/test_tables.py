@@ -11,7 +11,7 @@ from scipy import stats
 
 from reprokit.config import from_dict
 from reprokit.results import load_runs
-from reprokit.viz import artefacts, tables
+from reprokit.viz import registry, tables
 from tests.conftest import tiny_raw
 
 CLASSES = ["background"] + [f"digit {d}" for d in range(10)]
@@ -44,7 +44,7 @@ def runs(tmp_path, digits_root):
 
 
 def test_ablation_table_means_stds_gains(runs, tmp_path):
-    built = artefacts.build_ablation("table4", runs, tmp_path / "fig")
+    built = registry.build("table4", runs, tmp_path / "fig")
     t = built.table.set_index("Row")
     assert t.loc["L_s", "mIoU (%)"] == f"42.00 ± {100 * pd.Series([0.40, 0.44]).std():.2f} (2)"
     assert t.loc["STPG (all)", "mIoU (%)"] == "62.00 ± 2.00 (3)"
@@ -61,7 +61,7 @@ def test_ablation_table_means_stds_gains(runs, tmp_path):
 
 
 def test_provenance_sidecars_name_the_runs_used(runs, tmp_path):
-    built = artefacts.build_ablation("table4", runs, tmp_path / "fig")
+    built = registry.build("table4", runs, tmp_path / "fig")
     for f in built.files:
         side = json.loads((f.parent / f"{f.name}.provenance.json").read_text())
         assert sorted(r["run_id"] for r in side["runs"]) == sorted(p.name for p in runs.iterdir())
@@ -87,7 +87,7 @@ def test_fig6_bars_use_the_per_class_numbers(tmp_path, digits_root):
     root = tmp_path / "runs"
     iou = {c: 0.1 * i for i, c in enumerate(CLASSES)}
     fake_run(root, "a", "digits-table4-ls", 0, 0.3, method="supervised", dataset_raw=digits_root, iou=iou)
-    built = artefacts.build_fig6(root, tmp_path / "fig")
+    built = registry.build("fig6", root, tmp_path / "fig")
     d = built.table.set_index(["group", "class"])
     assert d.loc[("supervised", "digit 9"), "mean"] == pytest.approx(100.0)
     assert math.isnan(d.loc[("STPG", "digit 9"), "mean"])
@@ -102,7 +102,7 @@ def test_fig8_curve_groups_by_the_swept_parameter(tmp_path, digits_root):
         fake_run(root, f"b{n}", "digits-fig8-bank", 0, m, dataset_raw=digits_root, bank_size=n)
     runs = load_runs(root)
     assert sorted(runs["method.bank_size"]) == [0, 64, 256]
-    built = artefacts.build_fig8(root, tmp_path / "fig")
+    built = registry.build("fig8", root, tmp_path / "fig")
     assert built.missing == ["digits-fig8-lambda"]
     assert (tmp_path / "fig" / "fig8_bank_size.png").is_file()
 
@@ -126,7 +126,7 @@ def test_summary_with_tail_classes_and_selection_accuracy(tmp_path, digits_root)
     for seed, acc in enumerate([0.6, 0.8]):
         d = fake_run(root, f"stpg-s{seed}", "digits-table4-stpg", seed, 0.5, dataset_raw=digits_root, iou=iou)
         (d / "metrics.jsonl").write_text(json.dumps({"step": 10, "diag/sel/hmis": 0.1, "diag/acc/hmis": acc}) + "\n")
-    built = artefacts.build_summary(root, tmp_path / "fig")
+    built = registry.build("summary", root, tmp_path / "fig")
     row = built.table.set_index("Method").loc["STPG"]
     assert row["mIoU (%)"] == "50.00 ± 0.00 (2)" and row["tail mIoU (%)"] == "20.00 ± 0.00 (2)"
     sel = (tmp_path / "fig" / "summary_selection.md").read_text()
@@ -142,7 +142,7 @@ def test_summary_pairs_seeds_against_supervised_and_writes_the_paired_table(tmp_
         for seed, m in enumerate(mious):
             d = fake_run(root, f"{name}-s{seed}", name, seed, m, dataset_raw=digits_root)
             (d / "metrics.jsonl").write_text(json.dumps({"step": 1}) + "\n")
-    built = artefacts.build_summary(root, tmp_path / "fig")
+    built = registry.build("summary", root, tmp_path / "fig")
     t = built.table.set_index("Method")["Δ vs supervised [95 % CI]"]
     half = stats.t.ppf(0.975, 2) * pd.Series([10.0, 8.0, 13.0]).std() / math.sqrt(3)
     assert t["STPG"] == f"+10.33 [{31 / 3 - half:+.2f}, {31 / 3 + half:+.2f}] (3)"
@@ -158,7 +158,7 @@ def test_fig6_error_bars_are_t_intervals_of_the_mean(tmp_path, digits_root):
     root = tmp_path / "runs"
     for seed, m in enumerate([0.2, 0.3, 0.4]):
         fake_run(root, f"s{seed}", "digits-table4-stpg", seed, m, dataset_raw=digits_root)
-    built = artefacts.build_fig6(root, tmp_path / "fig")
+    built = registry.build("fig6", root, tmp_path / "fig")
     row = built.table.set_index(["group", "class"]).loc[("STPG", "digit 5")]
     assert row["mean"] == pytest.approx(30.0)
     assert row["ci"] == pytest.approx(stats.t.ppf(0.975, 2) * 10.0 / math.sqrt(3))
@@ -180,7 +180,7 @@ def test_summary_init_table_pairs_pretrained_against_scratch(tmp_path, digits_ro
             method = "stpg" if "stpg" in name else "supervised"
             d = fake_run(root, f"{name}-s{seed}", name, seed, m, method=method, dataset_raw=digits_root)
             (d / "metrics.jsonl").write_text(json.dumps({"step": 1}) + "\n")
-    built = artefacts.build_summary(root, tmp_path / "fig")
+    built = registry.build("summary", root, tmp_path / "fig")
     assert built.table.set_index("Method").loc["oracle (hidden labels)", "Δ vs supervised [95 % CI]"] \
         .startswith("+19.00 [")
     init = (tmp_path / "fig" / "summary_init.md").read_text()

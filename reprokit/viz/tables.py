@@ -22,6 +22,14 @@ def paper_numbers() -> pd.DataFrame:
         return pd.read_csv(f, dtype={"split": str})
 
 
+def paper_curve(parameter: str) -> dict[float, float]:
+    """The paper's mIoU against ``parameter`` (Fig. 8: rows named ``<parameter>=<value>``), {value: mIoU};
+    empty where the paper gives no numbers for it."""
+    paper = paper_numbers()
+    rows = paper[paper["method"].str.startswith(f"{parameter}=")]
+    return {float(m.split("=", 1)[1]): float(v) for m, v in zip(rows["method"], rows["miou"])}
+
+
 def paper_dataset(row: pd.Series) -> str:
     """The paper's protocol a run belongs to: cityscapes, voc-blended, voc-classic, or its own data set."""
     if row["dataset"] == "voc":
@@ -79,21 +87,20 @@ def comparison_table(runs: pd.DataFrame, source: str, method_label: str = "repro
     return table.rename_axis("Method").reset_index()
 
 
-def ablation_table(runs: pd.DataFrame, rows: dict[str, str], paper_rows: dict[str, str] | None = None,
-                   source: str | None = None, paper_dataset_name: str | None = None) -> pd.DataFrame:
-    """Tables 4 and 5: one line per ablation row. ``rows`` maps the row label to the config name of its runs;
-    ``paper_rows`` maps the same labels to the paper's row names in ``source`` for the reference column.
-    Gains are relative to the first row: for the reproduced numbers the paired difference over the seeds both
-    rows ran, with its 95 % interval (the difference of means, marked unpaired, where no seed pairs); for
-    the paper's numbers the plain difference."""
+def ablation_table(runs: pd.DataFrame, rows: dict[str, str], source: str | None = None,
+                   paper_dataset_name: str | None = None) -> pd.DataFrame:
+    """Tables 4 and 5: one line per ablation row. ``rows`` maps the row label, which is the paper's row name
+    in ``source`` on ``paper_dataset_name`` (the reference column; none without ``source``), to the config
+    name of its runs. Gains are relative to the first row: for the reproduced numbers the paired difference
+    over the seeds both rows ran, with its 95 % interval (the difference of means, marked unpaired, where no
+    seed pairs); for the paper's numbers the plain difference."""
     paper = paper_numbers()
-    if source:
-        paper = paper[(paper["source"] == source) & (paper["dataset"] == paper_dataset_name)]
+    paper = paper[(paper["source"] == source) & (paper["dataset"] == paper_dataset_name)]
     out, base, paper_base = [], None, None
     for label, name in rows.items():
         by_seed = seed_values(runs, name)
         stats = mean_std(by_seed)
-        ref = paper[paper["method"] == (paper_rows or {}).get(label)]["miou"]
+        ref = paper[paper["method"] == label]["miou"]
         ref = float(ref.iloc[0]) if len(ref) else math.nan
         paper_base = ref if paper_base is None else paper_base
         if base is None:

@@ -1,0 +1,61 @@
+"""The artefact registry is the one place an artefact is declared: its runs per preset, its notebook and
+parameters, and what ``reprokit figures`` does with unknown or runless artefacts. No kernel starts here."""
+import papermill as pm
+import pytest
+
+from reprokit import cli
+from reprokit.figures import regenerate
+from reprokit.viz import registry, tables
+from reprokit.viz.presets import PRESETS
+from tests.test_notebooks import ROOT
+
+
+def test_select_keeps_the_order_asked_and_refuses_unknown_names():
+    assert [a.name for a in registry.select(["fig7", "summary"])] == ["fig7", "summary"]
+    assert [a.name for a in registry.select()] == list(registry.NAMES)
+    with pytest.raises(ValueError, match="unknown artefact fig77; artefacts are summary, tables_1_3, "):
+        registry.select(["fig7", "fig77"])
+
+
+def test_runs_per_preset_follow_the_data_set_and_reuse_table4_runs():
+    table5 = registry.select(["table5"])[0].needs("voc")
+    assert table5 == ["voc-table5-cons", "voc-table5-cons_lmis", "voc-table4-stpg", "voc-table4-dm_dcl"]
+    assert registry.select(["fig8"])[0].needs("cityscapes") == ["cityscapes-fig8-bank", "cityscapes-fig8-lambda"]
+    assert registry.select(["tables_1_3"])[0].needs("digits") == []  # finds its STPG runs by protocol
+    assert "digits-oracle" in registry.select(["summary"])[0].needs("digits")
+    with pytest.raises(ValueError, match="unknown figures preset 'kitti'; presets are digits, cityscapes, voc"):
+        registry.select(["fig6"])[0].needs("kitti")
+
+
+@pytest.mark.parametrize("artefact", registry.ARTEFACTS, ids=lambda a: a.name)
+def test_each_artefact_notebook_offers_the_registry_parameters(artefact):
+    params = pm.inspect_notebook(str(ROOT / "notebooks" / artefact.notebook))
+    assert list(params) == [p.name for p in (*registry.COMMON_PARAMS, *artefact.params)]
+    assert {p.name: params[p.name]["default"] for p in artefact.params} == {p.name: repr(p.default)
+                                                                           for p in artefact.params}
+
+
+def test_builders_refuse_parameters_they_do_not_have(tmp_path):
+    with pytest.raises(ValueError, match="fig6 has no parameter per_class"):
+        registry.build("fig6", tmp_path / "runs", tmp_path / "out", per_class=3)
+
+
+def test_paper_columns_come_from_the_csv(tmp_path):
+    """Table 4 on VOC shows the paper's VOC rows; its Table 5 and Fig. 8b exist for Cityscapes only."""
+    assert tables.paper_curve("lambda_u") == {0.0: 66.74, 0.5: 72.5, 1.0: 75.14, 1.5: 73.94}
+    assert tables.paper_curve("bank_size") == {}
+    t4 = registry.build("table4", tmp_path / "none", tmp_path / "out", "voc").table
+    t5 = registry.build("table5", tmp_path / "none", tmp_path / "out", "voc").table
+    assert list(t4["paper"])[:2] == ["66.83", "72.63"] and list(t5["paper"]) == ["71.43", "72.61", "75.14", "73.56"]
+    assert "the paper's voc-blended numbers" in (tmp_path / "out" / "table4.md").read_text()
+    assert list(t4["Row"]) == list(PRESETS["voc"].table4)
+
+
+def test_figures_skip_artefacts_without_any_run_and_refuse_unknown_names(tmp_path, capsys):
+    logged = []
+    errors = regenerate(tmp_path / "runs", tmp_path / "out", only=["table4", "fig8"], log=logged.append)
+    assert errors == {"table4": "skipped: no runs", "fig8": "skipped: no runs"}
+    assert logged[-1] == "skipped (none of their runs exist): table4, fig8"
+    assert cli.main(["figures", "--runs", str(tmp_path), "--only", "fig77"]) == 2
+    assert cli.main(["figures", "--runs", str(tmp_path), "--preset", "kitti"]) == 2
+    assert "unknown figures preset 'kitti'" in capsys.readouterr().err
