@@ -175,6 +175,11 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def eval_crop_size(self) -> int:
+        """The evaluation crop: ``eval.crop_size``, by default the training crop."""
+        return self.eval.crop_size or self.data.crop_size
+
     def hash(self) -> str:
         """Stable 12-hex-digit digest of the resolved configuration (key order independent)."""
         return config_digest(self.to_dict())

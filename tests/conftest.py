@@ -42,6 +42,20 @@ def tiny_raw(root: Path, **sections) -> dict:
     return raw
 
 
+def step_batches(cfg, seed: int = 0) -> tuple[dict, dict]:
+    """One labeled batch and one unlabeled batch of 2B (u0, u1) with strong views and hidden masks, as the
+    engine makes them for a method that reads hidden masks."""
+    from reprokit.data.datasets import SegDataset, collate, resolve_splits
+
+    splits = resolve_splits(cfg.data)
+    lab = SegDataset(splits.labeled, cfg.data, train=True)
+    unl = SegDataset(splits.unlabeled, cfg.data, train=True, strong=True, masks="hidden")
+    b = cfg.data.batch_size
+    labeled = collate([lab[(i, seed + i)] for i in range(b)])
+    unlabeled = collate([unl[(i, seed + 100 + i)] for i in range(2 * b)])
+    return labeled, unlabeled
+
+
 @pytest.fixture
 def tiny_cfg(digits_root):
     def make(**sections):

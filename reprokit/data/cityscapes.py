@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reprokit.data.palette import IGNORE_INDEX
+from reprokit.labels import IGNORE_INDEX
 from reprokit.data.splits import Sample
 
 CLASS_NAMES = [

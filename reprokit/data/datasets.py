@@ -17,30 +17,42 @@ from reprokit.data.splits import ListReader, Sample, SplitError, check_disjoint,
 from reprokit.data.transforms import StrongAug, WeakAug, normalize
 
 
+#: what a sample's mask is, by the role of its split, and the item key it travels under (None: not read).
+#: The ground truth of unlabeled images never travels under ``mask``, the key training steps read labels from.
+MASK_ROLES = {"labels": "mask", "hidden": "hidden_mask", "skip": None}
+
+
+def ground_truth(item: dict):
+    """The known ground truth of an item for display and diagnostics: its label, else its hidden mask."""
+    return item.get("mask", item.get("hidden_mask"))
+
+
 class SegDataset(torch.utils.data.Dataset):
-    """Items are dicts: ``image`` (normalised 3xHxW), ``mask`` (long HxW, 255 ignore; present whenever the
-    ground truth is known, so unlabeled-split diagnostics can use it), ``valid`` (non-padding pixels),
-    optional ``image_s`` (strong photometric view of the same crop), ``index`` and ``id``.
+    """Items are dicts: ``image`` (normalised 3xHxW), ``valid`` (non-padding pixels), optional ``image_s``
+    (strong photometric view of the same crop), ``index`` and ``id``, and the sample's mask (long HxW, 255
+    ignore) under the key its role gives it (:data:`MASK_ROLES`): ``mask`` for labels a method may train on,
+    ``hidden_mask`` for the ground truth of unlabeled images, which only evaluation and diagnostics read.
 
     Indexed by ``(index, aug_seed)`` during training (see :mod:`reprokit.data.sampler`) or by a plain
     ``index`` for evaluation (no augmentation).
     """
 
-    def __init__(self, samples: list[Sample], cfg: DataConfig, train: bool, strong: bool = False):
+    def __init__(self, samples: list[Sample], cfg: DataConfig, train: bool, strong: bool = False,
+                 masks: str = "labels"):
+        if masks not in MASK_ROLES:
+            raise ValueError(f"masks={masks!r}: expected one of {', '.join(MASK_ROLES)}")
         self.samples, self.cfg, self.train, self.strong = samples, cfg, train, strong
+        self.mask_key = MASK_ROLES[masks]
         self.weak = WeakAug(cfg.crop_size, cfg.scale_range, cfg.scale_choices, cfg.flip)
         self.strong_aug = StrongAug(**dataclasses.asdict(cfg.strong))
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def ids(self) -> list[str]:
-        return [s.id for s in self.samples]
-
     def __getitem__(self, key):
         index, aug_seed = key if isinstance(key, tuple) else (key, None)
         sample = self.samples[index]
-        image, mask = load_sample(sample, self.cfg)
+        image, mask = load_sample(sample, self.cfg, with_mask=self.mask_key is not None)
         if self.train:
             rng = np.random.default_rng(aug_seed)
             img, mask, valid = self.weak(image, mask, rng)
@@ -50,7 +62,7 @@ class SegDataset(torch.utils.data.Dataset):
         item = {"image": normalize(x, self.cfg.mean, self.cfg.std), "valid": torch.from_numpy(valid),
                 "index": index, "id": sample.id}
         if mask is not None:
-            item["mask"] = torch.from_numpy(mask.astype(np.int64))
+            item[self.mask_key] = torch.from_numpy(mask.astype(np.int64))
         if self.train and self.strong:
             x_s = self.strong_aug(x, rng) if self.cfg.strong_photometric else x
             item["image_s"] = normalize(x_s, self.cfg.mean, self.cfg.std)

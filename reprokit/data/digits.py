@@ -22,7 +22,8 @@ import numpy as np
 from PIL import Image
 
 from reprokit.data.errors import DataRootError
-from reprokit.data.palette import IGNORE_INDEX, voc_palette
+from reprokit.data.palette import voc_palette
+from reprokit.labels import IGNORE_INDEX
 from reprokit.records import write_json_atomic
 
 CLASS_NAMES = ["background"] + [f"digit {d}" for d in range(10)]

@@ -15,7 +15,7 @@ from reprokit.config import DataConfig
 from reprokit.data import cityscapes, voc
 from reprokit.data.errors import DataError, ImageError, LabelError, MaskError, SizeError
 from reprokit.data.images import header_size, open_whole
-from reprokit.data.palette import IGNORE_INDEX
+from reprokit.labels import IGNORE_INDEX
 from reprokit.data.splits import Sample
 
 
@@ -62,12 +62,12 @@ def _check_same_size(sample: Sample, image_size: tuple[int, int], mask_size: tup
                         f"{sample.image} is {image_size[0]}x{image_size[1]}; expected the same size (width x height)")
 
 
-def load_sample(sample: Sample, cfg: DataConfig) -> tuple[Image.Image, np.ndarray | None]:
-    """The RGB image and, when the sample has a mask on disk, its checked label map (None otherwise).
-    Each file is decoded once; the checks add only comparisons on arrays already in memory."""
+def load_sample(sample: Sample, cfg: DataConfig, with_mask: bool = True) -> tuple[Image.Image, np.ndarray | None]:
+    """The RGB image and, when the sample has a mask on disk and ``with_mask`` asks for it, its checked label
+    map (None otherwise). Each file is decoded once; the checks add only comparisons on arrays already in memory."""
     with listed_at(sample):
         image = open_whole(sample.image, ImageError, "image").convert("RGB")
-        if not has_mask(sample):
+        if not (with_mask and has_mask(sample)):
             return image, None
         mask = read_label(sample.mask, cfg.dataset, cfg.num_classes)
         _check_same_size(sample, image.size, mask.shape[::-1])

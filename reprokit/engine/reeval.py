@@ -43,7 +43,7 @@ def reevaluate(run_dir: Path, overrides: list[str] | None = None) -> dict:
     method.to(dist.device)
     splits = resolve_splits(cfg.data)
     result = evaluate(method.eval_network(), SegDataset(splits.val, cfg.data, train=False), cfg.eval,
-                      cfg.eval.crop_size or cfg.data.crop_size, cfg.data.num_classes, dist, progress=show_progress())
+                      cfg.eval_crop_size, cfg.data.num_classes, dist, progress=show_progress())
     summary = eval_summary(result, class_names(cfg.data), cfg.eval)
     name = "eval.json" if not overrides else f"eval-{cfg.eval.mode}{'-flip' if cfg.eval.flip else ''}.json"
     rundir.write_json_atomic(run_dir / name, summary)

@@ -125,7 +125,7 @@ class Trainer:
         if cfg.train.channels_last:
             self.method = self.method.to(memory_format=torch.channels_last)
         ub = cfg.data.unlabeled_batch_size or cfg.data.batch_size
-        self.unlabeled_batch = ub * getattr(self.method, "unlabeled_batches", 1)
+        self.unlabeled_batch = ub * self.method.unlabeled_batches
         n_unlabeled = len(self.splits.unlabeled) if self.method.uses_unlabeled else 0
         self.total = total_iterations(cfg, len(self.splits.labeled), n_unlabeled, self.dist.world_size)
         self.method.set_total_steps(self.total)
@@ -194,13 +194,13 @@ class Trainer:
         cfg, dist = self.cfg, self.dist
         from torch.utils.tensorboard import SummaryWriter
 
-        strong = self.method.uses_unlabeled
         lab_ds = SegDataset(self.splits.labeled, cfg.data, train=True)
         it_l = _loader(lab_ds, cfg.data.batch_size, cfg.train.seed, 0, self.start_step, self.total, dist,
                        cfg.data.num_workers)
         it_u = None
         if self.method.uses_unlabeled:
-            unl_ds = SegDataset(self.splits.unlabeled, cfg.data, train=True, strong=strong)
+            hidden = "hidden" if self.method.reads_hidden_masks() else "skip"
+            unl_ds = SegDataset(self.splits.unlabeled, cfg.data, train=True, strong=True, masks=hidden)
             it_u = _loader(unl_ds, self.unlabeled_batch, cfg.train.seed, 1, self.start_step, self.total, dist,
                            cfg.data.num_workers)
         writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.start_step) if main else None
@@ -269,7 +269,7 @@ class Trainer:
         cfg = self.cfg
         val_ds = SegDataset(self.splits.val, cfg.data, train=False)
         net = self.method.eval_network()
-        result = evaluate(net, val_ds, cfg.eval, cfg.eval.crop_size or cfg.data.crop_size, cfg.data.num_classes,
+        result = evaluate(net, val_ds, cfg.eval, cfg.eval_crop_size, cfg.data.num_classes,
                           self.dist, progress=show_progress(), keep=cfg.eval.keep_predictions,
                           amp_dtype=self.amp_dtype)
         summary = eval_summary(result, self.class_names, cfg.eval)

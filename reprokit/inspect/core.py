@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reprokit.data.palette import IGNORE_INDEX, palette_for
+from reprokit.data.datasets import ground_truth
+from reprokit.data.palette import palette_for
+from reprokit.labels import IGNORE_INDEX
 from reprokit.data.transforms import cutmix_box_masks
 
 CATEGORY_NAMES = ("consistent", "highly mismatched", "low mismatched")
@@ -40,7 +42,7 @@ class MapCache:
 
     ``method`` is any Method exposing ``pseudo_labels``; ``checkpoints`` maps a label to a state dict
     loader (a callable returning the method's state dict); ``splits`` maps a split name to a dataset
-    returning un-augmented items (``image``, optional ``mask``, ``valid``)."""
+    returning un-augmented items (``image``, ``valid``, and optionally ``mask`` or ``hidden_mask``)."""
 
     def __init__(self, method, splits: dict, checkpoints: dict, raw_image, batch_size: int = 8,
                  cutmix_boxes: int = 3, cutmix_area=(0.25, 0.5)):
@@ -78,7 +80,7 @@ class MapCache:
             g = torch.Generator().manual_seed(i)
             boxes = cutmix_box_masks(1, h, w, self.cutmix_boxes, self.cutmix_area, generator=g)[0].numpy() \
                 if self.cutmix_boxes else np.zeros((h, w), bool)
-            mask = items[j].get("mask")
+            mask = ground_truth(items[j])
             self.cache[(checkpoint, split, i)] = ImageMaps(
                 image=self.raw_image(split, i), gt=None if mask is None else mask.numpy().astype(np.int64),
                 teacher=maps["teacher_label"][j], confidence=maps["confidence"][j], student=maps["student_pred"][j],

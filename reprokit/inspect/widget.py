@@ -101,7 +101,8 @@ class PseudoLabelInspector:
         cfg, method = load_trained_method(Path(run_dir))
         resolved = resolve_splits(cfg.data)
         samples = {"unlabeled": resolved.unlabeled, "val": resolved.val}
-        data = {s: SegDataset(samples[s], cfg.data, train=False) for s in splits if samples[s]}
+        roles = {"unlabeled": "hidden", "val": "labels"}  # the inspector shows unlabeled images' hidden truth
+        data = {s: SegDataset(samples[s], cfg.data, train=False, masks=roles[s]) for s in splits if samples[s]}
 
         def raw_image(split: str, i: int) -> np.ndarray:
             return np.asarray(Image.open(data[split].samples[i].image).convert("RGB"))

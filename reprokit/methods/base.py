@@ -26,12 +26,22 @@ class StepOutput:
 
 
 class Method(nn.Module):
+    """Every attribute and method the engine reads is declared here, with the value a plain supervised
+    method needs; a method overrides what differs."""
+
     #: parameter dataclass of the method (validated from the ``method:`` block of the config)
     Params: type = None
     #: whether the method consumes unlabeled batches
     uses_unlabeled: bool = False
+    #: unlabeled batches per step: the engine hands ``training_step`` this many times the unlabeled batch size
+    unlabeled_batches: int = 1
     #: set when some trainable parameters may receive no gradient in a step (DDP needs to know)
     may_skip_params: bool = False
+
+    def reads_hidden_masks(self) -> bool:
+        """Whether the step's unlabeled batches carry ``hidden_mask`` (ground truth of unlabeled images, for
+        diagnostics only); the engine does not read those masks otherwise."""
+        return False
 
     def __init__(self, cfg: Config, params: Any, num_classes: int):
         super().__init__()

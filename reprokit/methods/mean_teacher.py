@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from reprokit.methods.base import StepOutput
-from reprokit.methods.losses import IGNORE_INDEX, supervised_loss
+from reprokit.labels import IGNORE_INDEX
+from reprokit.methods.losses import supervised_loss
 from reprokit.methods.semi import (TeacherParams, TeacherStudent, accuracy, ema_copy, split_forward,
                                    teacher_targets, unsup_weight)
 from reprokit.methods.stpg import weighted_ce

@@ -18,8 +18,8 @@ from torch import nn
 
 from reprokit.config import FRACTION, NON_NEGATIVE, PROBABILITY, ConfigError, check_interval, ranged
 from reprokit.data.transforms import cutmix_box_masks, mix
+from reprokit.labels import IGNORE_INDEX
 from reprokit.methods.base import Method
-from reprokit.methods.losses import IGNORE_INDEX
 from reprokit.methods.supervised import SupervisedParams
 
 
@@ -62,7 +62,8 @@ class MixedViews:
     x_s: torch.Tensor  # [B, 3, H, W] strong view: u0 with boxes pasted from u1
     box: torch.Tensor  # [B, H, W] True where x_s comes from u1
     valid: torch.Tensor  # [B, H, W] non-padding pixels of x_s
-    gt: Optional[torch.Tensor]  # [B, H, W] hidden ground truth of x_s (diagnostics only, never trained on)
+    # [B, H, W] hidden ground truth of x_s, for diagnostics (only Mean Teacher's oracle instrument trains on it)
+    gt: Optional[torch.Tensor]
 
     def mixed(self, t: torch.Tensor) -> torch.Tensor:
         """Mix a per-image tensor computed on the 2B weak views with the strong view's boxes."""
@@ -88,7 +89,7 @@ def cutmix_views(unlabeled: dict, params: SemiParams, seed: int, step: int) -> M
     else:  # no mixing: the strong view is u0's photometric view
         box = torch.zeros(b, h, w, dtype=torch.bool, device=x_w.device)
     valid = mix(unlabeled["valid"][:b], unlabeled["valid"][b:], box)
-    gt = unlabeled.get("mask")
+    gt = unlabeled.get("hidden_mask")
     views = MixedViews(x_w, mix(x_s[:b], x_s[b:], box), box, valid, None)
     if gt is not None:
         views.gt = views.mixed(gt)
@@ -176,6 +177,9 @@ class TeacherStudent(Method):
     def __init__(self, cfg, params, num_classes):
         super().__init__(cfg, params, num_classes)
         check_semi_params(params)
+
+    def reads_hidden_masks(self) -> bool:
+        return True  # pseudo-label accuracy diagnostics
 
     def teachers(self) -> list[nn.Module]:
         return [t for t, _, _ in self.ema_pairs()]

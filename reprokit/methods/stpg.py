@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-IGNORE_INDEX = 255
+from reprokit.labels import IGNORE_INDEX
 
 
 def mismatch_scores(student_pred: torch.Tensor, teacher_pred: torch.Tensor, num_classes: int,

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 from reprokit.config import COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, ConfigError, ranged
 from reprokit.methods.base import StepOutput
-from reprokit.methods.losses import IGNORE_INDEX, supervised_loss
+from reprokit.labels import IGNORE_INDEX
+from reprokit.methods.losses import supervised_loss
 from reprokit.methods.semi import (MixedViews, TeacherParams, TeacherStudent, accuracy, ema_copy, split_forward,
                                    teacher_targets, unsup_weight)
 from reprokit.methods.stpg import (MemoryBank, dual_contrastive_losses, make_anchors, match_anchors, mismatch_scores,
