@@ -8,6 +8,7 @@ import pandas as pd
 import yaml
 
 from reprokit.engine.rundir import code_version, read_metrics, recorded_code_version
+from reprokit.methods.stpg_equations import SELECTION_CATEGORIES
 
 
 def load_run(run_dir: str | Path) -> dict:
@@ -62,7 +63,7 @@ def selection_summary(run_dirs, from_fraction: float = 0.5) -> pd.DataFrame:
         m = load_metrics(run)
         late = m[m["step"] >= from_fraction * m["step"].max()]
         row = {"run_id": run.name}
-        for cat in ("cons", "hmis", "lmis"):
+        for cat in SELECTION_CATEGORIES:
             for kind in ("sel", "acc"):
                 col = f"diag/{kind}/{cat}"
                 row[f"{kind}/{cat}"] = late[col].mean() if col in late else float("nan")

@@ -9,8 +9,7 @@ from reprokit.engine.checkpoint import load_checkpoint
 from reprokit.engine.train import train
 from reprokit.methods import build_method
 from reprokit.methods.semi import teacher_targets
-from reprokit.methods.stpg import weighted_ce
-from reprokit.methods.stpg_method import STPG
+from reprokit.methods.stpg import STPG, weighted_ce
 from tests.conftest import step_batches, tiny_raw
 
 STPG_TINY = {"name": "stpg", "proj_dim": 16, "bank_size": 8, "phi": 0.0, "bank_start": 0.0,

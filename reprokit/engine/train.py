@@ -140,9 +140,10 @@ class Trainer:
         # training randomness (dropout, CutMix boxes) differs per rank; init above is identical on all ranks
         if self.start_step == 0:
             seed_everything(cfg.train.seed * 1000 + self.dist.rank + 1)
-        self.model = self.method
+        # what the loop calls for a step: the method itself, or its DDP wrapper when several processes train
+        self.step_module = self.method
         if self.dist.enabled:
-            self.model = DistributedDataParallel(
+            self.step_module = DistributedDataParallel(
                 self.method, device_ids=[self.dist.device.index] if self.dist.device.type == "cuda" else None,
                 find_unused_parameters=self.method.may_skip_params)
 
@@ -209,13 +210,13 @@ class Trainer:
                    disable=not (main and show_progress()), dynamic_ncols=True)
         bad = torch.zeros((), dtype=torch.bool, device=dist.device)
         t_last, step_last = time.perf_counter(), self.start_step
-        self.model.train()
+        self.step_module.train()
         try:
             for step in range(self.start_step, self.total):
                 labeled = _to_device(next(it_l), dist.device, cfg.train.channels_last)
                 unlabeled = _to_device(next(it_u), dist.device, cfg.train.channels_last) if it_u else None
                 with torch.autocast(dist.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                    out = self.model(labeled, unlabeled, step)
+                    out = self.step_module(labeled, unlabeled, step)
                 loss = sum(out.losses.values())
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()

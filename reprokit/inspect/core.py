@@ -15,9 +15,10 @@ import torch
 from reprokit.data.datasets import ground_truth
 from reprokit.data.palette import palette_for
 from reprokit.labels import IGNORE_INDEX
+from reprokit.methods.stpg_equations import SELECTION_CATEGORIES
 from reprokit.data.transforms import cutmix_box_masks
 
-CATEGORY_NAMES = ("consistent", "highly mismatched", "low mismatched")
+CATEGORY_NAMES = tuple(SELECTION_CATEGORIES.values())
 CATEGORY_COLOURS = np.array([[46, 160, 67], [214, 39, 40], [255, 187, 40]], dtype=np.uint8)
 LAYERS = ("ground truth", "teacher pseudo-label", "student prediction", "selection category", "confidence",
           "cutmix boxes")

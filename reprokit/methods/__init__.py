@@ -9,7 +9,7 @@ REGISTRY = {
     "supervised": ("reprokit.methods.supervised", "Supervised"),
     "mean_teacher": ("reprokit.methods.mean_teacher", "MeanTeacher"),
     "fixmatch": ("reprokit.methods.fixmatch", "FixMatch"),
-    "stpg": ("reprokit.methods.stpg_method", "STPG"),
+    "stpg": ("reprokit.methods.stpg", "STPG"),
 }
 
 

@@ -13,10 +13,9 @@ import torch
 
 from reprokit.methods.base import StepOutput
 from reprokit.labels import IGNORE_INDEX
-from reprokit.methods.losses import supervised_loss
+from reprokit.methods.losses import supervised_loss, weighted_ce
 from reprokit.methods.semi import (TeacherParams, TeacherStudent, accuracy, ema_copy, split_forward,
                                    teacher_targets, unsup_weight)
-from reprokit.methods.stpg import weighted_ce
 from reprokit.models.deeplab import build_model
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from reprokit.methods.stpg_equations import SELECTION_CATEGORIES
 from reprokit.results import load_runs, selection_summary
 from reprokit.stats import format_difference, format_seed_differences, paired_difference
 from reprokit.viz import plots, provenance, tables
@@ -165,11 +166,10 @@ def paired_table(by_seed: dict[str, pd.Series], compare) -> pd.DataFrame:
 def selection_table(run_dirs) -> pd.DataFrame:
     """Pixel share and pseudo-label accuracy per selection category over seeds (percent)."""
     per_run = selection_summary(run_dirs)
-    names = {"cons": "consistent", "hmis": "highly mismatched", "lmis": "low mismatched"}
-    return pd.DataFrame([{"category": names[c],
+    return pd.DataFrame([{"category": name,
                           "pixels (%)": tables.fmt(**tables.mean_std(per_run[f"sel/{c}"].dropna())),
                           "accuracy (%)": tables.fmt(**tables.mean_std(per_run[f"acc/{c}"].dropna()))}
-                         for c in names])
+                         for c, name in SELECTION_CATEGORIES.items()])
 
 
 def build_fig6(inputs: Inputs) -> Built:
