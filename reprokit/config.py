@@ -109,7 +109,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = "resnet18"  # resnet18 | resnet50 | resnet101
+    backbone: str = "resnet18"  # resnet18 | resnet34 | resnet50 | resnet101
     # None or "none" (from scratch) | "imagenet" (torchvision weights, width 64 only) | "glyphs" (the embedded
     # pretraining for this backbone, built on first use and cached: reprokit.models.pretrain) | path to a .pth file
     pretrained: Optional[str] = None
@@ -190,8 +190,8 @@ class Config:
 
 
 def config_digest(mapping: dict) -> str:
-    """The digest :meth:`Config.hash` uses, of any config mapping. A run's stored ``config.yaml`` digests to
-    the hash its checkpoint recorded even after a newer reprokit adds fields (with defaults) to the config."""
+    """The digest :meth:`Config.hash` uses, of any config mapping (sweeps also digest the settings a params
+    file spells out with it, defaults left out)."""
     text = json.dumps(mapping, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from reprokit.engine.rundir import code_version, read_metrics, recorded_code_version
+from reprokit.engine.rundir import code_version, read_metrics, record_format, recorded_code_version
 from reprokit.methods.stpg_equations import SELECTION_CATEGORIES
 
 
@@ -17,6 +17,7 @@ def load_run(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     meta = json.loads((run_dir / "meta.json").read_text()) if (run_dir / "meta.json").is_file() else {}
+    record_format(meta, run_dir / "meta.json")
     ev = json.loads((run_dir / "eval.json").read_text())
     row = {
         "run_id": run_dir.name, "path": str(run_dir), "name": cfg.get("name"), "method": cfg["method"]["name"],

@@ -23,7 +23,7 @@ from reprokit.data.errors import DataRootError, ImageError, LabelError, MaskErro
 from reprokit.data.palette import voc_palette
 from reprokit.data.samples import load_sample
 from reprokit.data.splits import read_list
-from reprokit.engine.checkpoint import CheckpointError, load_checkpoint, save_atomic
+from reprokit.engine.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_atomic
 from reprokit.engine.rundir import RunDirError, RunDirWarning, read_metrics
 from reprokit.engine.train import Trainer, train
 from reprokit.methods import validate_method_config
@@ -378,7 +378,7 @@ def test_atomic_writes_fsync_the_file_before_and_the_folder_after_the_rename(tmp
     monkeypatch.setattr(os, "fsync",
                         lambda fd: calls.append(("fsync", os.path.isdir(f"/proc/self/fd/{fd}"))) or fsync(fd))
     monkeypatch.setattr(os, "replace", lambda a, b: calls.append(("replace", Path(b).name)) or replace(a, b))
-    save_atomic({"format": "reprokit-checkpoint-v1", "step": 1}, tmp_path / "checkpoint.pt")
+    save_atomic({"format": FORMAT, "step": 1}, tmp_path / "checkpoint.pt")
     write_json_atomic(tmp_path / "meta.json", {"status": "running"})
     assert calls == [("fsync", False), ("replace", "checkpoint.pt"), ("fsync", True),
                      ("fsync", False), ("replace", "meta.json"), ("fsync", True)]

@@ -3,7 +3,7 @@ from torch import nn
 
 from reprokit.config import EvalConfig, ModelConfig, OptimConfig
 from reprokit.data.sampler import StepBatchSampler
-from reprokit.engine.checkpoint import CheckpointError, load_checkpoint, save_atomic
+from reprokit.engine.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_atomic
 from reprokit.engine.distributed import DistInfo
 from reprokit.engine.ema import ema_update
 from reprokit.engine.evaluate import predict_probs
@@ -57,7 +57,7 @@ def test_sampler_resume_and_rank_partition():
 
 
 def test_checkpoint_atomic_corrupt_and_foreign(tmp_path):
-    p = save_atomic({"format": "reprokit-checkpoint-v1", "step": 3}, tmp_path / "c.pt")
+    p = save_atomic({"format": FORMAT, "step": 3}, tmp_path / "c.pt")
     assert load_checkpoint(p)["step"] == 3 and not list(tmp_path.glob(".*tmp*"))
     (tmp_path / "bad.pt").write_bytes(p.read_bytes()[:40])
     with pytest.raises(CheckpointError, match=r"bad.pt: corrupt"):

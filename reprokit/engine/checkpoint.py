@@ -9,7 +9,9 @@ import torch
 
 from reprokit.records import TensorFileError, load_tensors, write_atomic
 
-FORMAT = "reprokit-checkpoint-v1"
+# The checkpoint format this version writes and reads. v2: the config hash is that of the resolved
+# configuration, and an STPG memory bank holds its normalised copy. Earlier formats are refused by name.
+FORMAT = "reprokit-checkpoint-v2"
 
 
 class CheckpointError(RuntimeError):
@@ -32,9 +34,20 @@ def load_checkpoint(path: str | Path) -> dict:
         obj = load_tensors(path)
     except TensorFileError as exc:
         raise CheckpointError(str(exc)) from None
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+    found = obj.get("format") if isinstance(obj, dict) else None
+    if isinstance(found, str) and found.startswith("reprokit-checkpoint-") and found != FORMAT:
+        raise CheckpointError(f"{path}: checkpoint format {found!r} was written by another reprokit version; this "
+                              f"one reads {FORMAT!r} only: train the run again, or use the version that wrote it")
+    if found != FORMAT:
         raise CheckpointError(f"{path}: not a reprokit checkpoint (expected format {FORMAT!r})")
     return obj
+
+
+def check_written_by(ckpt: dict, path: Path, cfg) -> None:
+    """A checkpoint resumes or is evaluated only under the configuration it was written with."""
+    if ckpt["config_hash"] != cfg.hash():
+        raise CheckpointError(f"{path}: written by config {ckpt['config_hash']}, but the run's configuration has "
+                              f"hash {cfg.hash()}")
 
 
 def rng_state() -> dict:

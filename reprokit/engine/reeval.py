@@ -5,10 +5,10 @@ from pathlib import Path
 
 import yaml
 
-from reprokit.config import apply_overrides, config_digest, from_dict
+from reprokit.config import apply_overrides, from_dict
 from reprokit.data.datasets import SegDataset, class_names, resolve_splits
 from reprokit.engine import rundir
-from reprokit.engine.checkpoint import CheckpointError, load_checkpoint
+from reprokit.engine.checkpoint import CheckpointError, check_written_by, load_checkpoint
 from reprokit.engine.distributed import init_distributed
 from reprokit.engine.evaluate import eval_summary, evaluate
 from reprokit.engine.train import show_progress
@@ -24,9 +24,7 @@ def load_trained_method(run_dir: Path, overrides: list[str] | None = None):
     base = from_dict(raw, str(cfg_file))
     cfg = from_dict(apply_overrides(raw, overrides or []), str(cfg_file))
     ckpt = load_checkpoint(run_dir / "checkpoint.pt")
-    if ckpt["config_hash"] not in (base.hash(), config_digest(raw)):
-        raise CheckpointError(f"{run_dir / 'checkpoint.pt'}: belongs to config {ckpt['config_hash']}, "
-                              f"but {cfg_file} has hash {base.hash()}")
+    check_written_by(ckpt, run_dir / "checkpoint.pt", base)
     method = build_method(cfg, cfg.data.num_classes)
     method.load_state_dict(ckpt["method"])
     return cfg, method

@@ -93,6 +93,23 @@ def recorded_code_version(meta: dict) -> str | None:
     return code_version_at(git["commit"])
 
 
+# The run record format (config.yaml, meta.json, metrics.jsonl, eval.json) this version writes, in meta.json's
+# ``format``, and the formats it reads. Records from before the field existed read as format 1: the archived
+# evidence in docs/runs is of that format and must keep loading.
+RUN_FORMAT = 2
+READABLE_RUN_FORMATS = (1, 2)
+
+
+def record_format(meta: dict, meta_path: Path) -> int:
+    """The format of a run record (1 when meta.json predates the field); a format this version cannot read
+    is refused, naming it."""
+    found = meta.get("format", 1)
+    if found not in READABLE_RUN_FORMATS:
+        raise RunDirError(f"{meta_path}: run record format {found!r}; this reprokit reads formats "
+                          f"{', '.join(map(str, READABLE_RUN_FORMATS))}: use the version that wrote the run")
+    return found
+
+
 # files a trainer writes into its run directory, the first two only once training has produced something
 RESULTS = ("checkpoint.pt", "eval.json")
 OWN_FILES = RESULTS + ("config.yaml", "meta.json", "metrics.jsonl", "predictions.pt", "snapshots/step_*.pt")
@@ -117,7 +134,9 @@ def prepare(run_dir: Path, cfg: Config) -> None:
     behind are removed.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    cfg_file = run_dir / "config.yaml"
+    cfg_file, meta_file = run_dir / "config.yaml", run_dir / "meta.json"
+    if meta_file.is_file():
+        record_format(_read_meta(meta_file), meta_file)
     if cfg_file.is_file() and any((run_dir / name).is_file() for name in RESULTS):
         _check_same_config(run_dir, cfg)
     else:
@@ -126,6 +145,15 @@ def prepare(run_dir: Path, cfg: Config) -> None:
     if stale:
         warnings.warn(f"{run_dir}: removed {len(stale)} half-written file(s) a crash left behind: "
                       f"{', '.join(str(p.relative_to(run_dir)) for p in stale)}", RunDirWarning, stacklevel=2)
+
+
+def _read_meta(meta_file: Path) -> dict:
+    """meta.json as a dict; a damaged one reads as empty (it is rewritten as training goes on)."""
+    try:
+        meta = json.loads(meta_file.read_text())
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def _write_config(cfg_file: Path, cfg: Config) -> None:
@@ -176,6 +204,7 @@ def write_meta(run_dir: Path, cfg: Config, extra: dict) -> None:
     meta_path = run_dir / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     meta.update({
+        "format": RUN_FORMAT,
         "run_id": run_dir.name,
         "config_hash": cfg.hash(),
         "method": cfg.method_name,

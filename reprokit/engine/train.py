@@ -10,17 +10,17 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from reprokit.config import Config, ConfigError, config_digest
+from reprokit.config import Config, ConfigError
 from reprokit.data.check import check_before_training
 from reprokit.data.datasets import SegDataset, class_names, collate, record_splits, resolve_splits
 from reprokit.data.digits import ensure_digit_scenes
 from reprokit.data.sampler import StepBatchSampler
 from reprokit.engine import rundir
-from reprokit.engine.checkpoint import FORMAT, load_checkpoint, rng_state, save_atomic, set_rng_state
+from reprokit.engine.checkpoint import (FORMAT, check_written_by, load_checkpoint, rng_state, save_atomic,
+                                       set_rng_state)
 from reprokit.engine.distributed import DistInfo, all_gather_floats, barrier, init_distributed
 from reprokit.engine.ema import ema_update
 from reprokit.engine.evaluate import eval_summary, evaluate
@@ -154,11 +154,7 @@ class Trainer:
                 "scaler": self.scaler.state_dict(), "rng": rng_state()}
 
     def _restore(self, ckpt: dict) -> None:
-        from reprokit.engine.checkpoint import CheckpointError
-
-        stored = yaml.safe_load((self.run_dir / "config.yaml").read_text())
-        if ckpt["config_hash"] not in (self.cfg.hash(), config_digest(stored)):
-            raise CheckpointError(f"{self.ckpt_path}: written by config {ckpt['config_hash']}, not {self.cfg.hash()}")
+        check_written_by(ckpt, self.ckpt_path, self.cfg)
         self.method.load_state_dict(ckpt["method"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])

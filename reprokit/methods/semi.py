@@ -129,8 +129,8 @@ def frozen_bn_statistics(net: nn.Module, frozen: bool = True):
 def split_forward(net: nn.Module, x_l: torch.Tensor, x_s: torch.Tensor, strong_bn_update: bool = True, **kwargs):
     """A student on the labeled batch and on the strong view in two passes, outputs concatenated
     [labeled; strong]. Separate passes give each batch its own BN statistics, as the CPS/STPG code does;
-    one joint batch normalises clean labeled images with statistics of strongly perturbed ones (on the digit
-    scenes, one seed: 38.3 mIoU with no pseudo-label kept, against 44.2 for supervised training alone).
+    one joint batch normalises clean labeled images with statistics of strongly perturbed ones, which cost
+    accuracy on the digit scenes (docs/measurements.md, "Statements moved from docstrings").
     ``strong_bn_update=False`` keeps the strong pass out of the running statistics."""
     a = net(x_l, **kwargs)
     with frozen_bn_statistics(net, not strong_bn_update):

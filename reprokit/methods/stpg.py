@@ -178,7 +178,7 @@ class STPG(TeacherStudent):
             pro_logits = gen_logits
 
         # Professional module (Eqs. 2-7): Gen-Teacher labels on the selected pixels.
-        pro_pred = pro_logits[b:].detach().max(1).indices  # same as argmax, several times faster on CPU
+        pro_pred = pro_logits[b:].detach().max(1).indices  # same as argmax, faster on CPU (docs/measurements.md)
         teacher_pred = torch.where(views.valid, gen_label, pro_pred)  # padding: no class, counts as agreement
         scores = mismatch_scores(pro_pred, teacher_pred, self.num_classes, valid=views.valid)
         masks = dict(zip(CATEGORIES, select_pixels(pro_pred, teacher_pred, scores)))

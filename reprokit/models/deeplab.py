@@ -111,8 +111,8 @@ BASIC_DEPTHS = {"resnet18": [2, 2, 2, 2], "resnet34": [3, 4, 6, 3]}
 def narrow_resnet(name: str, width: int) -> nn.Module:
     """ResNet-18/34 with ``width`` channels in the first stage instead of 64 (then 2x, 4x, 8x).
 
-    torchvision fixes the widths, but the embedded default trains on a CPU, where a
-    quarter-width network is about ten times cheaper and still large enough for digit scenes. The
+    torchvision fixes the widths, but the embedded default trains on a CPU, where a narrow network is much
+    cheaper (docs/measurements.md) and still large enough for digit scenes. The
     attribute names match torchvision's so the rest of the backbone code is shared.
     """
     from torchvision.models.resnet import BasicBlock
@@ -184,10 +184,6 @@ class DeepLabV3Plus(nn.Module):
                                   conv_bn_relu(cfg.decoder_channels, cfg.decoder_channels))
         self.classifier = nn.Sequential(nn.Dropout2d(cfg.dropout), nn.Conv2d(cfg.decoder_channels, num_classes, 1))
         self.projector = ProjectionHead(cfg.decoder_channels, cfg.proj_dim, cfg.dropout) if cfg.proj_dim else None
-
-    def head_modules(self) -> list[nn.Module]:
-        """Everything but the backbone (gets ``optim.head_lr_mult``)."""
-        return [m for m in (self.aspp, self.reduce, self.fuse, self.classifier, self.projector) if m is not None]
 
     def forward(self, x: torch.Tensor, return_features: bool = False):
         low, high = self.backbone(x)
