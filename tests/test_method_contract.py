@@ -93,6 +93,9 @@ def test_method_contract(tiny_cfg, name):
     b, h, w = labeled["mask"].shape
     for key in ("teacher_label", "confidence", "student_pred"):
         assert maps[key].shape == (b, h, w), key
+    for layer in method.inspector_layers:  # each declared inspector layer has its map and a name per colour
+        assert maps[layer.key].shape == (b, h, w) and len(layer.names) == len(layer.colours), layer.title
+        assert int(maps[layer.key].max()) < len(layer.names)
     with torch.no_grad():
         logits = method.eval_network()(labeled["image"])
     assert logits.shape == (b, cfg.data.num_classes, h, w)

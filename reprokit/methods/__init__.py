@@ -1,23 +1,40 @@
-"""Method registry: the ``method.name`` in a config selects one of these."""
+"""Method registry: the ``method.name`` in a config selects one of these entries.
+
+An entry says where the method's class lives and how the artefacts show it, so adding a method is one entry
+here (and its module): the summary tables and Fig. 6 take their method rows from ``label`` and ``experiment``,
+and the inspector takes a method's extra layers from its class (:attr:`Method.inspector_layers`).
+"""
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
+from typing import Optional
 
 from reprokit.config import ConfigError, dataclass_from_mapping
 
+
+@dataclass(frozen=True)
+class MethodEntry:
+    module: str  # module of the method's class
+    cls: str  # the class, a :class:`reprokit.methods.base.Method`
+    label: str  # the method's row in the summary tables and its bar in Fig. 6
+    # its run at 1/8 labels on each data set, the config ``<data set>-<experiment>``; None: not in the comparison
+    experiment: Optional[str] = None
+
+
 REGISTRY = {
-    "supervised": ("reprokit.methods.supervised", "Supervised"),
-    "mean_teacher": ("reprokit.methods.mean_teacher", "MeanTeacher"),
-    "fixmatch": ("reprokit.methods.fixmatch", "FixMatch"),
-    "stpg": ("reprokit.methods.stpg", "STPG"),
+    "supervised": MethodEntry("reprokit.methods.supervised", "Supervised", "supervised", "table4-ls"),
+    "mean_teacher": MethodEntry("reprokit.methods.mean_teacher", "MeanTeacher", "Mean Teacher", "table4-mt"),
+    "fixmatch": MethodEntry("reprokit.methods.fixmatch", "FixMatch", "FixMatch", "fixmatch-1_8"),
+    "stpg": MethodEntry("reprokit.methods.stpg", "STPG", "STPG", "table4-stpg"),
 }
 
 
 def method_class(name: str):
     if name not in REGISTRY:
         raise ConfigError(f"config key 'method.name': unknown method {name!r} (known: {', '.join(sorted(REGISTRY))})")
-    module, cls = REGISTRY[name]
-    return getattr(importlib.import_module(module), cls)
+    entry = REGISTRY[name]
+    return getattr(importlib.import_module(entry.module), entry.cls)
 
 
 def validate_method_config(raw: dict) -> dict:

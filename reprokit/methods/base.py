@@ -25,6 +25,17 @@ class StepOutput:
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CategoryLayer:
+    """An inspector layer a method adds: per-pixel category ids that its :meth:`Method.pseudo_labels` returns
+    under ``key``, drawn in ``colours`` and named ``names`` (both by id) in the legend and the statistics."""
+
+    title: str
+    key: str
+    names: tuple[str, ...]
+    colours: tuple[tuple[int, int, int], ...]
+
+
 class Method(nn.Module):
     """Every attribute and method the engine reads is declared here, with the value a plain supervised
     method needs; a method overrides what differs."""
@@ -37,6 +48,8 @@ class Method(nn.Module):
     unlabeled_batches: int = 1
     #: set when some trainable parameters may receive no gradient in a step (DDP needs to know)
     may_skip_params: bool = False
+    #: layers the inspector offers beside the base ones (maps of :meth:`pseudo_labels` beyond the base three)
+    inspector_layers: tuple[CategoryLayer, ...] = ()
 
     def reads_hidden_masks(self) -> bool:
         """Whether the step's unlabeled batches carry ``hidden_mask`` (ground truth of unlabeled images, for

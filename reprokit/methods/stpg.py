@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from reprokit.config import COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, ConfigError, ranged
-from reprokit.methods.base import StepOutput
+from reprokit.methods.base import CategoryLayer, StepOutput
 from reprokit.labels import IGNORE_INDEX
 from reprokit.methods.losses import supervised_loss, weighted_ce
 from reprokit.methods.semi import (MixedViews, TeacherParams, TeacherStudent, accuracy, ema_copy, split_forward,
@@ -88,6 +88,9 @@ def pixels(t: torch.Tensor) -> torch.Tensor:
 class STPG(TeacherStudent):
     Params = STPGParams
     may_skip_params = True  # the projection head gets no gradient before contrastive_start
+    # Eq. 6's categories of each pixel, as pseudo_labels returns them under "category": green, red, amber
+    inspector_layers = (CategoryLayer("selection category", "category", tuple(SELECTION_CATEGORIES.values()),
+                                      ((46, 160, 67), (214, 39, 40), (255, 187, 40))),)
 
     def __init__(self, cfg, params, num_classes):
         super().__init__(cfg, params, num_classes)

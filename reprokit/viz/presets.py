@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from reprokit.methods import REGISTRY
+
 # Table 4's rows: the label (also the paper's row name in paper_numbers.csv) and the experiment's name
 TABLE4_ROWS = {"L_s": "ls", "+L_u (MT)": "mt", "+DM": "dm", "+DM+PS": "dm_ps", "+DM+DCL": "dm_dcl",
                "STPG (all)": "stpg"}
@@ -35,10 +37,8 @@ class Preset:
 
     @property
     def methods(self) -> dict[str, str]:
-        """The methods compared at 1/8 labels, {label: config name}."""
-        t4 = self.table4
-        return {"supervised": t4["L_s"], "Mean Teacher": t4["+L_u (MT)"], "FixMatch": self.config("fixmatch-1_8"),
-                "STPG": t4["STPG (all)"]}
+        """The methods compared at 1/8 labels, {label: config name}, as the method registry lists them."""
+        return {entry.label: self.config(entry.experiment) for entry in REGISTRY.values() if entry.experiment}
 
 
 PRESETS = {
