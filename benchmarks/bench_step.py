@@ -18,7 +18,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from reprokit.config import load_config
+from reprokit.configure import load_config
 from reprokit.engine.ema import ema_update
 from reprokit.engine.optim import build_optimizer
 from reprokit.methods import build_method

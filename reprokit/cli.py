@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def _train(args) -> int:
-    from reprokit.config import load_config
+    from reprokit.configure import load_config
     from reprokit.engine.train import train
 
     cfg = load_config(args.config, args.set)
@@ -32,7 +32,7 @@ def _eval(args) -> int:
 
 
 def _data_check(args) -> int:
-    from reprokit.config import load_config
+    from reprokit.configure import load_config
     from reprokit.data.check import check_data
     from reprokit.engine.train import show_progress
 
@@ -61,7 +61,7 @@ def _pretrain(args) -> int:
 
     import torch
 
-    from reprokit.config import load_config
+    from reprokit.configure import load_config
     from reprokit.models.pretrain import ensure_pretrained, weights_path
     from reprokit.engine.train import show_progress
 

@@ -16,7 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import yaml
 
@@ -163,9 +163,18 @@ class EvalConfig:
 
 
 @dataclass
+class MethodParams:
+    """What the parameters of every method share; each method extends it with its own dataclass
+    (``Method.Params``, with ranges and defaults). A config's ``method:`` block becomes that dataclass in
+    :mod:`reprokit.configure`, the layer above this module and the methods, so neither imports the other."""
+
+    name: str = "supervised"
+
+
+@dataclass
 class Config:
     name: str = "run"
-    method: dict = field(default_factory=lambda: {"name": "supervised"})
+    method: MethodParams = field(default_factory=MethodParams)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -186,7 +195,7 @@ class Config:
 
     @property
     def method_name(self) -> str:
-        return self.method["name"]
+        return self.method.name
 
 
 def config_digest(mapping: dict) -> str:
@@ -317,22 +326,18 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def from_dict(raw: dict, source: str = "<dict>") -> Config:
-    """Validate a plain mapping into a :class:`Config`; errors name ``source`` and the key."""
+def build_config(raw: dict, source: str, method_params: Callable[[dict], MethodParams]) -> Config:
+    """Validate a plain mapping into a :class:`Config`; errors name ``source`` and the key.
+    ``method_params`` turns the ``method:`` block into its method's parameter dataclass (the method registry
+    does: :func:`reprokit.configure.from_dict`)."""
     try:
-        cfg = _build(Config, raw, "")
-        from reprokit.methods import validate_method_config
-
-        cfg.method = validate_method_config(cfg.method)
+        sections = {k: v for k, v in raw.items() if k != "method"} if isinstance(raw, dict) else raw
+        cfg = _build(Config, sections, "")
+        cfg.method = method_params(raw.get("method", {"name": "supervised"}))
         validate(cfg)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return cfg
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    raw = read_yaml(path) if path else {}
-    return from_dict(apply_overrides(raw, overrides or []), str(path) if path else "<defaults>")
 
 
 def validate(cfg: Config) -> None:

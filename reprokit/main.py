@@ -58,7 +58,7 @@ def pretrain_weights(config: str, threads: int) -> None:
     others wait on its lock."""
     import torch
 
-    from reprokit.config import load_config
+    from reprokit.configure import load_config
     from reprokit.models.pretrain import ensure_pretrained
 
     model = load_config(config).model

@@ -53,7 +53,8 @@ from pathlib import Path
 
 import yaml
 
-from reprokit.config import ConfigError, apply_overrides, config_digest, load_config, read_yaml
+from reprokit.config import ConfigError, apply_overrides, config_digest, read_yaml
+from reprokit.configure import load_config
 from reprokit.engine.rundir import code_version, commit_label, recorded_code_version
 from reprokit.kernels import execute_logged
 from reprokit.progress import SweepDisplay, run_progress
@@ -213,7 +214,7 @@ def _ran_commit(cell: Cell) -> str:
 
 
 def _same_config(cell: Cell) -> bool:
-    from reprokit.config import from_dict
+    from reprokit.configure import from_dict
 
     try:
         old = from_dict(yaml.safe_load((cell.run_dir / "config.yaml").read_text()))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reprokit.config import from_dict
+from reprokit.configure import from_dict
 from reprokit.data.digits import DigitScenesSpec, build_digit_scenes
 
 os.environ.setdefault("REPROKIT_PROGRESS", "0")

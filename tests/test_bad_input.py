@@ -14,7 +14,8 @@ import yaml
 from PIL import Image, ImageFile
 
 from reprokit.cli import main as cli_main
-from reprokit.config import ConfigError, DataConfig, ModelConfig, from_dict
+from reprokit.config import ConfigError, DataConfig, ModelConfig
+from reprokit.configure import from_dict
 from reprokit.data import voc
 from reprokit.data.check import check_data
 from reprokit.data.datasets import SegDataset
@@ -26,7 +27,7 @@ from reprokit.data.splits import read_list
 from reprokit.engine.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_atomic
 from reprokit.engine.rundir import RunDirError, RunDirWarning, read_metrics
 from reprokit.engine.train import Trainer, train
-from reprokit.methods import validate_method_config
+from reprokit.methods import method_params
 from reprokit.models.deeplab import CheckpointKeyError, build_model
 from reprokit.records import write_atomic, write_json_atomic
 from tests.conftest import TINY_SPEC, tiny_raw, tree_digest
@@ -181,7 +182,7 @@ def test_a_label_value_beyond_num_classes_is_named(tiny_cfg, voc_root, tmp_path,
     before = tree_digest(voc_root)
     cfg = _voc_cfg(tiny_cfg, voc_root, labeled_list=str(lists / "labeled.txt"),
                    unlabeled_list=str(lists / "unlabeled.txt"), unlabeled_batch_size=2)
-    cfg.method = validate_method_config({"name": method})
+    cfg.method = method_params({"name": method})
     with pytest.raises(LabelError, match=rf"{bad}.png: label value 30 at row 3, column 5 is neither a class id 0..3 "
                                          rf"\(data.num_classes = 4\) nor 255 \(ignore\).*{line}"):
         train(cfg, tmp_path / "run")

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from reprokit.config import ConfigError, from_dict, load_config, read_yaml
+from reprokit.config import ConfigError, read_yaml
+from reprokit.configure import from_dict, load_config
 from reprokit.methods import build_method
 
 
@@ -63,7 +64,7 @@ def test_every_params_file_resolves(path):
     """Every shipped parameter file (table cells, ablation rows per data set) is a valid config."""
     cfg = load_config(path)
     if "table5" in path.parts:
-        assert cfg.method_name == "stpg" and set(cfg.method["pixel_selection"]) <= {"cons", "hmis", "lmis"}
+        assert cfg.method_name == "stpg" and set(cfg.method.pixel_selection) <= {"cons", "hmis", "lmis"}
 
 
 def test_the_frozen_digits_protocol_reaches_every_digits_cell():
@@ -78,7 +79,7 @@ def test_the_frozen_digits_protocol_reaches_every_digits_cell():
         if cfg.method_name != "supervised":
             assert not cfg.data.strong_photometric, path
             for key in ("cutmix_boxes", "unsup_start", "unsup_ramp", "strong_bn_update"):
-                assert cfg.method[key] == overlay[key], (path, key)
+                assert getattr(cfg.method, key) == overlay[key], (path, key)
     assert (overlay["cutmix_boxes"], overlay["unsup_start"], overlay["strong_bn_update"]) == (1, 0.2, False)
 
 
@@ -87,7 +88,7 @@ def test_base_list_merges_in_order_and_method_name_replaces_block(tmp_path):
     (tmp_path / "b.yaml").write_text("method: {name: supervised}\n")
     (tmp_path / "c.yaml").write_text("_base_: [a.yaml, b.yaml]\ntrain: {seed: 3}\n")
     cfg = load_config(tmp_path / "c.yaml")
-    assert cfg.method_name == "supervised" and "tau" not in cfg.method
+    assert cfg.method_name == "supervised" and not hasattr(cfg.method, "tau")
     assert cfg.train.iters == 5 and cfg.train.seed == 3
 
 
@@ -155,3 +156,18 @@ def test_cli_refuses_out_of_range_settings_before_creating_anything(tmp_path, ca
         assert main(["train", "--set", "train.iters=3", "--set", override, "--out", str(tmp_path / "run")]) == 2
         assert f"config key '{override.split('=')[0]}': expected a value >= 1" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_config_does_not_import_the_methods_and_method_params_are_typed(tmp_path):
+    """The method block is resolved one layer up (reprokit.configure), so config and methods import one way."""
+    import subprocess
+    import sys
+
+    from reprokit.methods.stpg import STPGParams
+
+    code = "import sys, reprokit.config; print('reprokit.methods' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[1]).stdout.strip() == "False"
+    (tmp_path / "c.yaml").write_text("method: {name: stpg, tau: 0.3}\ntrain: {iters: 5}\n")
+    cfg = load_config(tmp_path / "c.yaml")
+    assert isinstance(cfg.method, STPGParams) and cfg.method.tau == 0.3 and cfg.to_dict()["method"]["tau"] == 0.3

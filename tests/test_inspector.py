@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from reprokit.config import from_dict
+from reprokit.configure import from_dict
 from reprokit.data.palette import palette_for
 from reprokit.engine.train import train
 from reprokit.inspect import PseudoLabelInspector

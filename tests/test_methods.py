@@ -4,7 +4,8 @@ import json
 import pytest
 import torch
 
-from reprokit.config import ConfigError, from_dict
+from reprokit.config import ConfigError
+from reprokit.configure import from_dict
 from reprokit.engine.checkpoint import load_checkpoint
 from reprokit.engine.train import train
 from reprokit.methods import build_method

@@ -40,7 +40,7 @@ def _execute(name, out_dir, **parameters):
 @pytest.fixture(scope="module")
 def trained_runs(tmp_path_factory, digits_root):
     """Two tiny trained runs under the names the digits preset reads (supervised and STPG rows)."""
-    from reprokit.config import from_dict
+    from reprokit.configure import from_dict
     from reprokit.engine.train import train
 
     root = tmp_path_factory.mktemp("nbruns")

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from reprokit.cli import main
-from reprokit.config import ConfigError, ModelConfig, from_dict
+from reprokit.config import ConfigError, ModelConfig
+from reprokit.configure import from_dict
 from reprokit.data.glyphs import (CLASSES, DUPLICATES, EXCLUDED, GlyphSetSpec, build_glyph_set, render_glyph,
                                   render_masters)
 from reprokit.models import pretrain

@@ -123,7 +123,7 @@ class InlinePool:
 
 def finished_cell(cell, meta):
     """A cell directory as a successful execution leaves it, with the given meta.json."""
-    from reprokit.config import load_config
+    from reprokit.configure import load_config
 
     cell.run_dir.mkdir(parents=True)
     (cell.run_dir / "config.yaml").write_text(yaml.safe_dump(load_config(cell.config, cell.overrides).to_dict()))

@@ -9,7 +9,7 @@ import yaml
 from PIL import Image
 from scipy import stats
 
-from reprokit.config import from_dict
+from reprokit.configure import from_dict
 from reprokit.results import load_runs
 from reprokit.viz import registry, tables
 from tests.conftest import tiny_raw

@@ -11,7 +11,8 @@ import torch
 import yaml
 
 from reprokit.cli import main as cli_main
-from reprokit.config import ConfigError, from_dict
+from reprokit.config import ConfigError
+from reprokit.configure import from_dict
 from reprokit.engine.checkpoint import load_checkpoint
 from reprokit.engine.train import NonFiniteLossError, Trainer, train
 from reprokit.results import load_runs

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import yaml
 
-from reprokit.config import apply_overrides, from_dict
+from reprokit.config import apply_overrides
+from reprokit.configure import from_dict
 from reprokit.data.datasets import SegDataset, class_names, resolve_splits
 from reprokit.engine import rundir
 from reprokit.engine.checkpoint import CheckpointError, check_written_by, load_checkpoint

@@ -14,7 +14,8 @@ import torch
 import yaml
 
 import reprokit
-from reprokit.config import Config, ConfigError, from_dict
+from reprokit.config import Config, ConfigError
+from reprokit.configure import from_dict
 from reprokit.engine.checkpoint import load_checkpoint
 from reprokit.records import git_commit, remove_stale_temps, write_json_atomic, write_text_atomic
 

@@ -6,6 +6,7 @@ and the inspector takes a method's extra layers from its class (:attr:`Method.in
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass
 from typing import Optional
@@ -37,17 +38,16 @@ def method_class(name: str):
     return getattr(importlib.import_module(entry.module), entry.cls)
 
 
-def validate_method_config(raw: dict) -> dict:
-    """Check a ``method:`` block against the method's parameter dataclass; returns it with defaults filled."""
-    import dataclasses
-
+def method_params(raw: dict):
+    """A ``method:`` block as its method's parameter dataclass, defaults filled and every value checked."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config key 'method': expected a mapping, got {raw!r}")
     if "name" not in raw:
         raise ConfigError("config key 'method.name' is missing")
-    params = dataclass_from_mapping(method_class(raw["name"]).Params, raw, "method.")
-    return dataclasses.asdict(params)
+    return dataclass_from_mapping(method_class(raw["name"]).Params, raw, "method.")
 
 
 def build_method(cfg, num_classes: int):
+    """The configured method, with a fresh copy of its parameters."""
     cls = method_class(cfg.method_name)
-    params = dataclass_from_mapping(cls.Params, cfg.method, "method.")
-    return cls(cfg, params, num_classes)
+    return cls(cfg, dataclass_from_mapping(cls.Params, dataclasses.asdict(cfg.method), "method."), num_classes)

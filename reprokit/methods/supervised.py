@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reprokit.config import COUNT, PROBABILITY, ranged
+from reprokit.config import COUNT, PROBABILITY, MethodParams, ranged
 from reprokit.methods.base import Method, StepOutput
 from reprokit.methods.losses import supervised_loss
 from reprokit.models.deeplab import build_model
 
 
 @dataclass
-class SupervisedParams:
+class SupervisedParams(MethodParams):
     name: str = "supervised"
     ohem: bool = False  # OHEM cross-entropy (Cityscapes protocol)
     ohem_thresh: float = ranged(PROBABILITY, 0.7)
