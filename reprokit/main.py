@@ -61,12 +61,12 @@ def pretrain_weights(config: str, threads: int) -> None:
     from reprokit.configure import load_config
     from reprokit.models.pretrain import ensure_pretrained
 
-    model = load_config(config).model
-    if model.pretrained == "glyphs":
+    model_cfg = load_config(config).model
+    if model_cfg.pretrained == "glyphs":
         previous = torch.get_num_threads()
         torch.set_num_threads(max(1, threads))
         try:
-            ensure_pretrained(model)
+            ensure_pretrained(model_cfg)
         finally:
             torch.set_num_threads(previous)
 

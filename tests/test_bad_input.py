@@ -28,7 +28,7 @@ from reprokit.engine.checkpoint import FORMAT, CheckpointError, load_checkpoint,
 from reprokit.engine.rundir import RunDirError, RunDirWarning, read_metrics
 from reprokit.engine.train import Trainer, train
 from reprokit.methods import method_params
-from reprokit.models.deeplab import CheckpointKeyError, build_model
+from reprokit.models.deeplab import CheckpointKeyError, build_network
 from reprokit.records import write_atomic, write_json_atomic
 from tests.conftest import TINY_SPEC, tiny_raw, tree_digest
 
@@ -426,5 +426,5 @@ def test_a_pickled_checkpoint_is_refused_for_safety_and_runs_nothing(tiny_cfg, t
 def test_pretrained_weights_carrying_code_are_refused_the_same_way(tmp_path):
     torch.save({"conv1.weight": torch.zeros(1), "x": _RunsCode(tmp_path / "code-ran")}, tmp_path / "w.pth")
     with pytest.raises(CheckpointKeyError, match=r"model.pretrained: .*w.pth: holds Python objects other than tensors"):
-        build_model(ModelConfig(width=8, pretrained=str(tmp_path / "w.pth")), 3)
+        build_network(ModelConfig(width=8, pretrained=str(tmp_path / "w.pth")), 3)
     assert not (tmp_path / "code-ran").exists()

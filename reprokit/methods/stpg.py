@@ -32,7 +32,7 @@ from reprokit.methods.semi import (MixedViews, TeacherParams, TeacherStudent, ac
 from reprokit.methods.stpg_equations import (SELECTION_CATEGORIES, MemoryBank, anchor_contrastive_term, anchor_uniformity_loss,
                                              dual_contrastive_losses, make_anchors, match_anchors, mismatch_scores,
                                              pixel_cosines, select_pixels, similarity_term, update_prototypes)
-from reprokit.models.deeplab import build_model
+from reprokit.models.deeplab import build_network
 
 __all__ = ["STPG", "STPGParams", "MemoryBank", "anchor_contrastive_term", "anchor_uniformity_loss",
            "dual_contrastive_losses", "make_anchors", "match_anchors", "mismatch_scores", "pixel_cosines",
@@ -96,11 +96,11 @@ class STPG(TeacherStudent):
         super().__init__(cfg, params, num_classes)
         check_params(params)
         proj = params.proj_dim if self.use_contrastive else 0
-        self.gen_student = build_model(dataclasses.replace(cfg.model, proj_dim=proj), num_classes)
+        self.gen_student = build_network(dataclasses.replace(cfg.model, proj_dim=proj), num_classes)
         self.gen_teacher = ema_copy(self.gen_student)
         if params.dual_teacher:
             pro_proj = proj if params.bank_teacher == "pro" else 0
-            self.pro_student = build_model(dataclasses.replace(cfg.model, proj_dim=pro_proj), num_classes)
+            self.pro_student = build_network(dataclasses.replace(cfg.model, proj_dim=pro_proj), num_classes)
             self.pro_teacher = ema_copy(self.pro_student)
         if self.use_contrastive:
             self.register_buffer("anchors", make_anchors(num_classes, proj, params.tau, seed=cfg.train.seed))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from reprokit.config import COUNT, PROBABILITY, MethodParams, ranged
 from reprokit.methods.base import Method, StepOutput
 from reprokit.methods.losses import supervised_loss
-from reprokit.models.deeplab import build_model
+from reprokit.models.deeplab import build_network
 
 
 @dataclass
@@ -22,7 +22,7 @@ class Supervised(Method):
 
     def __init__(self, cfg, params, num_classes):
         super().__init__(cfg, params, num_classes)
-        self.net = build_model(cfg.model, num_classes)
+        self.net = build_network(cfg.model, num_classes)
 
     def students(self):
         return {"net": self.net}

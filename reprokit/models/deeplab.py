@@ -198,5 +198,6 @@ class DeepLabV3Plus(nn.Module):
         return out
 
 
-def build_model(cfg: ModelConfig, num_classes: int) -> DeepLabV3Plus:
+def build_network(cfg: ModelConfig, num_classes: int) -> DeepLabV3Plus:
+    """One segmentation network (a method may own several: students, teachers)."""
     return DeepLabV3Plus(cfg, num_classes)
