@@ -15,8 +15,8 @@ from reprokit.config import DataConfig
 from reprokit.data import cityscapes, voc
 from reprokit.data.errors import DataError, ImageError, LabelError, MaskError, SizeError
 from reprokit.data.images import header_size, open_whole
-from reprokit.labels import IGNORE_INDEX
 from reprokit.data.splits import Sample
+from reprokit.labels import IGNORE_INDEX
 
 
 @contextmanager

@@ -14,8 +14,8 @@ import torch
 
 from reprokit.data.datasets import ground_truth
 from reprokit.data.palette import palette_for
-from reprokit.labels import IGNORE_INDEX
 from reprokit.data.transforms import cutmix_box_masks
+from reprokit.labels import IGNORE_INDEX
 
 LABEL_LAYERS = ("ground truth", "teacher pseudo-label", "student prediction")
 OVERLAY_LAYERS = ("confidence", "cutmix boxes")

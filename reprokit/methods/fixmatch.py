@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from reprokit.config import PROBABILITY, ranged
-from reprokit.methods.base import StepOutput
 from reprokit.labels import IGNORE_INDEX
+from reprokit.methods.base import StepOutput
 from reprokit.methods.losses import supervised_loss
 from reprokit.methods.semi import (SemiParams, accuracy, check_semi_params, cutmix_views, split_forward,
                                    teacher_targets, unsup_weight)

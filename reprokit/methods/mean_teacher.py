@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from reprokit.methods.base import StepOutput
 from reprokit.labels import IGNORE_INDEX
+from reprokit.methods.base import StepOutput
 from reprokit.methods.losses import supervised_loss, weighted_ce
 from reprokit.methods.semi import (TeacherParams, TeacherStudent, accuracy, ema_copy, split_forward,
                                    teacher_targets, unsup_weight)
