@@ -29,10 +29,11 @@ from reprokit.methods.base import CategoryLayer, StepOutput
 from reprokit.methods.losses import supervised_loss, weighted_ce
 from reprokit.methods.semi import (MixedViews, TeacherParams, TeacherStudent, accuracy, ema_copy, split_forward,
                                    teacher_targets, unsup_weight)
-from reprokit.methods.stpg_equations import (SELECTION_CATEGORIES, MemoryBank, anchor_contrastive_term,
-                                             anchor_uniformity_loss, dual_contrastive_losses, make_anchors,
-                                             match_anchors, mismatch_scores, pixel_cosines, select_pixels,
-                                             similarity_term, update_prototypes)
+from reprokit.methods.stpg_equations import (SELECTION_CATEGORIES, MemoryBank, anchor_contrastive_loss,
+                                             anchor_contrastive_term, anchor_uniformity_loss,
+                                             dual_contrastive_losses, make_anchors, match_anchors, mismatch_scores,
+                                             pixel_cosines, select_pixels, similarity_loss, similarity_term,
+                                             update_prototypes)
 from reprokit.models.deeplab import build_network
 
 __all__ = ["STPG", "STPGParams", "MemoryBank", "anchor_contrastive_term", "anchor_uniformity_loss",

@@ -154,6 +154,24 @@ def similarity_term(cos_centre: torch.Tensor, labels: torch.Tensor, filled: torc
     return _masked_mean(1 - own, known & filled[idx])
 
 
+def anchor_contrastive_loss(features: torch.Tensor, labels: torch.Tensor, anchors: torch.Tensor,
+                            assignment: torch.Tensor, tau: float = 0.5) -> torch.Tensor:
+    """Eq. 15 over features [N, D]: ``-log softmax_c(f . v_sigma(c) / tau)`` at the feature's class, f
+    normalised; features labelled 255 left out. The public form; the training step computes Eqs. 15 and 16
+    at once on [B, D, P] projections (:func:`dual_contrastive_losses`)."""
+    return anchor_contrastive_term(pixel_cosines(features.T[None], anchors[assignment]), labels[None], tau)
+
+
+def similarity_loss(features: torch.Tensor, labels: torch.Tensor, memory: list[torch.Tensor]) -> torch.Tensor:
+    """Eq. 16 over features [N, D] from each class's memory entries [M_c, D]: the mean of ``1 - cos(f, i+)``
+    over the class's entries equals ``1 -`` the cosine against their mean normalised entry; classes without
+    entries contribute nothing."""
+    centres = torch.stack([F.normalize(m.to(features.dtype), dim=1).mean(0) if len(m)
+                           else features.new_zeros(features.shape[1]) for m in memory])
+    filled = torch.tensor([len(m) > 0 for m in memory], device=features.device)
+    return similarity_term(pixel_cosines(features.T[None], centres), labels[None], filled)
+
+
 def dual_contrastive_losses(features: torch.Tensor, labels: torch.Tensor, assigned_anchors: torch.Tensor,
                             centres: torch.Tensor, filled: torch.Tensor, tau: float
                             ) -> tuple[torch.Tensor, torch.Tensor]:
