@@ -28,6 +28,8 @@ REGISTRY = {
     "mean_teacher": MethodEntry("reprokit.methods.mean_teacher", "MeanTeacher", "Mean Teacher", "table4-mt"),
     "fixmatch": MethodEntry("reprokit.methods.fixmatch", "FixMatch", "FixMatch", "fixmatch-1_8"),
     "stpg": MethodEntry("reprokit.methods.stpg", "STPG", "STPG", "table4-stpg"),
+    "cw_bass": MethodEntry("reprokit.methods.cw_bass", "CWBASS", "CW-BASS", "cw_bass-1_8"),
+    "farcluss": MethodEntry("reprokit.methods.farcluss", "FARCLUSS", "FARCLUSS", "farcluss-1_8"),
 }
 
 

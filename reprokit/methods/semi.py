@@ -66,9 +66,10 @@ class MixedViews:
     gt: Optional[torch.Tensor]
 
     def mixed(self, t: torch.Tensor) -> torch.Tensor:
-        """Mix a per-image tensor computed on the 2B weak views with the strong view's boxes."""
+        """Mix a per-image tensor computed on the 2B weak views with the strong view's boxes; views with one
+        student input per teacher input (:func:`single_views`) pass it through unchanged."""
         b = self.box.shape[0]
-        return mix(t[:b], t[b:], self.box)
+        return t if t.shape[0] == b else mix(t[:b], t[b:], self.box)
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -94,6 +95,14 @@ def cutmix_views(unlabeled: dict, params: SemiParams, seed: int, step: int) -> M
     if gt is not None:
         views.gt = views.mixed(gt)
     return views
+
+
+def single_views(unlabeled: dict) -> MixedViews:
+    """Teacher and student see the same weak view of each unlabeled image (no pairing, no CutMix): the choice
+    of CW-BASS's released code, offered as an option beside the weak/strong views of its description."""
+    x_w = unlabeled["image"]
+    box = torch.zeros(x_w.shape[0], *x_w.shape[-2:], dtype=torch.bool, device=x_w.device)
+    return MixedViews(x_w, x_w, box, unlabeled["valid"], unlabeled.get("hidden_mask"))
 
 
 @torch.no_grad()

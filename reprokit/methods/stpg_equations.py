@@ -84,8 +84,9 @@ def make_anchors(num_classes: int, dim: int, tau: float = 0.5, seed: int = 0, st
     return F.normalize(raw.detach(), dim=1).float()
 
 
-def _class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-class mean of L2-normalised features, itself normalised; and which classes occur. Labels outside
+def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class mean of L2-normalised features [N, D], itself normalised; and which classes occur (STPG's
+    prototypes and FARCLUSS's centroids; differentiable). Labels outside
     the classes go to a spare row instead of being indexed out, so nothing waits on the host."""
     known = (labels >= 0) & (labels < num_classes)
     y = torch.where(known, labels, num_classes).long()
@@ -103,7 +104,7 @@ def update_prototypes(prototypes: torch.Tensor, features: torch.Tensor, labels: 
     ``labels`` are unchanged; a class whose prototype is still all zeros takes ``mean_i`` directly
     (the EMA would otherwise start from the origin).
     """
-    means, present = _class_means(features, labels, prototypes.shape[0])
+    means, present = class_means(features, labels, prototypes.shape[0])
     fresh = prototypes.abs().sum(1) == 0
     updated = torch.where(fresh[:, None], means, alpha * prototypes + (1 - alpha) * means)
     return torch.where(present[:, None], updated.to(prototypes.dtype), prototypes)
