@@ -210,7 +210,8 @@ class FARCLUSS(TeacherStudent):
         of the top-1 pseudo-label and how often the true class is among the fuzzy label's classes."""
         valid = views.valid
         n = valid.sum().clamp(min=1)
-        diag = {"entropy_weight": (reliability * valid).sum() / n, "top_mass": (targets.max(1).values * valid).sum() / n}
+        diag = {"entropy_weight": (reliability * valid).sum() / n,
+                "top_mass": (targets.max(1).values * valid).sum() / n}
         diag.update({f"class_weight/{c}": w for c, w in enumerate(class_weight)})
         if views.gt is not None:
             known = views.gt != IGNORE_INDEX

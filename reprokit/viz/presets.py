@@ -21,7 +21,8 @@ CW_BASS_ROWS = {"CW-BASS (full)": "cw_bass-1_8", "without boundary term": "cw_ba
                 "without dynamic threshold": "cw_bass-no_threshold", "with confidence decay": "cw_bass-decay",
                 "single view (authors' code)": "cw_bass-single_view", "Mean Teacher": "table4-mt"}
 FARCLUSS_ROWS = {"FARCLUSS (full)": "farcluss-1_8", "without fuzzy labels (top-1)": "farcluss-hard_labels",
-                 "without entropy weights": "farcluss-no_entropy", "without class rebalancing": "farcluss-no_rebalancing",
+                 "without entropy weights": "farcluss-no_entropy",
+                 "without class rebalancing": "farcluss-no_rebalancing",
                  "without contrastive term": "farcluss-no_contrastive", "Mean Teacher": "table4-mt"}
 
 
