@@ -155,3 +155,24 @@ def test_works_for_mean_teacher_runs(tmp_path, digits_root):
     assert "selection category" not in insp.layers  # a layer only the method that declares it offers
     insp.index.value = 1
     assert insp.view.value and "accuracy" in insp.stats.value
+
+
+@pytest.mark.parametrize("method, titles", [
+    ({"name": "cw_bass"}, ["CW-BASS pixel use"]),
+    ({"name": "farcluss"}, ["FARCLUSS top-class mass", "FARCLUSS reliability weight"]),
+])
+def test_new_methods_show_their_declared_layers(digits_root, tmp_path, method, titles):
+    """CW-BASS's kept / boundary / ignored pixels and FARCLUSS's binned top-class mass and reliability come
+    through the layers the methods declare; drawn alone at full opacity, a layer is its colours by category."""
+    train(from_dict(tiny_raw(digits_root, method=method, train={"iters": 2, "ckpt_every": 2})), tmp_path / "run")
+    insp = PseudoLabelInspector.from_run(tmp_path / "run", export_dir=tmp_path / "export", scale=1)
+    maps = insp.current()
+    for t in insp.layers.values():
+        t.value = False
+    insp.opacity.value = 1.0
+    for layer in insp.cache.layers:
+        assert layer.title in titles and layer.title in insp.layers
+        insp.layers[layer.title].value = True
+        assert np.array_equal(insp.rendered(), np.asarray(layer.colours, np.uint8)[maps.categories[layer.title]])
+        insp.layers[layer.title].value = False
+    assert len(insp.cache.layers) == len(titles)
