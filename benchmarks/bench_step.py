@@ -18,7 +18,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from reprokit.config import load_config
+from reprokit.configure import load_config
 from reprokit.engine.ema import ema_update
 from reprokit.engine.optim import build_optimizer
 from reprokit.methods import build_method
@@ -78,8 +78,10 @@ def main() -> None:
     torch.manual_seed(0)
     m = build_method(cfg, cfg.data.num_classes).to(device)
     m.set_total_steps(1)  # every warm-up phase is over: the full method runs
-    for c in range(cfg.data.num_classes):  # a full memory bank, as late in training
-        m.bank.push(c, torch.randn(m.params.bank_size, m.params.proj_dim, device=device))
+    with torch.no_grad():  # a full memory bank, as late in training
+        m.bank.bank.normal_()
+        m.bank.unit.copy_(torch.nn.functional.normalize(m.bank.bank, dim=2))
+        m.bank.count.fill_(m.params.bank_size)
     m.train()
     opt = build_optimizer(m.students(), cfg.optim)
     labeled, unlabeled = batches(cfg, device)

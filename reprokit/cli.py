@@ -5,11 +5,12 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 
 def _train(args) -> int:
-    from reprokit.config import load_config
+    from reprokit.configure import load_config
     from reprokit.engine.train import train
 
     cfg = load_config(args.config, args.set)
@@ -30,6 +31,19 @@ def _eval(args) -> int:
     return 0
 
 
+def _data_check(args) -> int:
+    from reprokit.configure import load_config
+    from reprokit.data.check import check_data
+    from reprokit.engine.train import show_progress
+
+    cfg = load_config(args.config, args.set)
+    print(f"reprokit data check: {args.config} ({cfg.data.dataset} at {cfg.data.root}, "
+          f"data.num_classes = {cfg.data.num_classes})")
+    report = check_data(cfg.data, progress=show_progress())
+    print(report.format(args.first))
+    return 0 if report.ok else 1
+
+
 def _data(args) -> int:
     from reprokit.data.digits import DigitScenesSpec, build_digit_scenes
 
@@ -47,7 +61,7 @@ def _pretrain(args) -> int:
 
     import torch
 
-    from reprokit.config import load_config
+    from reprokit.configure import load_config
     from reprokit.models.pretrain import ensure_pretrained, weights_path
     from reprokit.engine.train import show_progress
 
@@ -162,8 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--only", nargs="*", metavar="ARTEFACT",
                     help="artefacts to build, e.g. summary table4 fig7 (default: all)")
     fg.set_defaults(func=_figures)
-    d = sub.add_parser("data", help="build data sets")
-    dsub = d.add_subparsers(dest="dataset", required=True)
+    d = sub.add_parser("data", help="build the digit scenes, or check a configured data set")
+    dsub = d.add_subparsers(dest="action", required=True)
+    dc = dsub.add_parser("check", help="read every file of the configured splits and report bad ones "
+                                       "(exit status 1 when any is bad)")
+    dc.add_argument("config", help="YAML parameter file (its data block)")
+    dc.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. data.root=...")
+    dc.add_argument("--first", type=int, default=10, help="problems listed per kind (default 10)")
+    dc.set_defaults(func=_data_check)
     dg = dsub.add_parser("digits", help="build the embedded digit-scenes data set (VOC layout)")
     dg.add_argument("--out", default="data/digits")
     dg.add_argument("--n-train", type=int, default=2000)
@@ -189,15 +209,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_python_show_warning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Repairs of a run directory are news for the user, not for a developer: no source location."""
+    from reprokit.engine.rundir import RunDirWarning
+
+    if issubclass(category, RunDirWarning):
+        print(f"reprokit: warning: {message}", file=sys.stderr)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     from reprokit.config import ConfigError
-    from reprokit.data.splits import SplitError
+    from reprokit.data.errors import DataError
     from reprokit.engine.checkpoint import CheckpointError
+    from reprokit.engine.rundir import RunDirError
 
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return args.func(args)
-    except (ConfigError, SplitError, CheckpointError) as exc:
+    except (ConfigError, DataError, CheckpointError, RunDirError) as exc:
         print(f"reprokit: error: {exc}", file=sys.stderr)
         return 2
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import yaml
 
@@ -24,109 +25,156 @@ class ConfigError(ValueError):
     """Bad user configuration; the message names the file and/or key at fault."""
 
 
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting accepts (for a list of numbers: each element). Declared on the field,
+    checked when a config is loaded, so a negative step count or a zero interval fails in the first second,
+    naming the key, instead of running zero steps or dividing by zero later."""
+
+    low: Optional[float] = None
+    high: Optional[float] = None
+    low_open: bool = False  # True: ``low`` itself is outside
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = self.low is None or value > self.low or (value == self.low and not self.low_open)
+        below = self.high is None or value < self.high or (value == self.high and not self.high_open)
+        return math.isfinite(value) and above and below
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low}"
+        return f"in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+
+
+COUNT = Range(1)  # steps, intervals, batch sizes, channels, classes
+NON_NEGATIVE = Range(0)  # seeds, loss weights, "every N steps" where 0 switches the feature off
+POSITIVE = Range(0, low_open=True)  # rates, scales, temperatures
+PROBABILITY = Range(0, 1)  # probabilities, thresholds, fractions of training, EMA momenta
+FRACTION = Range(0, 1, low_open=True)  # a non-empty part of a whole
+MOMENTUM = Range(0, 1, high_open=True)  # SGD momentum, dropout
+
+
+def ranged(allowed: Range, default: Any = None, factory: Any = None) -> Any:
+    """A dataclass field whose value (or each element of it) must lie in ``allowed``."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"range": allowed})
+    return field(default=default, metadata={"range": allowed})
+
+
 @dataclass
 class StrongViewConfig:
     """Photometric part of the strong view (applied before CutMix). Each op fires with its probability;
     a probability of 0 removes the op. Defaults are the usual FixMatch/UniMatch-style values sized for
     photographs; the STPG paper uses CutMix only (``data.strong_photometric: false``)."""
 
-    jitter_p: float = 0.8
-    brightness: float = 0.5
-    contrast: float = 0.5
-    saturation: float = 0.5
-    hue: float = 0.25
-    grayscale_p: float = 0.2
-    blur_p: float = 0.5
-    blur_sigma: list = field(default_factory=lambda: [0.1, 2.0])
+    jitter_p: float = ranged(PROBABILITY, 0.8)
+    brightness: float = ranged(PROBABILITY, 0.5)  # factors are drawn from [1 - b, 1 + b]: b <= 1 keeps them >= 0
+    contrast: float = ranged(PROBABILITY, 0.5)
+    saturation: float = ranged(PROBABILITY, 0.5)
+    hue: float = ranged(Range(0, 0.5), 0.25)
+    grayscale_p: float = ranged(PROBABILITY, 0.2)
+    blur_p: float = ranged(PROBABILITY, 0.5)
+    blur_sigma: list = ranged(POSITIVE, factory=lambda: [0.1, 2.0])
 
 
 @dataclass
 class DataConfig:
     dataset: str = "digits"  # digits | voc | cityscapes
     root: str = "data/digits"
-    num_classes: int = 11
+    num_classes: int = ranged(COUNT, 11)
     voc_layout: str = "aug"  # aug (SegmentationClassAug, 10582 ids) | classic (1464 fine masks)
     # Split: explicit list files, or drawn from split_seed with a count or fraction of the train list.
     train_list: Optional[str] = None  # pool the split is drawn from; defaults to the dataset's train list
     labeled_list: Optional[str] = None
     unlabeled_list: Optional[str] = None
     val_list: Optional[str] = None
-    labeled_count: Optional[int] = None
-    labeled_fraction: Optional[float] = None
-    split_seed: int = 0
+    labeled_count: Optional[int] = ranged(COUNT)
+    labeled_fraction: Optional[float] = ranged(FRACTION)
+    split_seed: int = ranged(NON_NEGATIVE, 0)
     split_family: str = "drawn"  # recorded with results: which published list family the split came from
     # Weak augmentation.
-    crop_size: int = 64
-    scale_range: list = field(default_factory=lambda: [0.5, 2.0])
-    scale_choices: Optional[list] = None  # discrete scales (STPG code: 0.5 .. 2.0); overrides scale_range
+    crop_size: int = ranged(COUNT, 64)
+    scale_range: list = ranged(POSITIVE, factory=lambda: [0.5, 2.0])
+    scale_choices: Optional[list] = ranged(POSITIVE)  # discrete scales (STPG code: 0.5 .. 2.0); overrides scale_range
     flip: bool = True
     strong_photometric: bool = True  # colour jitter / grayscale / blur in the strong view (STPG paper: CutMix only)
     strong: StrongViewConfig = field(default_factory=StrongViewConfig)  # magnitudes when strong_photometric
-    mean: list = field(default_factory=lambda: [0.485, 0.456, 0.406])
-    std: list = field(default_factory=lambda: [0.229, 0.224, 0.225])
-    batch_size: int = 8  # labeled images per step and process
-    unlabeled_batch_size: Optional[int] = None  # defaults to batch_size
-    num_workers: int = 0
+    mean: list = ranged(PROBABILITY, factory=lambda: [0.485, 0.456, 0.406])
+    std: list = ranged(POSITIVE, factory=lambda: [0.229, 0.224, 0.225])
+    batch_size: int = ranged(COUNT, 8)  # labeled images per step and process
+    unlabeled_batch_size: Optional[int] = ranged(COUNT)  # defaults to batch_size
+    num_workers: int = ranged(NON_NEGATIVE, 0)
 
 
 @dataclass
 class ModelConfig:
-    backbone: str = "resnet18"  # resnet18 | resnet50 | resnet101
+    backbone: str = "resnet18"  # resnet18 | resnet34 | resnet50 | resnet101
     # None or "none" (from scratch) | "imagenet" (torchvision weights, width 64 only) | "glyphs" (the embedded
     # pretraining for this backbone, built on first use and cached: reprokit.models.pretrain) | path to a .pth file
     pretrained: Optional[str] = None
-    width: int = 64  # first-stage channels; < 64 builds a narrow ResNet-18/34 (the CPU default)
-    output_stride: int = 16
-    aspp_rates: list = field(default_factory=lambda: [6, 12, 18])
-    aspp_channels: int = 256
-    decoder_channels: int = 256
-    low_level_channels: int = 48
-    proj_dim: int = 0  # 0 = no projection head
+    width: int = ranged(COUNT, 64)  # first-stage channels; < 64 builds a narrow ResNet-18/34 (the CPU default)
+    output_stride: int = ranged(Range(8, 16), 16)  # 8 or 16 (see validate)
+    aspp_rates: list = ranged(COUNT, factory=lambda: [6, 12, 18])
+    aspp_channels: int = ranged(COUNT, 256)
+    decoder_channels: int = ranged(COUNT, 256)
+    low_level_channels: int = ranged(COUNT, 48)
+    proj_dim: int = ranged(NON_NEGATIVE, 0)  # 0 = no projection head
     stem_maxpool: bool = True  # False keeps more resolution for tiny (64 px) inputs
     sync_bn: bool = False
-    dropout: float = 0.1
+    dropout: float = ranged(MOMENTUM, 0.1)
 
 
 @dataclass
 class OptimConfig:
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    head_lr_mult: float = 1.0
-    poly_power: float = 0.9
+    lr: float = ranged(POSITIVE, 0.01)
+    momentum: float = ranged(MOMENTUM, 0.9)
+    weight_decay: float = ranged(NON_NEGATIVE, 1e-4)
+    head_lr_mult: float = ranged(POSITIVE, 1.0)
+    poly_power: float = ranged(NON_NEGATIVE, 0.9)
     nesterov: bool = False
 
 
 @dataclass
 class TrainConfig:
-    seed: int = 0
-    iters: Optional[int] = None
-    epochs: Optional[int] = None  # converted with iters_per_epoch = unlabeled (or labeled) images // batch
+    seed: int = ranged(NON_NEGATIVE, 0)
+    iters: Optional[int] = ranged(COUNT)
+    epochs: Optional[int] = ranged(COUNT)  # converted with iters_per_epoch = unlabeled (or labeled) images // batch
     amp: str = "none"  # none | bf16 | fp16
     channels_last: bool = False
     deterministic: bool = True
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    ckpt_every: int = 100
-    snapshot_every: int = 0  # keep the method's weights every N steps in snapshots/ (the inspector's checkpoints)
-    log_every: int = 10
-    threads: Optional[int] = None  # torch CPU threads; None keeps torch's default
+    ckpt_every: int = ranged(COUNT, 100)
+    # keep the method's weights every N steps in snapshots/ (the inspector's checkpoints); 0 = never
+    snapshot_every: int = ranged(NON_NEGATIVE, 0)
+    log_every: int = ranged(COUNT, 10)
+    threads: Optional[int] = ranged(COUNT)  # torch CPU threads; None keeps torch's default
 
 
 @dataclass
 class EvalConfig:
     mode: str = "whole"  # whole | center | sliding
-    crop_size: Optional[int] = None  # defaults to data.crop_size
-    stride_ratio: float = 2 / 3
-    scales: list = field(default_factory=lambda: [1.0])
+    crop_size: Optional[int] = ranged(COUNT)  # defaults to data.crop_size
+    stride_ratio: float = ranged(FRACTION, 2 / 3)
+    scales: list = ranged(POSITIVE, factory=lambda: [1.0])
     flip: bool = False
-    batch_size: int = 16
-    keep_predictions: int = 0  # number of val predictions saved in the run dir (qualitative figures)
+    batch_size: int = ranged(COUNT, 16)
+    keep_predictions: int = ranged(NON_NEGATIVE, 0)  # val predictions saved in the run dir (qualitative figures)
+
+
+@dataclass
+class MethodParams:
+    """What the parameters of every method share; each method extends it with its own dataclass
+    (``Method.Params``, with ranges and defaults). A config's ``method:`` block becomes that dataclass in
+    :mod:`reprokit.configure`, the layer above this module and the methods, so neither imports the other."""
+
+    name: str = "supervised"
 
 
 @dataclass
 class Config:
     name: str = "run"
-    method: dict = field(default_factory=lambda: {"name": "supervised"})
+    method: MethodParams = field(default_factory=MethodParams)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -136,18 +184,23 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def eval_crop_size(self) -> int:
+        """The evaluation crop: ``eval.crop_size``, by default the training crop."""
+        return self.eval.crop_size or self.data.crop_size
+
     def hash(self) -> str:
         """Stable 12-hex-digit digest of the resolved configuration (key order independent)."""
         return config_digest(self.to_dict())
 
     @property
     def method_name(self) -> str:
-        return self.method["name"]
+        return self.method.name
 
 
 def config_digest(mapping: dict) -> str:
-    """The digest :meth:`Config.hash` uses, of any config mapping. A run's stored ``config.yaml`` digests to
-    the hash its checkpoint recorded even after a newer reprokit adds fields (with defaults) to the config."""
+    """The digest :meth:`Config.hash` uses, of any config mapping (sweeps also digest the settings a params
+    file spells out with it, defaults left out)."""
     text = json.dumps(mapping, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -188,7 +241,8 @@ def _build(cls: type, raw: dict, prefix: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"config key '{prefix.rstrip('.')}': expected a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = set(fields)
     unknown = sorted(set(raw) - names)
     if unknown:
         raise ConfigError(
@@ -200,8 +254,20 @@ def _build(cls: type, raw: dict, prefix: str) -> Any:
         if dataclasses.is_dataclass(hint):
             kwargs[name] = _build(hint, value, f"{prefix}{name}.")
         else:
-            kwargs[name] = _check_type(value, hint, prefix + name)
+            kwargs[name] = _check_range(_check_type(value, hint, prefix + name), fields[name].metadata.get("range"),
+                                        prefix + name)
     return cls(**kwargs)
+
+
+def _check_range(value: Any, allowed: Optional[Range], key: str) -> Any:
+    """Return ``value`` if it (each element, for a list) lies in ``allowed``; else raise naming ``key``."""
+    if allowed is None or value is None:
+        return value
+    for v in value if isinstance(value, list) else [value]:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v not in allowed:
+            what = "numbers each" if isinstance(value, list) else "a value"
+            raise ConfigError(f"config key '{key}': expected {what} {allowed}, got {value!r}")
+    return value
 
 
 def deep_merge(base: dict, update: dict) -> dict:
@@ -260,22 +326,18 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def from_dict(raw: dict, source: str = "<dict>") -> Config:
-    """Validate a plain mapping into a :class:`Config`; errors name ``source`` and the key."""
+def build_config(raw: dict, source: str, method_params: Callable[[dict], MethodParams]) -> Config:
+    """Validate a plain mapping into a :class:`Config`; errors name ``source`` and the key.
+    ``method_params`` turns the ``method:`` block into its method's parameter dataclass (the method registry
+    does: :func:`reprokit.configure.from_dict`)."""
     try:
-        cfg = _build(Config, raw, "")
-        from reprokit.methods import validate_method_config
-
-        cfg.method = validate_method_config(cfg.method)
+        sections = {k: v for k, v in raw.items() if k != "method"} if isinstance(raw, dict) else raw
+        cfg = _build(Config, sections, "")
+        cfg.method = method_params(raw.get("method", {"name": "supervised"}))
         validate(cfg)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return cfg
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    raw = read_yaml(path) if path else {}
-    return from_dict(apply_overrides(raw, overrides or []), str(path) if path else "<defaults>")
 
 
 def validate(cfg: Config) -> None:
@@ -299,21 +361,20 @@ def validate(cfg: Config) -> None:
                           f"ImageNet weights for width {cfg.model.width}); use 'glyphs', a weights file or none")
     if cfg.data.labeled_count is not None and cfg.data.labeled_fraction is not None:
         raise ConfigError("give data.labeled_count or data.labeled_fraction, not both")
-    if cfg.data.labeled_fraction is not None and not 0 < cfg.data.labeled_fraction <= 1:
-        raise ConfigError(f"config key 'data.labeled_fraction': expected 0 < f <= 1, got {cfg.data.labeled_fraction}")
     if (cfg.train.iters is None) == (cfg.train.epochs is None):
         raise ConfigError("set exactly one of train.iters and train.epochs")
-    if len(cfg.data.strong.blur_sigma) != 2 or not 0 < cfg.data.strong.blur_sigma[0] <= cfg.data.strong.blur_sigma[1]:
-        raise ConfigError(f"config key 'data.strong.blur_sigma': expected [low, high] with 0 < low <= high, "
-                          f"got {cfg.data.strong.blur_sigma}")
-    for key in ("jitter_p", "grayscale_p", "blur_p"):
-        if not 0 <= getattr(cfg.data.strong, key) <= 1:
-            raise ConfigError(f"config key 'data.strong.{key}': expected a probability in [0, 1]")
-    if len(cfg.data.scale_range) != 2:
-        raise ConfigError(f"config key 'data.scale_range': expected [low, high], got {cfg.data.scale_range}")
-    for key in ("batch_size", "crop_size", "num_classes"):
-        if getattr(cfg.data, key) <= 0:
-            raise ConfigError(f"config key 'data.{key}': expected a positive integer")
+    check_interval("data.strong.blur_sigma", cfg.data.strong.blur_sigma)
+    check_interval("data.scale_range", cfg.data.scale_range)
+    for key in ("mean", "std"):
+        if len(getattr(cfg.data, key)) != 3:
+            raise ConfigError(f"config key 'data.{key}': expected one value per RGB channel, "
+                              f"got {getattr(cfg.data, key)}")
+
+
+def check_interval(key: str, value: list) -> None:
+    """A [low, high] pair of numbers (their range is checked on load) must be in order."""
+    if len(value) != 2 or value[0] > value[1]:
+        raise ConfigError(f"config key '{key}': expected [low, high] with low <= high, got {value}")
 
 
 def dataclass_from_mapping(cls: type, raw: dict, prefix: str) -> Any:

@@ -7,7 +7,8 @@ tables and figures from the run directories.
 Finished cells are skipped, so a rerun only trains what is missing; an interrupted cell resumes from its
 checkpoint. The quick size runs the frozen digits protocol with one seed and a shorter schedule (the
 summary, Table 4 and Figs. 6, 7 and 9); the full size is the benchmark measurement (5 seeds), the
-ablations (3 seeds) and Fig. 8, and rebuilds every artefact.
+ablations (3 seeds), Fig. 8 and CW-BASS and FARCLUSS (5 seeds, their component ablations 3), and rebuilds
+every artefact.
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ class MainJob:
 SIZES = {
     "quick": MainJob(("params/sweeps/quick.yaml",), "params/digits/base.yaml",
                      ("summary", "table4", "fig6", "fig7", "fig9")),
-    "full": MainJob(("params/sweeps/benchmark.yaml", "params/sweeps/ablations.yaml", "params/sweeps/fig8.yaml"),
+    "full": MainJob(("params/sweeps/benchmark.yaml", "params/sweeps/ablations.yaml", "params/sweeps/fig8.yaml",
+                     "params/sweeps/new_methods.yaml"),
                     "params/digits/base.yaml", NAMES),
 }
 
@@ -58,15 +60,15 @@ def pretrain_weights(config: str, threads: int) -> None:
     others wait on its lock."""
     import torch
 
-    from reprokit.config import load_config
+    from reprokit.configure import load_config
     from reprokit.models.pretrain import ensure_pretrained
 
-    model = load_config(config).model
-    if model.pretrained == "glyphs":
+    model_cfg = load_config(config).model
+    if model_cfg.pretrained == "glyphs":
         previous = torch.get_num_threads()
         torch.set_num_threads(max(1, threads))
         try:
-            ensure_pretrained(model)
+            ensure_pretrained(model_cfg)
         finally:
             torch.set_num_threads(previous)
 

@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import torch
 
+from reprokit.labels import IGNORE_INDEX
 
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255
+
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX
                      ) -> torch.Tensor:
     """LongTensor[C, C] with rows = ground truth and columns = prediction; ``ignore_index`` pixels are skipped.
 
-    One ``torch.bincount`` on the device, no host round trip.
+    One ``torch.bincount`` on the device. Selecting the kept pixels by a boolean mask (and, on CUDA, sizing
+    the bincount) waits for the device once per call: once per evaluation batch, which evaluation affords;
+    the per-step training code avoids both (see :func:`reprokit.methods.stpg.mismatch_scores`).
     """
     if pred.shape != target.shape:
         raise ValueError(f"pred shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")

@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from reprokit.engine.rundir import code_version, recorded_code_version
+from reprokit.engine.rundir import code_version, read_metrics, record_format, recorded_code_version
+from reprokit.methods.stpg_equations import SELECTION_CATEGORIES
 
 
 def load_run(run_dir: str | Path) -> dict:
@@ -16,6 +17,7 @@ def load_run(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     meta = json.loads((run_dir / "meta.json").read_text()) if (run_dir / "meta.json").is_file() else {}
+    record_format(meta, run_dir / "meta.json")
     ev = json.loads((run_dir / "eval.json").read_text())
     row = {
         "run_id": run_dir.name, "path": str(run_dir), "name": cfg.get("name"), "method": cfg["method"]["name"],
@@ -50,9 +52,8 @@ def summary_table(df: pd.DataFrame, by: list[str], value: str = "miou") -> pd.Da
 
 
 def load_metrics(run_dir: str | Path) -> pd.DataFrame:
-    """A run's metrics.jsonl as a DataFrame (one row per logged step)."""
-    lines = Path(run_dir, "metrics.jsonl").read_text().splitlines()
-    return pd.DataFrame([json.loads(x) for x in lines if x.strip()])
+    """A run's metrics.jsonl as a DataFrame (one row per logged step; a line still being written is left out)."""
+    return pd.DataFrame(read_metrics(Path(run_dir, "metrics.jsonl"))[0])
 
 
 def selection_summary(run_dirs, from_fraction: float = 0.5) -> pd.DataFrame:
@@ -63,7 +64,7 @@ def selection_summary(run_dirs, from_fraction: float = 0.5) -> pd.DataFrame:
         m = load_metrics(run)
         late = m[m["step"] >= from_fraction * m["step"].max()]
         row = {"run_id": run.name}
-        for cat in ("cons", "hmis", "lmis"):
+        for cat in SELECTION_CATEGORIES:
             for kind in ("sel", "acc"):
                 col = f"diag/{kind}/{cat}"
                 row[f"{kind}/{cat}"] = late[col].mean() if col in late else float("nan")

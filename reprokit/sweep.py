@@ -53,7 +53,8 @@ from pathlib import Path
 
 import yaml
 
-from reprokit.config import ConfigError, apply_overrides, config_digest, load_config, read_yaml
+from reprokit.config import ConfigError, apply_overrides, config_digest, read_yaml
+from reprokit.configure import load_config
 from reprokit.engine.rundir import code_version, commit_label, recorded_code_version
 from reprokit.kernels import execute_logged
 from reprokit.progress import SweepDisplay, run_progress
@@ -147,7 +148,7 @@ def status(cell: Cell, current_code: str | None = None, queue: dict | None = Non
         if (cell.run_dir / "config.yaml").is_file() and not _same_config(cell):
             return "changed"
         return "failed" if (cell.run_dir / SUBMITTED).is_file() else "new"
-    if record.get("param_hash") != cell.param_hash() and not _same_run(cell, record):
+    if record.get("param_hash") != cell.param_hash():
         return "changed"
     if not (record.get("ok") and (cell.run_dir / "eval.json").is_file()):
         return "failed"
@@ -212,16 +213,8 @@ def _ran_commit(cell: Cell) -> str:
     return commit_label(git.get("commit"), git.get("dirty"))
 
 
-def _same_run(cell: Cell, record: dict) -> bool:
-    """A record whose hash was computed another way (an older reprokit hashed differently) still stands
-    when its run trained exactly the configuration the cell asks for, with as many processes."""
-    ran = record.get("parameters", {})
-    return ran.get("nproc", 1) == cell.parameters()["nproc"] and (cell.run_dir / "config.yaml").is_file() \
-        and _same_config(cell)
-
-
 def _same_config(cell: Cell) -> bool:
-    from reprokit.config import from_dict
+    from reprokit.configure import from_dict
 
     try:
         old = from_dict(yaml.safe_load((cell.run_dir / "config.yaml").read_text()))

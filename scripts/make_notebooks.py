@@ -28,7 +28,7 @@ DEDICATED = {
 overrides: list = []  # extra config settings, each a string as for reprokit train --set
 run_dir: str = "runs/notebook/supervised"  # run directory (created, resumed, or reused when finished)
 nproc: int = 1  # processes (GPUs) per run; > 1 launches torchrun'''),
-        ("code", "from reprokit.notebook import confusion_figure, per_class_table, train_in_subprocess"),
+        ("code", "from reprokit.notebook import per_class_table, train_in_subprocess"),
         ("code", "summary = train_in_subprocess(config, overrides, run_dir, nproc)\n"
                  "print(f\"mIoU {100 * summary['miou']:.2f}\")"),
         ("code", "per_class_table(run_dir).T"),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reprokit.config import from_dict
+from reprokit.configure import from_dict
 from reprokit.data.digits import DigitScenesSpec, build_digit_scenes
 
 os.environ.setdefault("REPROKIT_PROGRESS", "0")
@@ -42,9 +42,35 @@ def tiny_raw(root: Path, **sections) -> dict:
     return raw
 
 
+def step_batches(cfg, seed: int = 0) -> tuple[dict, dict]:
+    """One labeled batch and one unlabeled batch of 2B (u0, u1) with strong views and hidden masks, as the
+    engine makes them for a method that reads hidden masks."""
+    from reprokit.data.datasets import SegDataset, collate, resolve_splits
+
+    splits = resolve_splits(cfg.data)
+    lab = SegDataset(splits.labeled, cfg.data, train=True)
+    unl = SegDataset(splits.unlabeled, cfg.data, train=True, strong=True, masks="hidden")
+    b = cfg.data.batch_size
+    labeled = collate([lab[(i, seed + i)] for i in range(b)])
+    unlabeled = collate([unl[(i, seed + 100 + i)] for i in range(2 * b)])
+    return labeled, unlabeled
+
+
 @pytest.fixture
 def tiny_cfg(digits_root):
     def make(**sections):
         return from_dict(tiny_raw(digits_root, **sections))
 
     return make
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file (hidden ones included) and folder under ``root``, relative path -> sha256 of its bytes
+    ('dir' for folders): equal digests before and after mean nothing on disk changed."""
+    import hashlib
+
+    root = Path(root)
+    if not root.exists():
+        return {}
+    return {p.relative_to(root).as_posix(): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))}

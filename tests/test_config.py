@@ -1,8 +1,13 @@
+import dataclasses
+import re
+import typing
 from pathlib import Path
 
 import pytest
 
-from reprokit.config import ConfigError, from_dict, load_config, read_yaml
+from reprokit.config import ConfigError, read_yaml
+from reprokit.configure import from_dict, load_config
+from reprokit.methods import build_method
 
 
 def test_defaults_need_iters_or_epochs():
@@ -59,7 +64,7 @@ def test_every_params_file_resolves(path):
     """Every shipped parameter file (table cells, ablation rows per data set) is a valid config."""
     cfg = load_config(path)
     if "table5" in path.parts:
-        assert cfg.method_name == "stpg" and set(cfg.method["pixel_selection"]) <= {"cons", "hmis", "lmis"}
+        assert cfg.method_name == "stpg" and set(cfg.method.pixel_selection) <= {"cons", "hmis", "lmis"}
 
 
 def test_the_frozen_digits_protocol_reaches_every_digits_cell():
@@ -74,7 +79,7 @@ def test_the_frozen_digits_protocol_reaches_every_digits_cell():
         if cfg.method_name != "supervised":
             assert not cfg.data.strong_photometric, path
             for key in ("cutmix_boxes", "unsup_start", "unsup_ramp", "strong_bn_update"):
-                assert cfg.method[key] == overlay[key], (path, key)
+                assert getattr(cfg.method, key) == overlay[key], (path, key)
     assert (overlay["cutmix_boxes"], overlay["unsup_start"], overlay["strong_bn_update"]) == (1, 0.2, False)
 
 
@@ -83,5 +88,86 @@ def test_base_list_merges_in_order_and_method_name_replaces_block(tmp_path):
     (tmp_path / "b.yaml").write_text("method: {name: supervised}\n")
     (tmp_path / "c.yaml").write_text("_base_: [a.yaml, b.yaml]\ntrain: {seed: 3}\n")
     cfg = load_config(tmp_path / "c.yaml")
-    assert cfg.method_name == "supervised" and "tau" not in cfg.method
+    assert cfg.method_name == "supervised" and not hasattr(cfg.method, "tau")
     assert cfg.train.iters == 5 and cfg.train.seed == 3
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.iters=-5", "'train.iters': expected a value >= 1, got -5"),
+    ("train.ckpt_every=0", "'train.ckpt_every': expected a value >= 1, got 0"),
+    ("train.log_every=0", "'train.log_every': expected a value >= 1"),
+    ("data.batch_size=0", "'data.batch_size': expected a value >= 1"),
+    ("optim.lr=0", "'optim.lr': expected a value > 0, got 0.0"),
+    ("optim.lr=.nan", "'optim.lr': expected a value > 0, got nan"),
+    ("optim.momentum=1.0", "'optim.momentum': expected a value in [0, 1), got 1.0"),
+    ("data.labeled_fraction=1.5", "'data.labeled_fraction': expected a value in (0, 1], got 1.5"),
+    ("data.scale_range=[-1,2]", "'data.scale_range': expected numbers each > 0, got [-1, 2]"),
+    ("data.scale_range=[2,1]", "'data.scale_range': expected [low, high] with low <= high"),
+    ("eval.stride_ratio=0", "'eval.stride_ratio': expected a value in (0, 1]"),
+    ("method.ema_momentum=1.5", "'method.ema_momentum': expected a value in [0, 1], got 1.5"),
+    ("method.phi=-0.1", "'method.phi': expected a value in [0, 1]"),
+    ("method.tau=0", "'method.tau': expected a value > 0"),
+    ("method.bank_start=2", "'method.bank_start': expected a value in [0, 1], got 2.0"),
+    ("method.cutmix_area=[0.5,0.25]", "'method.cutmix_area': expected [low, high] with low <= high"),
+])
+def test_numeric_settings_out_of_range_are_refused_naming_key_and_range(override, message):
+    overrides = ["train.iters=10", "method.name=stpg", override]
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        cfg = load_config(None, overrides)
+        build_method(cfg, cfg.data.num_classes)  # pair orders of method settings are checked here
+
+
+def test_a_threshold_above_one_is_refused():
+    with pytest.raises(ConfigError, match=re.escape("'method.threshold': expected a value in [0, 1], got 1.01")):
+        load_config(None, ["train.iters=10", "method.name=fixmatch", "method.threshold=1.01"])
+
+
+def _setting_classes():
+    from reprokit.config import Config
+    from reprokit.methods import REGISTRY, method_class
+
+    seen, todo = [], [Config] + [method_class(name).Params for name in REGISTRY]
+    while todo:
+        cls = todo.pop()
+        seen.append(cls)
+        todo += [h for h in typing.get_type_hints(cls).values() if dataclasses.is_dataclass(h)]
+    return seen
+
+
+def test_every_numeric_setting_declares_a_range_that_holds_its_default():
+    for cls in _setting_classes():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            hint = str(hints[f.name])
+            numeric = any(t in hint for t in ("int", "float")) or f.name in (
+                "scale_range", "scale_choices", "mean", "std", "aspp_rates", "scales", "blur_sigma", "cutmix_area")
+            if not numeric:
+                continue
+            allowed = f.metadata.get("range")
+            assert allowed is not None, f"{cls.__name__}.{f.name} has no declared range"
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            assert default is None or all(v in allowed for v in (default if isinstance(default, list) else [default]))
+
+
+def test_cli_refuses_out_of_range_settings_before_creating_anything(tmp_path, capsys):
+    from reprokit.cli import main
+
+    for override in ("train.iters=-5", "train.ckpt_every=0"):
+        assert main(["train", "--set", "train.iters=3", "--set", override, "--out", str(tmp_path / "run")]) == 2
+        assert f"config key '{override.split('=')[0]}': expected a value >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_does_not_import_the_methods_and_method_params_are_typed(tmp_path):
+    """The method block is resolved one layer up (reprokit.configure), so config and methods import one way."""
+    import subprocess
+    import sys
+
+    from reprokit.methods.stpg import STPGParams
+
+    code = "import sys, reprokit.config; print('reprokit.methods' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[1]).stdout.strip() == "False"
+    (tmp_path / "c.yaml").write_text("method: {name: stpg, tau: 0.3}\ntrain: {iters: 5}\n")
+    cfg = load_config(tmp_path / "c.yaml")
+    assert isinstance(cfg.method, STPGParams) and cfg.method.tau == 0.3 and cfg.to_dict()["method"]["tau"] == 0.3

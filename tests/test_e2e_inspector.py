@@ -14,7 +14,7 @@ from pathlib import Path
 import papermill as pm
 import pytest
 
-from reprokit.config import from_dict
+from reprokit.configure import from_dict
 from reprokit.engine.train import train
 from tests.conftest import tiny_raw
 

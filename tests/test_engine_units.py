@@ -3,18 +3,18 @@ from torch import nn
 
 from reprokit.config import EvalConfig, ModelConfig, OptimConfig
 from reprokit.data.sampler import StepBatchSampler
-from reprokit.engine.checkpoint import CheckpointError, load_checkpoint, save_atomic
+from reprokit.engine.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_atomic
 from reprokit.engine.distributed import DistInfo
 from reprokit.engine.ema import ema_update
 from reprokit.engine.evaluate import predict_probs
 from reprokit.engine.optim import build_optimizer, poly_factor, poly_scheduler
-from reprokit.models.deeplab import build_model
+from reprokit.models.deeplab import build_network
 
 import pytest
 
 
 def test_param_groups_no_decay_on_norm_and_bias_and_head_multiplier():
-    net = build_model(ModelConfig(aspp_channels=8, decoder_channels=8, low_level_channels=4), 3)
+    net = build_network(ModelConfig(aspp_channels=8, decoder_channels=8, low_level_channels=4), 3)
     opt = build_optimizer({"net": net}, OptimConfig(lr=0.1, weight_decay=1e-4, head_lr_mult=10))
     groups = {g["name"]: g for g in opt.param_groups}
     assert groups["backbone"]["lr"] == 0.1 and groups["head"]["lr"] == pytest.approx(1.0)
@@ -57,7 +57,7 @@ def test_sampler_resume_and_rank_partition():
 
 
 def test_checkpoint_atomic_corrupt_and_foreign(tmp_path):
-    p = save_atomic({"format": "reprokit-checkpoint-v1", "step": 3}, tmp_path / "c.pt")
+    p = save_atomic({"format": FORMAT, "step": 3}, tmp_path / "c.pt")
     assert load_checkpoint(p)["step"] == 3 and not list(tmp_path.glob(".*tmp*"))
     (tmp_path / "bad.pt").write_bytes(p.read_bytes()[:40])
     with pytest.raises(CheckpointError, match=r"bad.pt: corrupt"):

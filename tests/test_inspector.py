@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from reprokit.config import from_dict
+from reprokit.configure import from_dict
 from reprokit.data.palette import palette_for
 from reprokit.engine.train import train
 from reprokit.inspect import PseudoLabelInspector
@@ -57,8 +57,11 @@ def test_layers_show_the_arrays_behind_them(insp):
     assert np.array_equal(insp.rendered(), pal[maps.teacher.astype(np.uint8)])
     insp.layers["teacher pseudo-label"].value = False
     insp.layers["selection category"].value = True
-    assert maps.category is not None and set(np.unique(maps.category)) <= {0, 1, 2}
-    assert np.array_equal(maps.category == 0, maps.teacher == maps.student)
+    category = maps.categories["selection category"]
+    assert set(np.unique(category)) <= {0, 1, 2} and np.array_equal(category == 0, maps.teacher == maps.student)
+    insp.opacity.value = 1.0
+    assert np.array_equal(insp.rendered(), np.array([[46, 160, 67], [214, 39, 40], [255, 187, 40]],
+                                                    np.uint8)[category])
 
 
 def test_class_filter_hides_other_classes(insp):
@@ -90,7 +93,7 @@ def test_statistics_equal_direct_computation(insp):
     valid = maps.gt != 255
     right = maps.teacher == maps.gt
     for c, name in enumerate(["consistent", "highly mismatched", "low mismatched"]):
-        where = valid & (maps.category == c)
+        where = valid & (maps.categories["selection category"] == c)
         want = right[where].mean() if where.any() else float("nan")
         assert stats[f"accuracy {name}"] == pytest.approx(want, nan_ok=True)
     assert stats["kept"] == int(((maps.confidence >= 0.3) & valid).sum())
@@ -148,7 +151,28 @@ def test_works_for_mean_teacher_runs(tmp_path, digits_root):
     train(from_dict(raw), tmp_path / "mt")
     insp = PseudoLabelInspector.from_run(tmp_path / "mt", export_dir=tmp_path / "x", scale=1)
     maps = insp.current()
-    assert maps.category is None and maps.scores is None
-    insp.layers["selection category"].value = True  # no categories: the layer is simply not drawn
+    assert maps.categories == {} and maps.scores is None
+    assert "selection category" not in insp.layers  # a layer only the method that declares it offers
     insp.index.value = 1
     assert insp.view.value and "accuracy" in insp.stats.value
+
+
+@pytest.mark.parametrize("method, titles", [
+    ({"name": "cw_bass"}, ["CW-BASS pixel use"]),
+    ({"name": "farcluss"}, ["FARCLUSS top-class mass", "FARCLUSS reliability weight"]),
+])
+def test_new_methods_show_their_declared_layers(digits_root, tmp_path, method, titles):
+    """CW-BASS's kept / boundary / ignored pixels and FARCLUSS's binned top-class mass and reliability come
+    through the layers the methods declare; drawn alone at full opacity, a layer is its colours by category."""
+    train(from_dict(tiny_raw(digits_root, method=method, train={"iters": 2, "ckpt_every": 2})), tmp_path / "run")
+    insp = PseudoLabelInspector.from_run(tmp_path / "run", export_dir=tmp_path / "export", scale=1)
+    maps = insp.current()
+    for t in insp.layers.values():
+        t.value = False
+    insp.opacity.value = 1.0
+    for layer in insp.cache.layers:
+        assert layer.title in titles and layer.title in insp.layers
+        insp.layers[layer.title].value = True
+        assert np.array_equal(insp.rendered(), np.asarray(layer.colours, np.uint8)[maps.categories[layer.title]])
+        insp.layers[layer.title].value = False
+    assert len(insp.cache.layers) == len(titles)

@@ -4,29 +4,17 @@ import json
 import pytest
 import torch
 
-from reprokit.config import ConfigError, from_dict
-from reprokit.data.datasets import SegDataset, collate, resolve_splits
+from reprokit.config import ConfigError
+from reprokit.configure import from_dict
 from reprokit.engine.checkpoint import load_checkpoint
 from reprokit.engine.train import train
 from reprokit.methods import build_method
 from reprokit.methods.semi import teacher_targets
-from reprokit.methods.stpg import weighted_ce
-from reprokit.methods.stpg_method import STPG
-from tests.conftest import tiny_raw
+from reprokit.methods.stpg import STPG, weighted_ce
+from tests.conftest import step_batches, tiny_raw
 
 STPG_TINY = {"name": "stpg", "proj_dim": 16, "bank_size": 8, "phi": 0.0, "bank_start": 0.0,
              "contrastive_start": 0.0, "proximity_start": 0.3}
-
-
-def _batches(cfg, seed=0):
-    """One labeled batch and one unlabeled batch of 2B (u0, u1) with strong views, as the engine makes them."""
-    splits = resolve_splits(cfg.data)
-    lab = SegDataset(splits.labeled, cfg.data, train=True)
-    unl = SegDataset(splits.unlabeled, cfg.data, train=True, strong=True)
-    b = cfg.data.batch_size
-    labeled = collate([lab[(i, seed + i)] for i in range(b)])
-    unlabeled = collate([unl[(i, seed + 100 + i)] for i in range(2 * b)])
-    return labeled, unlabeled
 
 
 def _method(tiny_cfg, **method):
@@ -42,7 +30,7 @@ def test_professional_and_general_modules_use_the_crossed_teachers(tiny_cfg):
     L_u^Gen is Eq. 11 of the Gen-Student against the Pro-Teacher: computed here directly from the networks."""
     cfg, m = _method(tiny_cfg, pixel_selection=["cons", "hmis", "lmis"], contrastive=False)
     m.eval()  # BN running statistics and no dropout: the networks are deterministic functions
-    labeled, unlabeled = _batches(cfg)
+    labeled, unlabeled = step_batches(cfg)
     out = m.training_step(labeled, unlabeled, step=3)
     views = m.views(unlabeled, 3)
     with torch.no_grad():
@@ -57,7 +45,7 @@ def test_professional_and_general_modules_use_the_crossed_teachers(tiny_cfg):
 
 def test_selection_diagnostics_partition_and_accuracy(tiny_cfg):
     cfg, m = _method(tiny_cfg)
-    labeled, unlabeled = _batches(cfg)
+    labeled, unlabeled = step_batches(cfg)
     d = m.training_step(labeled, unlabeled, step=0).diagnostics
     assert float(d["sel/cons"] + d["sel/hmis"] + d["sel/lmis"]) == pytest.approx(1.0, abs=1e-6)
     assert len([k for k in d if k.startswith("mismatch/")]) == cfg.data.num_classes
@@ -70,7 +58,7 @@ def test_pixel_selection_subset_changes_the_professional_loss(tiny_cfg):
     for subset in (["cons"], ["cons", "hmis"], ["cons", "hmis", "lmis"]):
         cfg, m = _method(tiny_cfg, pixel_selection=subset, contrastive=False)
         m.eval()
-        labeled, unlabeled = _batches(cfg)
+        labeled, unlabeled = step_batches(cfg)
         losses[len(subset)] = m.training_step(labeled, unlabeled, step=0).losses["pro"].item()
     # the selection only adds non-negative terms over a fixed denominator
     assert losses[1] <= losses[2] <= losses[3]
@@ -83,7 +71,7 @@ def test_switches_build_the_ablation_rows(tiny_cfg):
     _, no_bank = _method(tiny_cfg, bank_size=0)
     assert not no_bank.use_contrastive and not hasattr(no_bank, "bank")
     cfg, m = _method(tiny_cfg, lambda_u=0.0)
-    labeled, unlabeled = _batches(cfg)
+    labeled, unlabeled = step_batches(cfg)
     out = m.training_step(labeled, unlabeled, step=0)
     assert out.losses["pro"].item() == 0 and out.losses["gen"].item() == 0
     assert {"ac", "sim"} <= set(out.losses)
@@ -108,7 +96,7 @@ def test_teachers_stay_in_eval_mode(tiny_cfg):
 def test_pseudo_labels_for_the_inspector(tiny_cfg):
     cfg, m = _method(tiny_cfg)
     m.eval()
-    _, unlabeled = _batches(cfg)
+    _, unlabeled = step_batches(cfg)
     maps = m.pseudo_labels(unlabeled)
     shape = unlabeled["image"].shape[:1] + unlabeled["image"].shape[-2:]
     assert maps["teacher_label"].shape == maps["category"].shape == shape
@@ -118,11 +106,11 @@ def test_pseudo_labels_for_the_inspector(tiny_cfg):
 
 
 def test_fixmatch_threshold_bounds_the_unsupervised_loss(tiny_cfg):
-    for threshold, positive in ((0.0, True), (1.01, False)):
+    for threshold, positive in ((0.0, True), (1.0, False)):
         torch.manual_seed(0)
         cfg = tiny_cfg(method={"name": "fixmatch", "threshold": threshold})
         m = build_method(cfg, cfg.data.num_classes)
-        labeled, unlabeled = _batches(cfg)
+        labeled, unlabeled = step_batches(cfg)
         out = m.training_step(labeled, unlabeled, step=0)
         assert (out.losses["unsup"].item() > 0) == positive
         assert float(out.diagnostics["kept"]) == (1.0 if positive else 0.0)
@@ -132,7 +120,7 @@ def test_mean_teacher_step(tiny_cfg):
     torch.manual_seed(0)
     cfg = tiny_cfg(method={"name": "mean_teacher"})
     m = build_method(cfg, cfg.data.num_classes)
-    labeled, unlabeled = _batches(cfg)
+    labeled, unlabeled = step_batches(cfg)
     out = m.training_step(labeled, unlabeled, step=0)
     assert set(out.losses) == {"sup", "unsup"} and all(torch.isfinite(v) for v in out.losses.values())
     assert 0 <= float(out.diagnostics["acc/teacher"]) <= 1
@@ -178,6 +166,6 @@ def test_unsup_start_delays_the_unsupervised_loss(tiny_cfg):
     cfg = tiny_cfg(method={"name": "mean_teacher", "unsup_start": 0.5})
     m = build_method(cfg, cfg.data.num_classes)
     m.set_total_steps(10)
-    labeled, unlabeled = _batches(cfg)
+    labeled, unlabeled = step_batches(cfg)
     assert set(m.training_step(labeled, unlabeled, step=4).losses) == {"sup"}  # burn-in: no unlabeled pass
     assert m.training_step(labeled, unlabeled, step=5).losses["unsup"].item() > 0

@@ -4,14 +4,14 @@ import torchvision
 
 from reprokit import metrics
 from reprokit.config import ModelConfig
-from reprokit.models.deeplab import CheckpointKeyError, build_model
+from reprokit.models.deeplab import CheckpointKeyError, build_network
 
 SMALL = dict(aspp_channels=16, decoder_channels=16, low_level_channels=8, aspp_rates=[1, 2, 3])
 
 
 @pytest.mark.parametrize("os_", [16, 8])
 def test_deeplab_shapes_and_output_stride(os_):
-    net = build_model(ModelConfig(backbone="resnet18", output_stride=os_, proj_dim=12, **SMALL), 5).eval()
+    net = build_network(ModelConfig(backbone="resnet18", output_stride=os_, proj_dim=12, **SMALL), 5).eval()
     x = torch.randn(2, 3, 64, 64)
     out = net(x, return_features=True)
     assert out["logits"].shape == (2, 5, 64, 64)
@@ -22,7 +22,7 @@ def test_deeplab_shapes_and_output_stride(os_):
 
 
 def test_resnet50_is_dilated_to_os16():
-    net = build_model(ModelConfig(backbone="resnet50", **SMALL), 3).eval()
+    net = build_network(ModelConfig(backbone="resnet50", **SMALL), 3).eval()
     low, high = net.backbone(torch.randn(1, 3, 64, 64))
     assert low.shape[1:] == (256, 16, 16) and high.shape[1:] == (2048, 4, 4)
 
@@ -30,13 +30,13 @@ def test_resnet50_is_dilated_to_os16():
 def test_pretrained_from_disk_and_key_mismatch(tmp_path):
     ref = torchvision.models.resnet18()
     torch.save(ref.state_dict(), tmp_path / "r18.pth")
-    net = build_model(ModelConfig(backbone="resnet18", pretrained=str(tmp_path / "r18.pth"), **SMALL), 3)
+    net = build_network(ModelConfig(backbone="resnet18", pretrained=str(tmp_path / "r18.pth"), **SMALL), 3)
     assert torch.equal(net.backbone.layer1[0].conv1.weight, ref.layer1[0].conv1.weight)
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "bad.pth")
     with pytest.raises(CheckpointKeyError, match=r"bad.pth does not match the backbone"):
-        build_model(ModelConfig(backbone="resnet18", pretrained=str(tmp_path / "bad.pth"), **SMALL), 3)
+        build_network(ModelConfig(backbone="resnet18", pretrained=str(tmp_path / "bad.pth"), **SMALL), 3)
     with pytest.raises(CheckpointKeyError, match="file not found"):
-        build_model(ModelConfig(backbone="resnet18", pretrained=str(tmp_path / "none.pth"), **SMALL), 3)
+        build_network(ModelConfig(backbone="resnet18", pretrained=str(tmp_path / "none.pth"), **SMALL), 3)
 
 
 def test_confusion_matrix_rows_are_ground_truth():

@@ -5,7 +5,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from reprokit.methods.stpg import mismatch_scores, select_pixels, weighted_ce
-from tests.test_methods import _batches, _method
+from tests.conftest import step_batches
+from tests.stpg_reference import push
+from tests.test_methods import _method
 
 SYNCING = {"aten.nonzero", "aten._local_scalar_dense", "aten.bincount", "aten.masked_select", "aten.is_nonzero",
            "aten._unique2", "aten.unique_dim", "aten.unique_consecutive", "aten.item", "aten.equal"}
@@ -52,10 +54,10 @@ def test_a_whole_stpg_step_dispatches_nothing_that_syncs_once_matching_is_frozen
     """Selection, both modules, prototypes, bank admission and both contrastive losses. The Hungarian matching
     (Eq. 14, on the host with scipy) is the step's one round trip; ``matching_freeze`` ends it."""
     cfg, m = _method(tiny_cfg, matching_freeze=0.0)
-    labeled, unlabeled = _batches(cfg)
+    labeled, unlabeled = step_batches(cfg)
     m.train()
     m.training_step(labeled, unlabeled, 0)  # matches once
-    m.bank.push(0, torch.randn(3, m.params.proj_dim))  # Eq. 16 has a centre to pull towards
+    push(m.bank, 0, torch.randn(3, m.params.proj_dim))  # Eq. 16 has a centre to pull towards
     with SyncingOps() as ops:
         out = m.training_step(labeled, unlabeled, 5)
         sum(out.losses.values()).backward()

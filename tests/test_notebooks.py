@@ -40,7 +40,7 @@ def _execute(name, out_dir, **parameters):
 @pytest.fixture(scope="module")
 def trained_runs(tmp_path_factory, digits_root):
     """Two tiny trained runs under the names the digits preset reads (supervised and STPG rows)."""
-    from reprokit.config import from_dict
+    from reprokit.configure import from_dict
     from reprokit.engine.train import train
 
     root = tmp_path_factory.mktemp("nbruns")
@@ -69,7 +69,8 @@ def test_train_and_evaluate_notebooks(tmp_path, digits_root):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, outputs", [("summary", ["summary.md", "summary.tex"]), ("tables_1_3", ["table1.md", "table3.tex"]), ("table4", ["table4.md"]),
-                                           ("table5", ["table5.tex"]), ("fig6", ["fig6.png"]),
+                                           ("table5", ["table5.tex"]), ("cw_bass_ablation", ["cw_bass_ablation.md"]),
+                                           ("farcluss_ablation", ["farcluss_ablation.tex"]), ("fig6", ["fig6.png"]),
                                            ("fig7", ["fig7.png", "fig7.pdf"]), ("fig8", ["fig8_lambda_u.png"]),
                                            ("fig9", ["fig9.png"])])
 def test_artefact_notebooks(trained_runs, tmp_path, name, outputs):

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from reprokit.cli import main
-from reprokit.config import ConfigError, ModelConfig, from_dict
+from reprokit.config import ConfigError, ModelConfig
+from reprokit.configure import from_dict
 from reprokit.data.glyphs import (CLASSES, DUPLICATES, EXCLUDED, GlyphSetSpec, build_glyph_set, render_glyph,
                                   render_masters)
 from reprokit.models import pretrain
-from reprokit.models.deeplab import CheckpointKeyError, build_model
+from reprokit.models.deeplab import CheckpointKeyError, build_network
 
 TINY_GLYPHS = GlyphSetSpec(n_train_per_class=2, n_heldout_per_class=1)
 TINY_RECIPE = pretrain.PretrainRecipe(glyphs=TINY_GLYPHS, steps=3, batch_size=16)
@@ -70,7 +71,7 @@ def test_glyph_stands_out_from_its_background():
 def test_glyph_weights_load_into_the_backbone_and_are_cached(tiny_cache):
     cfg = ModelConfig(pretrained="glyphs", **SMALL)
     torch.manual_seed(0)
-    net = build_model(cfg, 11)
+    net = build_network(cfg, 11)
     after_build = torch.rand(3)
     path = pretrain.weights_path(cfg)
     state = torch.load(path, weights_only=True)
@@ -79,7 +80,7 @@ def test_glyph_weights_load_into_the_backbone_and_are_cached(tiny_cache):
     assert torch.equal(net.backbone.stem[1].running_mean, state["bn1.running_mean"])
     mtime = path.stat().st_mtime_ns
     torch.manual_seed(0)
-    build_model(cfg, 11)
+    build_network(cfg, 11)
     assert torch.equal(torch.rand(3), after_build)  # building the weights did not shift the run's RNG stream
     assert len(tiny_cache) == 1 and path.stat().st_mtime_ns == mtime
     meta = json.loads(path.with_name(path.name + ".json").read_text())
@@ -110,7 +111,7 @@ def test_key_follows_the_trunk_not_the_head(tiny_cache):
 def test_weights_of_another_width_are_refused_naming_shapes(tiny_cache):
     path = pretrain.ensure_pretrained(ModelConfig(**SMALL))
     with pytest.raises(CheckpointKeyError, match="shapes.*model.width"):
-        build_model(ModelConfig(**{**SMALL, "width": 16, "pretrained": str(path)}), 11)
+        build_network(ModelConfig(**{**SMALL, "width": 16, "pretrained": str(path)}), 11)
 
 
 def test_cli_prints_path_and_accuracy(tiny_cache, capsys):

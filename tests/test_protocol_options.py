@@ -9,7 +9,7 @@ from reprokit.data.datasets import SegDataset, resolve_splits
 from reprokit.methods import build_method
 from reprokit.methods.semi import frozen_bn_statistics, teacher_targets, unsup_weight
 from reprokit.methods.stpg import weighted_ce
-from tests.test_methods import _batches
+from tests.conftest import step_batches
 
 
 def _mt(tiny_cfg, total=10, **method):
@@ -52,7 +52,7 @@ def test_strong_pass_can_leave_bn_statistics_alone(tiny_cfg):
 @pytest.mark.parametrize("update", [True, False])
 def test_strong_bn_update_switch_in_a_step(tiny_cfg, update):
     cfg, m = _mt(tiny_cfg, strong_bn_update=update)
-    labeled, unlabeled = _batches(cfg)
+    labeled, unlabeled = step_batches(cfg)
     m.train()
     m.training_step(labeled, unlabeled, step=0)
     after_both = {k: v.clone() for k, v in m.student.state_dict().items() if "running_mean" in k}
@@ -86,7 +86,7 @@ def test_oracle_trains_the_unsupervised_path_on_hidden_ground_truth(tiny_cfg):
     confidence 1, and differs from the teacher-labelled loss."""
     cfg, m = _mt(tiny_cfg, oracle=True)
     m.eval()
-    labeled, unlabeled = _batches(cfg)
+    labeled, unlabeled = step_batches(cfg)
     out = m.training_step(labeled, unlabeled, step=3)
     views = m.views(unlabeled, 3)
     gt = views.gt.masked_fill(~views.valid, 255)
@@ -100,8 +100,8 @@ def test_oracle_trains_the_unsupervised_path_on_hidden_ground_truth(tiny_cfg):
 
 def test_oracle_without_hidden_masks_is_refused(tiny_cfg):
     cfg, m = _mt(tiny_cfg, oracle=True)
-    labeled, unlabeled = _batches(cfg)
-    del unlabeled["mask"]
+    labeled, unlabeled = step_batches(cfg)
+    del unlabeled["hidden_mask"]
     with pytest.raises(ValueError, match="method.oracle"):
         m.training_step(labeled, unlabeled, step=0)
 

@@ -51,6 +51,19 @@ def test_paper_columns_come_from_the_csv(tmp_path):
     assert list(t4["Row"]) == list(PRESETS["voc"].table4)
 
 
+def test_new_methods_join_the_comparison_and_have_ablation_tables_without_paper_columns(tmp_path):
+    """CW-BASS and FARCLUSS come into the summary, Fig. 6 and Fig. 9 through their registry entries; their
+    component ablations are tables of their own, full method first, with no paper columns."""
+    for name in ("summary", "fig6", "fig9"):
+        needs = registry.select([name])[0].needs("digits")
+        assert {"digits-cw_bass-1_8", "digits-farcluss-1_8"} <= set(needs), name
+    assert ("CW-BASS", "Mean Teacher") in PRESETS["digits"].compare
+    for name, full in (("cw_bass_ablation", "CW-BASS (full)"), ("farcluss_ablation", "FARCLUSS (full)")):
+        table = registry.build(name, tmp_path / "none", tmp_path / "out", "digits").table
+        assert list(table["Row"])[0] == full and list(table["Row"])[-1] == "Mean Teacher"
+        assert "paper" not in table.columns and (tmp_path / "out" / f"{name}.md").is_file()
+
+
 def test_figures_skip_artefacts_without_any_run_and_refuse_unknown_names(tmp_path, capsys):
     logged = []
     errors = regenerate(tmp_path / "runs", tmp_path / "out", only=["table4", "fig8"], log=logged.append)

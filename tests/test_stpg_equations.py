@@ -4,9 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reprokit.methods.stpg import (MemoryBank, anchor_contrastive_loss, anchor_uniformity_loss, dual_contrastive_losses,
-                                   make_anchors, match_anchors, mismatch_scores, pixel_cosines, select_pixels,
-                                   similarity_loss, similarity_to_centres, update_prototypes, weighted_ce)
+from reprokit.methods.stpg import (MemoryBank, anchor_contrastive_loss, anchor_uniformity_loss,
+                                   dual_contrastive_losses, make_anchors, match_anchors, mismatch_scores,
+                                   pixel_cosines, select_pixels, similarity_loss, similarity_term, update_prototypes,
+                                   weighted_ce)
+from tests.stpg_reference import push, queue, queues
 
 # student (rows) / teacher (columns) on 8 pixels, 3 classes
 S = torch.tensor([0, 0, 0, 1, 1, 2, 2, 0])
@@ -116,33 +118,34 @@ def test_similarity_loss_equals_the_pairwise_definition():
 
 def test_memory_bank_fifo_and_admission():
     bank = MemoryBank(num_classes=2, size=3, dim=1)
-    bank.push(0, torch.tensor([[1.0], [2.0]]))
-    bank.push(0, torch.tensor([[3.0], [4.0]]))
-    assert bank.get(0).flatten().tolist() == [2.0, 3.0, 4.0] and len(bank.get(1)) == 0
-    bank.push(0, torch.tensor([[5.0], [6.0], [7.0], [8.0]]))
-    assert bank.get(0).flatten().tolist() == [6.0, 7.0, 8.0]
+    push(bank, 0, torch.tensor([[1.0], [2.0]]))
+    push(bank, 0, torch.tensor([[3.0], [4.0]]))
+    assert queue(bank, 0).flatten().tolist() == [2.0, 3.0, 4.0] and len(queue(bank, 1)) == 0
+    push(bank, 0, torch.tensor([[5.0], [6.0], [7.0], [8.0]]))
+    assert queue(bank, 0).flatten().tolist() == [6.0, 7.0, 8.0]
     b2 = MemoryBank(2, 4, 2)
     feats = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7], [1.0, 0.1], [1.0, 0.2]])
     labels = torch.tensor([0, 0, 0, 0, 1])
     pred = torch.tensor([0, 0, 0, 1, 1])
     conf = torch.tensor([0.99, 0.99, 0.99, 0.99, 0.5])
     b2.admit(feats, labels, pred, conf, phi=0.95, top_k=2, anchors=torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
-    assert torch.allclose(b2.get(0), torch.tensor([[1.0, 0.0], [0.7, 0.7]])) and len(b2.get(1)) == 0
+    assert torch.allclose(queue(b2, 0), torch.tensor([[1.0, 0.0], [0.7, 0.7]])) and len(queue(b2, 1)) == 0
     state = b2.state_dict()
     b3 = MemoryBank(2, 4, 2)
     b3.load_state_dict(state)
-    assert torch.equal(b3.get(0), b2.get(0))
+    assert torch.equal(queue(b3, 0), queue(b2, 0))
 
 
 def test_bank_centres_match_the_entries():
     bank = MemoryBank(num_classes=3, size=4, dim=2)
-    bank.push(0, torch.tensor([[1.0, 0.0], [0.0, 3.0]]))
-    bank.push(2, torch.tensor([[2.0, 0.0]] * 6))  # wraps around the ring
+    push(bank, 0, torch.tensor([[1.0, 0.0], [0.0, 3.0]]))
+    push(bank, 2, torch.tensor([[2.0, 0.0]] * 6))  # wraps around the ring
     centres, filled = bank.centres()
     assert filled.tolist() == [True, False, True]
     assert torch.allclose(centres[0], torch.tensor([0.5, 0.5])) and torch.allclose(centres[2], torch.tensor([1.0, 0.0]))
     f, labels = torch.randn(20, 2), torch.randint(0, 3, (20,))
-    assert torch.allclose(similarity_to_centres(f, labels, centres, filled), similarity_loss(f, labels, bank.entries()))
+    from_centres = similarity_term(pixel_cosines(f.T[None], centres), labels[None], filled)
+    assert torch.allclose(from_centres, similarity_loss(f, labels, queues(bank)))
 
 
 def test_dual_contrastive_losses_equal_eqs_15_and_16_on_pixel_rows():
@@ -152,12 +155,12 @@ def test_dual_contrastive_losses_equal_eqs_15_and_16_on_pixel_rows():
     labels[0, 0] = 255
     anchors, sigma = F.normalize(torch.randn(3, 8, generator=g), dim=1), torch.tensor([2, 0, 1])
     bank = MemoryBank(num_classes=3, size=4, dim=8)
-    bank.push(0, torch.randn(3, 8, generator=g))
-    bank.push(2, torch.randn(6, 8, generator=g))
+    push(bank, 0, torch.randn(3, 8, generator=g))
+    push(bank, 2, torch.randn(6, 8, generator=g))
     ac, sim = dual_contrastive_losses(proj, labels, anchors[sigma], *bank.centres(), tau=0.5)
     rows, flat = proj.permute(0, 2, 1).reshape(-1, 8), labels.reshape(-1)
     assert torch.allclose(ac, anchor_contrastive_loss(rows, flat, anchors, sigma, tau=0.5), atol=1e-6)
-    assert torch.allclose(sim, similarity_loss(rows, flat, bank.entries()), atol=1e-6)
+    assert torch.allclose(sim, similarity_loss(rows, flat, queues(bank)), atol=1e-6)
 
 
 def test_pixel_cosines_are_cosines():
@@ -166,17 +169,6 @@ def test_pixel_cosines_are_cosines():
     expected = torch.einsum("kd,bdp->bkp", dirs, F.normalize(feats, dim=1))
     assert torch.allclose(pixel_cosines(feats, dirs), expected, atol=1e-6)
     assert pixel_cosines(torch.zeros(1, 6, 2), dirs).abs().sum() == 0  # a zero feature: no NaN, as F.normalize
-
-
-def test_bank_from_a_checkpoint_without_the_normalised_copy_loads():
-    bank = MemoryBank(num_classes=2, size=3, dim=2)
-    bank.push(1, torch.tensor([[3.0, 4.0], [0.0, 2.0]]))
-    old_state = {k: v for k, v in bank.state_dict().items() if k != "unit"}
-    loaded = MemoryBank(num_classes=2, size=3, dim=2)
-    loaded.load_state_dict(old_state)
-    assert torch.equal(loaded.get(1), bank.get(1))
-    assert torch.allclose(loaded.centres()[0], bank.centres()[0])
-    assert torch.allclose(loaded.centres()[0][1], torch.tensor([0.3, 0.9]))
 
 
 def per_class_reference(features, labels, pred, conf, phi, top_k, anchors):
@@ -199,10 +191,10 @@ def test_bank_admission_of_all_classes_at_once_matches_one_class_at_a_time():
     bank = MemoryBank(num_classes=4, size=16, dim=5)
     bank.admit(feats, labels, pred, conf, phi=0.5, top_k=6, anchors=anchors)
     for c, expected in enumerate(per_class_reference(feats, labels, pred, conf, 0.5, 6, anchors)):
-        assert len(expected) == 6 and torch.equal(bank.get(c), expected)
+        assert len(expected) == 6 and torch.equal(queue(bank, c), expected)
     bank.admit(feats, labels, pred, conf, phi=0.5, top_k=12, anchors=anchors)  # wraps: 6 + 12 > 16
     assert bank.count.tolist() == [16] * 4 and bank.ptr.tolist() == [2] * 4
-    assert torch.equal(bank.get(0)[-12:], per_class_reference(feats, labels, pred, conf, 0.5, 12, anchors)[0])
+    assert torch.equal(queue(bank, 0)[-12:], per_class_reference(feats, labels, pred, conf, 0.5, 12, anchors)[0])
 
 
 def test_bank_admission_without_anchors_takes_the_first_eligible_pixels():
@@ -210,5 +202,5 @@ def test_bank_admission_without_anchors_takes_the_first_eligible_pixels():
     feats = torch.arange(1.0, 7.0)[:, None]
     labels, pred = torch.tensor([1, 0, 1, 1, 1, 0]), torch.tensor([1, 1, 1, 1, 1, 0])
     bank.admit(feats, labels, pred, torch.ones(6), phi=0.5, top_k=2)
-    assert bank.get(1).flatten().tolist() == [1.0, 3.0] and bank.get(0).flatten().tolist() == [6.0]
+    assert queue(bank, 1).flatten().tolist() == [1.0, 3.0] and queue(bank, 0).flatten().tolist() == [6.0]
     assert torch.allclose(bank.centres()[0], torch.tensor([[1.0], [1.0]]))

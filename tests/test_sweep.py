@@ -91,28 +91,6 @@ def test_param_hash_follows_the_files_not_the_defaults(tmp_path, digits_root, mo
     assert cell.param_hash() != before
 
 
-def test_a_record_hashed_another_way_stands_while_the_run_config_matches(tmp_path, digits_root):
-    """Records written by an older reprokit carry hashes of an older scheme; the run's stored config decides."""
-    from reprokit.config import load_config
-    from reprokit.engine.rundir import code_version
-
-    path = write_sweep(tmp_path, digits_root, [{"seeds": [0]}])
-    _, (cell,) = expand(path)
-    cell.run_dir.mkdir(parents=True)
-    (cell.run_dir / "config.yaml").write_text(yaml.safe_dump(load_config(cell.config, cell.overrides).to_dict()))
-    (cell.run_dir / "eval.json").write_text("{}")
-    (cell.run_dir / "meta.json").write_text(json.dumps({"code_version": code_version()}))
-    record = {"ok": True, "param_hash": "older-scheme", "parameters": cell.parameters()}
-    (cell.run_dir / RECORD).write_text(json.dumps(record))
-    assert status(cell) == "done"
-    (cell.run_dir / RECORD).write_text(json.dumps({**record, "parameters": {**cell.parameters(), "nproc": 2}}))
-    assert status(cell) == "changed"
-    (cell.run_dir / RECORD).write_text(json.dumps(record))
-    cfg = Path(cell.config)
-    cfg.write_text(cfg.read_text().replace("lr: 0.01", "lr: 0.02"))
-    assert status(cell) == "changed"
-
-
 def test_split_per_seed_gives_each_seed_its_own_labeled_split(tmp_path, digits_root):
     _, cells = expand(write_sweep(tmp_path, digits_root, [{"seeds": [0, 3]}]))
     assert not any(o.startswith("data.split_seed=") for c in cells for o in c.overrides)
@@ -145,7 +123,7 @@ class InlinePool:
 
 def finished_cell(cell, meta):
     """A cell directory as a successful execution leaves it, with the given meta.json."""
-    from reprokit.config import load_config
+    from reprokit.configure import load_config
 
     cell.run_dir.mkdir(parents=True)
     (cell.run_dir / "config.yaml").write_text(yaml.safe_dump(load_config(cell.config, cell.overrides).to_dict()))

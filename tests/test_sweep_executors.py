@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from reprokit.config import ConfigError
 from reprokit.progress import SweepDisplay, run_progress

@@ -11,7 +11,8 @@ import torch
 import yaml
 
 from reprokit.cli import main as cli_main
-from reprokit.config import ConfigError, from_dict
+from reprokit.config import ConfigError
+from reprokit.configure import from_dict
 from reprokit.engine.checkpoint import load_checkpoint
 from reprokit.engine.train import NonFiniteLossError, Trainer, train
 from reprokit.results import load_runs
@@ -29,6 +30,7 @@ def test_run_directory_contents(tiny_cfg, tmp_path):
     assert list((run / "tb").glob("events.*"))
     meta = json.loads((run / "meta.json").read_text())
     assert meta["status"] == "finished" and meta["labeled_count"] == 12 and meta["git"]["commit"]
+    assert meta["format"] == 2 and load_checkpoint(run / "checkpoint.pt")["format"] == "reprokit-checkpoint-v2"
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2, 3, 4, 5, 6] and lines[-1]["lr"] == 0
     ev = json.loads((run / "eval.json").read_text())
@@ -139,19 +141,19 @@ def test_bf16_autocast_and_channels_last_on_cpu(tiny_cfg, tmp_path):
     assert all(json.loads(x)["loss"] == json.loads(x)["loss"] for x in lines)  # finite, not NaN
 
 
-def test_run_from_an_older_reprokit_still_loads_and_resumes(tiny_cfg, tmp_path):
-    """config.yaml written before a field existed: the checkpoint's hash matches the stored file."""
+def test_a_checkpoint_of_an_older_format_is_refused_naming_its_version(tiny_cfg, tmp_path):
+    """No migration: a checkpoint written in an earlier format is refused, by name, when resuming and
+    when evaluating."""
+    from reprokit.engine.checkpoint import CheckpointError
     from reprokit.engine.reeval import load_trained_method
 
-    cfg = tiny_cfg(train={"iters": 4, "ckpt_every": 2})
+    cfg = tiny_cfg(train={"iters": 2, "ckpt_every": 2})
     run = tmp_path / "old"
     train(cfg, run)
-    stored = yaml.safe_load((run / "config.yaml").read_text())
-    del stored["train"]["snapshot_every"]  # as written by a version without snapshots
-    (run / "config.yaml").write_text(yaml.safe_dump(stored))
     ckpt = load_checkpoint(run / "checkpoint.pt")
-    from reprokit.config import config_digest
-    ckpt["config_hash"] = config_digest(stored)
+    ckpt["format"] = "reprokit-checkpoint-v1"
     torch.save(ckpt, run / "checkpoint.pt")
-    _, method = load_trained_method(run)
-    assert method.eval_network() is not None
+    for attempt in (lambda: load_trained_method(run), lambda: train(cfg, run)):
+        with pytest.raises(CheckpointError, match=r"checkpoint format 'reprokit-checkpoint-v1'.*reads "
+                                                  r"'reprokit-checkpoint-v2' only"):
+            attempt()

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from reprokit.data.palette import IGNORE_INDEX
 from reprokit.data.splits import Sample
+from reprokit.labels import IGNORE_INDEX
 
 CLASS_NAMES = [
     "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",

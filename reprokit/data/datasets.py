@@ -6,50 +6,53 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-
 import numpy as np
 import torch
 import torchvision.transforms.functional as TF
-from PIL import Image
 
 from reprokit.config import DataConfig
 from reprokit.data import cityscapes, digits, voc
-from reprokit.data.splits import Sample, SplitError, check_disjoint, draw_split, read_list, write_list
+from reprokit.data.samples import load_sample
+from reprokit.data.splits import ListReader, Sample, SplitError, check_disjoint, draw_split, read_list, write_list
 from reprokit.data.transforms import StrongAug, WeakAug, normalize
 
 
-def load_label(sample: Sample, dataset: str) -> np.ndarray:
-    mask = voc.read_mask(sample.mask)
-    if dataset == "cityscapes" and cityscapes.mask_needs_mapping(sample.mask):
-        mask = cityscapes.to_train_ids(mask)
-    return mask
+#: what a sample's mask is, by the role of its split, and the item key it travels under (None: not read).
+#: The ground truth of unlabeled images never travels under ``mask``, the key training steps read labels from.
+MASK_ROLES = {"labels": "mask", "hidden": "hidden_mask", "skip": None}
+
+
+def ground_truth(item: dict):
+    """The known ground truth of an item for display and diagnostics: its label, else its hidden mask."""
+    return item.get("mask", item.get("hidden_mask"))
 
 
 class SegDataset(torch.utils.data.Dataset):
-    """Items are dicts: ``image`` (normalised 3xHxW), ``mask`` (long HxW, 255 ignore; present whenever the
-    ground truth is known, so unlabeled-split diagnostics can use it), ``valid`` (non-padding pixels),
-    optional ``image_s`` (strong photometric view of the same crop), ``index`` and ``id``.
+    """Items are dicts: ``image`` (normalised 3xHxW), ``valid`` (non-padding pixels), optional ``image_s``
+    (strong photometric view of the same crop), ``index`` and ``id``, and the sample's mask (long HxW, 255
+    ignore) under the key its role gives it (:data:`MASK_ROLES`): ``mask`` for labels a method may train on,
+    ``hidden_mask`` for the ground truth of unlabeled images, which only evaluation and diagnostics read.
 
     Indexed by ``(index, aug_seed)`` during training (see :mod:`reprokit.data.sampler`) or by a plain
     ``index`` for evaluation (no augmentation).
     """
 
-    def __init__(self, samples: list[Sample], cfg: DataConfig, train: bool, strong: bool = False):
+    def __init__(self, samples: list[Sample], cfg: DataConfig, train: bool, strong: bool = False,
+                 masks: str = "labels"):
+        if masks not in MASK_ROLES:
+            raise ValueError(f"masks={masks!r}: expected one of {', '.join(MASK_ROLES)}")
         self.samples, self.cfg, self.train, self.strong = samples, cfg, train, strong
+        self.mask_key = MASK_ROLES[masks]
         self.weak = WeakAug(cfg.crop_size, cfg.scale_range, cfg.scale_choices, cfg.flip)
         self.strong_aug = StrongAug(**dataclasses.asdict(cfg.strong))
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def ids(self) -> list[str]:
-        return [s.id for s in self.samples]
-
     def __getitem__(self, key):
         index, aug_seed = key if isinstance(key, tuple) else (key, None)
         sample = self.samples[index]
-        image = Image.open(sample.image).convert("RGB")
-        mask = load_label(sample, self.cfg.dataset) if sample.mask is not None and sample.mask.is_file() else None
+        image, mask = load_sample(sample, self.cfg, with_mask=self.mask_key is not None)
         if self.train:
             rng = np.random.default_rng(aug_seed)
             img, mask, valid = self.weak(image, mask, rng)
@@ -59,7 +62,7 @@ class SegDataset(torch.utils.data.Dataset):
         item = {"image": normalize(x, self.cfg.mean, self.cfg.std), "valid": torch.from_numpy(valid),
                 "index": index, "id": sample.id}
         if mask is not None:
-            item["mask"] = torch.from_numpy(mask.astype(np.int64))
+            item[self.mask_key] = torch.from_numpy(mask.astype(np.int64))
         if self.train and self.strong:
             x_s = self.strong_aug(x, rng) if self.cfg.strong_photometric else x
             item["image_s"] = normalize(x_s, self.cfg.mean, self.cfg.std)
@@ -91,26 +94,25 @@ def _default_list(cfg: DataConfig, split: str) -> Path:
     return voc.default_lists(cfg.root, layout)[split]
 
 
-def resolve_splits(cfg: DataConfig) -> Splits:
-    """Read the configured lists or draw the labeled subset from ``split_seed``; validate everything."""
-    if cfg.dataset == "digits":
-        digits.ensure_digit_scenes(cfg.root)
+def resolve_splits(cfg: DataConfig, read: ListReader = read_list) -> Splits:
+    """Read the configured lists or draw the labeled subset from ``split_seed``; validate everything.
+    ``read`` reads one list (the data check passes one that collects bad lines instead of stopping)."""
     val_file = cfg.val_list or _default_list(cfg, "val")
-    val = read_list(val_file, cfg.root, _resolver(cfg, "val"))
+    val = read(val_file, cfg.root, _resolver(cfg, "val"))
     if cfg.labeled_list:
-        labeled = read_list(cfg.labeled_list, cfg.root, _resolver(cfg, "train"))
+        labeled = read(cfg.labeled_list, cfg.root, _resolver(cfg, "train"))
         if cfg.unlabeled_list:
-            unlabeled = read_list(cfg.unlabeled_list, cfg.root, _resolver(cfg, "train"), need_masks=False)
+            unlabeled = read(cfg.unlabeled_list, cfg.root, _resolver(cfg, "train"), need_masks=False)
         else:
-            pool = read_list(cfg.train_list or _default_list(cfg, "train"), cfg.root, _resolver(cfg, "train"),
-                             need_masks=False)
+            pool = read(cfg.train_list or _default_list(cfg, "train"), cfg.root, _resolver(cfg, "train"),
+                        need_masks=False)
             taken = {s.id for s in labeled}
             unlabeled = [s for s in pool if s.id not in taken]
         check_disjoint(labeled, unlabeled, str(cfg.labeled_list), str(cfg.unlabeled_list or "the train pool"))
         return Splits(labeled, unlabeled, val, cfg.split_family)
     if cfg.unlabeled_list:
         raise SplitError("data.unlabeled_list was given without data.labeled_list")
-    pool = read_list(cfg.train_list or _default_list(cfg, "train"), cfg.root, _resolver(cfg, "train"))
+    pool = read(cfg.train_list or _default_list(cfg, "train"), cfg.root, _resolver(cfg, "train"))
     if cfg.labeled_count is None and cfg.labeled_fraction is None:
         return Splits(pool, [], val, cfg.split_family)
     labeled, unlabeled = draw_split(pool, cfg.split_seed, cfg.labeled_count, cfg.labeled_fraction)
@@ -118,12 +120,15 @@ def resolve_splits(cfg: DataConfig) -> Splits:
 
 
 def record_splits(splits: Splits, out_dir: Path) -> dict[str, str]:
-    """Write the lists actually used into the run directory (they are part of the result)."""
+    """Write the lists actually used into the run directory (they are part of the result); a list an
+    earlier start of the run wrote but this one does not use is removed."""
     out = {}
     for name in ("labeled", "unlabeled", "val"):
-        samples = getattr(splits, name)
+        samples, path = getattr(splits, name), out_dir / "splits" / f"{name}.txt"
         if samples:
-            out[name] = str(write_list(out_dir / "splits" / f"{name}.txt", samples).relative_to(out_dir))
+            out[name] = str(write_list(path, samples).relative_to(out_dir))
+        else:
+            path.unlink(missing_ok=True)
     return out
 
 

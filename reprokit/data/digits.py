@@ -6,6 +6,10 @@ background 0, digit d -> class d + 1, and 255 on a thin band along every object 
 drawn from a long-tailed profile (digit 0 the most frequent, digit 9 the rarest by default) because STPG
 is about minority classes. Train and val scenes use disjoint source digits. The result is written in the
 Pascal VOC layout so the VOC reader serves it unchanged.
+
+A build only ever writes into a directory that is empty, missing, or already the package's own (marked by
+``BUILD_MARK``, written before anything else, or by the ``meta.json`` of a finished build): pointed at a
+real data set by mistake, it stops instead of writing scenes and lists into that tree.
 """
 from __future__ import annotations
 
@@ -17,10 +21,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from reprokit.data.palette import IGNORE_INDEX, voc_palette
+from reprokit.data.errors import DataRootError
+from reprokit.data.palette import voc_palette
+from reprokit.labels import IGNORE_INDEX
+from reprokit.records import write_json_atomic
 
 CLASS_NAMES = ["background"] + [f"digit {d}" for d in range(10)]
 NUM_CLASSES = len(CLASS_NAMES)
+BUILD_MARK = ".reprokit-digit-scenes"
 
 
 @dataclass
@@ -166,6 +174,7 @@ def build_digit_scenes(out: str | Path, spec: DigitScenesSpec | None = None, pro
     spec = spec or DigitScenesSpec()
     start = time.perf_counter()
     out = Path(out)
+    claim_build_dir(out)
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     digits = load_digits()
@@ -194,14 +203,43 @@ def build_digit_scenes(out: str | Path, spec: DigitScenesSpec | None = None, pro
         }
     meta["source_digits_disjoint"] = not set(train_pool.tolist()) & set(val_pool.tolist())
     meta["build_seconds"] = round(time.perf_counter() - start, 3)
-    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+    write_json_atomic(out / "meta.json", meta)  # last: it marks the build complete
     return meta
 
 
+def _finished_build(root: Path) -> bool:
+    """True when ``root`` holds a complete digit-scenes build (its meta.json, written last, names the classes)."""
+    try:
+        meta = json.loads((root / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("class_names") == CLASS_NAMES and "spec" in meta
+
+
+def claim_build_dir(out: Path) -> None:
+    """Make ``out`` the package's own build directory, or stop naming what is already there.
+
+    Builds of any spec (finished, or interrupted after the mark was written) may be rebuilt; anything else
+    (a VOC tree, a user's files) is refused, so a wrong ``data.root`` never loses a user's data."""
+    if out.exists() and not out.is_dir():
+        raise DataRootError(f"{out}: cannot build the digit scenes here: it is a file, not a directory")
+    found = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir()) if out.is_dir() else []
+    if found and not ((out / BUILD_MARK).is_file() or _finished_build(out)):
+        shown = ", ".join(found[:6]) + (f" and {len(found) - 6} more" if len(found) > 6 else "")
+        raise DataRootError(
+            f"{out}: refusing to build the digit scenes into a directory that holds files reprokit did not create "
+            f"(found {shown}). Expected an empty or missing directory, or an earlier digit-scenes build. If this is "
+            f"your data set, set data.dataset to it (voc, cityscapes); otherwise choose another data.root "
+            f"(reprokit data digits: --out)")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / BUILD_MARK).write_text("digit scenes built by reprokit.data.digits; this directory may be rebuilt\n")
+
+
 def ensure_digit_scenes(root: str | Path, spec: DigitScenesSpec | None = None) -> Path:
-    """Build the default data set at ``root`` when nothing is there yet; an existing build (of any
-    spec) is left untouched, so a custom build is never overwritten."""
+    """Build the default data set at ``root`` unless a finished build is there; an existing build (of any
+    spec) is left untouched, so a custom build is never overwritten, and a directory holding anything else
+    is refused (:func:`claim_build_dir`)."""
     root = Path(root)
-    if not (root / "meta.json").is_file():
+    if not _finished_build(root):
         build_digit_scenes(root, spec)
     return root

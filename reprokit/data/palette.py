@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-IGNORE_INDEX = 255
+from reprokit.labels import IGNORE_INDEX
 
 
 def voc_palette(n: int = 256) -> np.ndarray:

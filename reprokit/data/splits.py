@@ -6,24 +6,26 @@ problem is reported with ``file:line`` so a user can fix the list instead of gue
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 
-
-class SplitError(ValueError):
-    """A split list is malformed; the message names the file and line."""
+from reprokit.data.errors import SplitError
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One image of a data set: a stable id, its image path and its mask path (None if unlabeled)."""
+    """One image of a data set: a stable id, its image path and its mask path (None if unlabeled).
+
+    ``origin`` is the ``list:line`` that brought the sample in, so an error about its files can say which
+    line of which list to fix."""
 
     id: str
     image: Path
     mask: Optional[Path]
+    origin: str = field(default="", compare=False)
 
 
 Resolver = Callable[[str], Sample]
@@ -37,44 +39,63 @@ def _inside(root: Path, path: Path) -> bool:
         return False
 
 
-def read_list(path: str | Path, root: str | Path, resolve: Resolver, need_masks: bool = True) -> list[Sample]:
-    """Read and validate a split list.
-
-    Rejects, naming ``path:line``: an empty list, duplicate ids, entries that escape ``root``
-    (absolute paths or ``..``), and images or masks that do not exist.
-    """
+def scan_list(path: str | Path, root: str | Path, resolve: Resolver, need_masks: bool = True
+              ) -> tuple[list[Sample], list[SplitError]]:
+    """The samples of a split list, and one error per bad line (naming ``path:line``; the line is skipped):
+    malformed lines, duplicate ids, entries that escape ``root`` (absolute paths or ``..``), and images or
+    masks that do not exist. A missing or empty list is an error at once."""
     path, root = Path(path), Path(root)
     if not path.is_file():
         raise SplitError(f"split list not found: {path}")
-    samples, seen = [], {}
+    samples, problems, seen, lines = [], [], {}, 0
     for lineno, raw in enumerate(path.read_text().splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        where = f"{path}:{lineno}"
-        tokens = line.split()
-        if len(tokens) > 2:
-            raise SplitError(f"{where}: expected an id or 'image [mask]' paths, got {len(tokens)} fields: {line!r}")
-        if any(t.startswith("/") or ".." in Path(t).parts for t in tokens):
-            raise SplitError(f"{where}: entry {line!r} escapes the data root {root} (absolute path or '..')")
+        lines += 1
         try:
-            sample = resolve(line)
-        except (KeyError, ValueError) as exc:
-            raise SplitError(f"{where}: cannot interpret {line!r}: {exc}") from None
-        for p in (sample.image, sample.mask):
-            if p is not None and not _inside(root, p):
-                raise SplitError(f"{where}: entry {line!r} escapes the data root {root}")
-        if sample.id in seen:
-            raise SplitError(f"{where}: duplicate id {sample.id!r} (first on line {seen[sample.id]})")
+            sample = _resolve_line(line, f"{path}:{lineno}", root, resolve, need_masks)
+            if sample.id in seen:
+                raise SplitError(f"{path}:{lineno}: duplicate id {sample.id!r} (first on line {seen[sample.id]})")
+        except SplitError as exc:
+            problems.append(exc)
+            continue
         seen[sample.id] = lineno
-        if not sample.image.is_file():
-            raise SplitError(f"{where}: image file missing for {sample.id!r}: {sample.image}")
-        if need_masks and (sample.mask is None or not sample.mask.is_file()):
-            raise SplitError(f"{where}: mask file missing for {sample.id!r}: {sample.mask}")
         samples.append(sample)
-    if not samples:
+    if not lines:
         raise SplitError(f"{path}: the split list is empty")
+    return samples, problems
+
+
+def _resolve_line(line: str, where: str, root: Path, resolve: Resolver, need_masks: bool) -> Sample:
+    tokens = line.split()
+    if len(tokens) > 2:
+        raise SplitError(f"{where}: expected an id or 'image [mask]' paths, got {len(tokens)} fields: {line!r}")
+    if any(t.startswith("/") or ".." in Path(t).parts for t in tokens):
+        raise SplitError(f"{where}: entry {line!r} escapes the data root {root} (absolute path or '..')")
+    try:
+        sample = replace(resolve(line), origin=where)
+    except (KeyError, ValueError) as exc:
+        raise SplitError(f"{where}: cannot interpret {line!r}: {exc}") from None
+    for p in (sample.image, sample.mask):
+        if p is not None and not _inside(root, p):
+            raise SplitError(f"{where}: entry {line!r} escapes the data root {root}")
+    if not sample.image.is_file():
+        raise SplitError(f"{where}: image file missing for {sample.id!r}: {sample.image}")
+    if need_masks and (sample.mask is None or not sample.mask.is_file()):
+        raise SplitError(f"{where}: mask file missing for {sample.id!r}: {sample.mask}")
+    return sample
+
+
+def read_list(path: str | Path, root: str | Path, resolve: Resolver, need_masks: bool = True) -> list[Sample]:
+    """Read a split list, stopping at its first bad line (see :func:`scan_list`)."""
+    samples, problems = scan_list(path, root, resolve, need_masks)
+    if problems:
+        raise problems[0]
     return samples
+
+
+ListReader = Callable[..., list[Sample]]  # read_list's signature: (path, root, resolve, need_masks=True)
 
 
 def check_disjoint(labeled: list[Sample], unlabeled: list[Sample], labeled_file: str, unlabeled_file: str) -> None:

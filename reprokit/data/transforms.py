@@ -15,7 +15,7 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from reprokit.data.palette import IGNORE_INDEX
+from reprokit.labels import IGNORE_INDEX
 
 
 @dataclass

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from reprokit.data.errors import MaskError
+from reprokit.data.images import open_whole
 from reprokit.data.palette import voc_palette
 from reprokit.data.splits import Sample
 
@@ -17,10 +18,6 @@ CLASS_NAMES = [
 MASK_DIRS = {"classic": "SegmentationClass", "aug": "SegmentationClassAug"}
 
 
-class MaskError(ValueError):
-    """A mask file cannot be read as class indices."""
-
-
 def read_mask(path: str | Path) -> np.ndarray:
     """Read a VOC-style mask as a HxW uint8 array of palette indices (255 = ignore), as stored.
 
@@ -28,11 +25,7 @@ def read_mask(path: str | Path) -> np.ndarray:
     through the VOC palette, and a colour outside it is an error naming the file.
     """
     path = Path(path)
-    try:
-        img = Image.open(path)
-        img.load()
-    except (OSError, ValueError) as exc:
-        raise MaskError(f"{path}: cannot read mask ({exc})") from None
+    img = open_whole(path, MaskError, "mask")
     if img.mode in ("P", "L"):
         return np.array(img, dtype=np.uint8)
     if img.mode in ("RGB", "RGBA"):

@@ -1,14 +1,17 @@
 """Atomic, safe-to-load checkpoints holding everything exact resume needs."""
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
 
-FORMAT = "reprokit-checkpoint-v1"
+from reprokit.records import TensorFileError, load_tensors, write_atomic
+
+# The checkpoint format this version writes and reads. v2: the config hash is that of the resolved
+# configuration, and an STPG memory bank holds its normalised copy. Earlier formats are refused by name.
+FORMAT = "reprokit-checkpoint-v2"
 
 
 class CheckpointError(RuntimeError):
@@ -16,25 +19,35 @@ class CheckpointError(RuntimeError):
 
 
 def save_atomic(obj, path: str | Path) -> Path:
-    """Write to a temporary file in the same folder, then rename: a kill never leaves half a file."""
+    """``torch.save`` through :func:`reprokit.records.write_atomic`: a kill or a power loss never leaves half
+    a checkpoint, and the previous one stays loadable until the new one is whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, lambda fh: torch.save(obj, fh))
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """Load with ``weights_only=True``; anything that is not a reprokit checkpoint is a clear error."""
+    """Load tensors only (:func:`reprokit.records.load_tensors`); anything that is not a reprokit checkpoint
+    is a clear error."""
     path = Path(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - corrupt zip, pickle refusal, truncated file ...
-        raise CheckpointError(f"{path}: corrupt or not a PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        obj = load_tensors(path)
+    except TensorFileError as exc:
+        raise CheckpointError(str(exc)) from None
+    found = obj.get("format") if isinstance(obj, dict) else None
+    if isinstance(found, str) and found.startswith("reprokit-checkpoint-") and found != FORMAT:
+        raise CheckpointError(f"{path}: checkpoint format {found!r} was written by another reprokit version; this "
+                              f"one reads {FORMAT!r} only: train the run again, or use the version that wrote it")
+    if found != FORMAT:
         raise CheckpointError(f"{path}: not a reprokit checkpoint (expected format {FORMAT!r})")
     return obj
+
+
+def check_written_by(ckpt: dict, path: Path, cfg) -> None:
+    """A checkpoint resumes or is evaluated only under the configuration it was written with."""
+    if ckpt["config_hash"] != cfg.hash():
+        raise CheckpointError(f"{path}: written by config {ckpt['config_hash']}, but the run's configuration has "
+                              f"hash {cfg.hash()}")
 
 
 def rng_state() -> dict:

@@ -7,8 +7,8 @@ from torch import nn
 
 def _tensor_lists(teacher: nn.Module, student: nn.Module) -> tuple[list, list, list, list]:
     """(teacher floats, student floats, teacher ints, student ints): parameters and float buffers (BN
-    running statistics) are averaged, integer buffers (BN batch counters) copied. Collected once per teacher:
-    walking the module tree every step cost about a third of the update on the embedded model."""
+    running statistics) are averaged, integer buffers (BN batch counters) copied. Collected once per teacher,
+    since walking the module tree every step is a noticeable share of the update (docs/measurements.md)."""
     cached = teacher.__dict__.get("_ema_lists")
     if cached is None or cached[0] is not student:
         t_all = [*teacher.parameters(), *teacher.buffers()]

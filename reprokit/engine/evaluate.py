@@ -15,9 +15,10 @@ from reprokit.config import EvalConfig
 from reprokit.engine.distributed import DistInfo, all_reduce_sum
 
 
-def sliding_window_logits(net: nn.Module, image: torch.Tensor, crop: int, stride: int, num_classes: int
+def sliding_window_probs(net: nn.Module, image: torch.Tensor, crop: int, stride: int, num_classes: int
                           ) -> torch.Tensor:
-    """Average the softmax of overlapping ``crop`` windows (images smaller than ``crop`` are padded)."""
+    """Class probabilities [B, C, H, W]: the softmax of overlapping ``crop`` windows, averaged where they
+    overlap (images smaller than ``crop`` are padded)."""
     b, _, h, w = image.shape
     ph, pw = max(crop - h, 0), max(crop - w, 0)
     padded = F.pad(image, (0, pw, 0, ph))
@@ -44,7 +45,7 @@ def predict_probs(net: nn.Module, image: torch.Tensor, cfg: EvalConfig, crop: in
         for flip in ([False, True] if cfg.flip else [False]):
             x = img.flip(-1) if flip else img
             if cfg.mode == "sliding":
-                p = sliding_window_logits(net, x, crop, max(1, math.ceil(crop * cfg.stride_ratio)), num_classes)
+                p = sliding_window_probs(net, x, crop, max(1, math.ceil(crop * cfg.stride_ratio)), num_classes)
             else:
                 p = net(x).float().softmax(1)
             p = p.flip(-1) if flip else p

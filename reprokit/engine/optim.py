@@ -9,7 +9,7 @@ from reprokit.config import OptimConfig
 
 def param_groups(students: dict[str, nn.Module], cfg: OptimConfig) -> list[dict]:
     """Four groups: backbone or head x weight decay or not. Norm weights and biases (ndim <= 1) get no
-    decay; head parameters get ``lr * head_lr_mult``."""
+    decay; head parameters (everything outside a network's ``backbone``) get ``lr * head_lr_mult``."""
     buckets = {(h, d): [] for h in (False, True) for d in (False, True)}
     for net in students.values():
         backbone = {id(p) for p in net.backbone.parameters()} if hasattr(net, "backbone") else set()

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import yaml
 
-from reprokit.config import apply_overrides, config_digest, from_dict
+from reprokit.config import apply_overrides
+from reprokit.configure import from_dict
 from reprokit.data.datasets import SegDataset, class_names, resolve_splits
 from reprokit.engine import rundir
-from reprokit.engine.checkpoint import CheckpointError, load_checkpoint
+from reprokit.engine.checkpoint import CheckpointError, check_written_by, load_checkpoint
 from reprokit.engine.distributed import init_distributed
 from reprokit.engine.evaluate import eval_summary, evaluate
 from reprokit.engine.train import show_progress
@@ -24,9 +25,7 @@ def load_trained_method(run_dir: Path, overrides: list[str] | None = None):
     base = from_dict(raw, str(cfg_file))
     cfg = from_dict(apply_overrides(raw, overrides or []), str(cfg_file))
     ckpt = load_checkpoint(run_dir / "checkpoint.pt")
-    if ckpt["config_hash"] not in (base.hash(), config_digest(raw)):
-        raise CheckpointError(f"{run_dir / 'checkpoint.pt'}: belongs to config {ckpt['config_hash']}, "
-                              f"but {cfg_file} has hash {base.hash()}")
+    check_written_by(ckpt, run_dir / "checkpoint.pt", base)
     method = build_method(cfg, cfg.data.num_classes)
     method.load_state_dict(ckpt["method"])
     return cfg, method
@@ -43,7 +42,7 @@ def reevaluate(run_dir: Path, overrides: list[str] | None = None) -> dict:
     method.to(dist.device)
     splits = resolve_splits(cfg.data)
     result = evaluate(method.eval_network(), SegDataset(splits.val, cfg.data, train=False), cfg.eval,
-                      cfg.eval.crop_size or cfg.data.crop_size, cfg.data.num_classes, dist, progress=show_progress())
+                      cfg.eval_crop_size, cfg.data.num_classes, dist, progress=show_progress())
     summary = eval_summary(result, class_names(cfg.data), cfg.eval)
     name = "eval.json" if not overrides else f"eval-{cfg.eval.mode}{'-flip' if cfg.eval.flip else ''}.json"
     rundir.write_json_atomic(run_dir / name, summary)

@@ -7,14 +7,17 @@ import json
 import platform
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import torch
 import yaml
 
 import reprokit
-from reprokit.config import Config, ConfigError, from_dict
-from reprokit.records import git_commit, write_json_atomic
+from reprokit.config import Config, ConfigError
+from reprokit.configure import from_dict
+from reprokit.engine.checkpoint import load_checkpoint
+from reprokit.records import git_commit, remove_stale_temps, write_json_atomic, write_text_atomic
 
 
 PACKAGE_DIR = Path(reprokit.__file__).resolve().parent
@@ -91,23 +94,100 @@ def recorded_code_version(meta: dict) -> str | None:
     return code_version_at(git["commit"])
 
 
-def prepare(run_dir: Path, cfg: Config) -> None:
-    """Create the run directory, or check that an existing one holds the same configuration.
+# The run record format (config.yaml, meta.json, metrics.jsonl, eval.json) this version writes, in meta.json's
+# ``format``, and the formats it reads. Records from before the field existed read as format 1: the archived
+# evidence in docs/runs is of that format and must keep loading.
+RUN_FORMAT = 2
+READABLE_RUN_FORMATS = (1, 2)
 
-    Rerunning the same command resumes; a different configuration in the same directory is refused
-    so no finished result is silently overwritten.
+
+def record_format(meta: dict, meta_path: Path) -> int:
+    """The format of a run record (1 when meta.json predates the field); a format this version cannot read
+    is refused, naming it."""
+    found = meta.get("format", 1)
+    if found not in READABLE_RUN_FORMATS:
+        raise RunDirError(f"{meta_path}: run record format {found!r}; this reprokit reads formats "
+                          f"{', '.join(map(str, READABLE_RUN_FORMATS))}: use the version that wrote the run")
+    return found
+
+
+# files a trainer writes into its run directory, the first two only once training has produced something
+RESULTS = ("checkpoint.pt", "eval.json")
+OWN_FILES = RESULTS + ("config.yaml", "meta.json", "metrics.jsonl", "predictions.pt", "snapshots/step_*.pt")
+
+
+class RunDirError(RuntimeError):
+    """A run directory holds a damaged record that cannot be repaired without guessing; the message names it."""
+
+
+class RunDirWarning(UserWarning):
+    """A run directory was repaired on start (crash leftovers removed, a torn line dropped, a damaged record
+    restored); the message says what was done."""
+
+
+def prepare(run_dir: Path, cfg: Config) -> None:
+    """Create the run directory, or check that an existing one may go on with ``cfg``.
+
+    A run that has trained (it holds a checkpoint or an evaluation) continues only with its own configuration,
+    so no result is silently overwritten or mixed with another's; rerunning the same command resumes. A run
+    that never got that far (stopped by bad data, or before its first checkpoint) does not lock the directory:
+    the new configuration replaces the old one. Once ``cfg`` is accepted, half-written files a crash left
+    behind are removed.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    cfg_file = run_dir / "config.yaml"
-    if cfg_file.is_file():
-        old = from_dict(yaml.safe_load(cfg_file.read_text()), str(cfg_file))
-        if old.hash() != cfg.hash():
-            diff = _diff(old.to_dict(), cfg.to_dict())
-            raise ConfigError(
-                f"{run_dir} already holds a run with a different configuration (hash {old.hash()} != {cfg.hash()}; "
-                f"differs in {', '.join(diff[:5])}); choose another --out or delete the directory")
+    cfg_file, meta_file = run_dir / "config.yaml", run_dir / "meta.json"
+    if meta_file.is_file():
+        record_format(_read_meta(meta_file), meta_file)
+    if cfg_file.is_file() and any((run_dir / name).is_file() for name in RESULTS):
+        _check_same_config(run_dir, cfg)
+    else:
+        _write_config(cfg_file, cfg)
+    stale = [p for name in OWN_FILES for p in remove_stale_temps(run_dir / name)]
+    if stale:
+        warnings.warn(f"{run_dir}: removed {len(stale)} half-written file(s) a crash left behind: "
+                      f"{', '.join(str(p.relative_to(run_dir)) for p in stale)}", RunDirWarning, stacklevel=2)
+
+
+def _read_meta(meta_file: Path) -> dict:
+    """meta.json as a dict; a damaged one reads as empty (it is rewritten as training goes on)."""
+    try:
+        meta = json.loads(meta_file.read_text())
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _write_config(cfg_file: Path, cfg: Config) -> None:
+    write_text_atomic(cfg_file, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def _check_same_config(run_dir: Path, cfg: Config) -> None:
+    """Refuse ``cfg`` unless it is the run's own configuration. The checkpoint records the hash of the
+    configuration it was written with, so a config.yaml that is damaged (or does not match its checkpoint)
+    is restored when ``cfg`` is that configuration, and refused otherwise: nothing is guessed."""
+    cfg_file, ckpt = run_dir / "config.yaml", run_dir / "checkpoint.pt"
+    try:
+        stored, damage = from_dict(yaml.safe_load(cfg_file.read_text()), str(cfg_file)), None
+    except (yaml.YAMLError, ConfigError) as exc:
+        stored, damage = None, " ".join(str(exc).split())
+    if stored is not None and stored.hash() == cfg.hash():
         return
-    cfg_file.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    written_by = load_checkpoint(ckpt)["config_hash"] if ckpt.is_file() else None
+    if written_by == cfg.hash():
+        _write_config(cfg_file, cfg)
+        warnings.warn(f"{cfg_file} {f'was damaged ({damage})' if damage else 'did not match its checkpoint'}; "
+                      f"rewrote it with this configuration, the one {ckpt} was written with (hash {written_by})",
+                      RunDirWarning, stacklevel=3)
+        return
+    if stored is None:
+        raise RunDirError(
+            f"{cfg_file} is damaged ({damage}), and this configuration (hash {cfg.hash()}) is not the one the run's "
+            f"checkpoint was written with ({written_by or 'no checkpoint to tell'}): rerun with the run's own "
+            f"configuration to restore the file and resume, or choose another --out")
+    diff = _diff(stored.to_dict(), cfg.to_dict())
+    raise ConfigError(
+        f"{run_dir} already holds a run with a different configuration (hash {stored.hash()} != {cfg.hash()}; "
+        f"differs in {', '.join(diff[:5])}); choose another --out or delete the directory")
 
 
 def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -125,6 +205,7 @@ def write_meta(run_dir: Path, cfg: Config, extra: dict) -> None:
     meta_path = run_dir / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     meta.update({
+        "format": RUN_FORMAT,
         "run_id": run_dir.name,
         "config_hash": cfg.hash(),
         "method": cfg.method_name,
@@ -141,9 +222,35 @@ def write_meta(run_dir: Path, cfg: Config, extra: dict) -> None:
     write_json_atomic(meta_path, meta)
 
 
+def read_metrics(path: Path) -> tuple[list[dict], str]:
+    """The records of a metrics.jsonl, and the text of a last line that a crash cut short ('' when none).
+
+    Records are appended one line per write, so a kill can only leave the last line incomplete; a bad line
+    anywhere else is damage from elsewhere and an error naming the file and line."""
+    lines = path.read_text().split("\n")
+    records = []
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            if lineno == len(lines):  # no newline after it: the append was cut short
+                return records, line
+            raise RunDirError(f"{path}:{lineno}: not a JSON record ({line[:60]!r}); metric lines are written "
+                              f"whole, so this is damage from outside reprokit: repair or delete that line") from None
+    return records, ""
+
+
 def truncate_metrics(path: Path, last_step: int) -> None:
-    """Drop metric lines logged after the checkpoint a resumed run restarts from."""
+    """Drop metric lines logged after the checkpoint a resumed run restarts from, and a last line a crash
+    cut short (with a warning naming it), so the file again holds one whole record per step."""
     if not path.is_file():
         return
-    kept = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= last_step]
-    path.write_text("".join(ln + "\n" for ln in kept))
+    records, torn = read_metrics(path)
+    if torn:
+        warnings.warn(f"{path}: dropped an incomplete last line, left by a crash while it was written "
+                      f"({len(torn)} characters: {torn[:40]!r}...)", RunDirWarning, stacklevel=2)
+    kept = [r for r in records if r.get("step", 0) <= last_step]
+    if torn or len(kept) < len(records):
+        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))

@@ -10,15 +10,17 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from reprokit.config import Config, config_digest
+from reprokit.config import Config, ConfigError
+from reprokit.data.check import check_before_training
 from reprokit.data.datasets import SegDataset, class_names, collate, record_splits, resolve_splits
+from reprokit.data.digits import ensure_digit_scenes
 from reprokit.data.sampler import StepBatchSampler
 from reprokit.engine import rundir
-from reprokit.engine.checkpoint import FORMAT, load_checkpoint, rng_state, save_atomic, set_rng_state
+from reprokit.engine.checkpoint import (FORMAT, check_written_by, load_checkpoint, rng_state, save_atomic,
+                                       set_rng_state)
 from reprokit.engine.distributed import DistInfo, all_gather_floats, barrier, init_distributed
 from reprokit.engine.ema import ema_update
 from reprokit.engine.evaluate import eval_summary, evaluate
@@ -103,19 +105,27 @@ class Trainer:
         self.ckpt_path = self.run_dir / "checkpoint.pt"
         configure_determinism(cfg)
         seed_everything(cfg.train.seed)
+        if cfg.data.dataset == "digits" and self.dist.is_main:
+            ensure_digit_scenes(cfg.data.root)
+        barrier()
+        # data and method are read and checked before the run directory is touched: bad input leaves no trace
+        self.splits = resolve_splits(cfg.data)
+        check_before_training(self.splits, cfg.data, progress=self.dist.is_main and show_progress())
+        self.class_names = class_names(cfg.data)
+        self.method = build_method(cfg, cfg.data.num_classes).to(self.dist.device)
+        if self.method.uses_unlabeled and not self.splits.unlabeled:
+            raise ConfigError(f"method {cfg.method_name!r} needs unlabeled data: set data.labeled_fraction, "
+                              "data.labeled_count or data.unlabeled_list")
         if self.dist.is_main:
             rundir.prepare(self.run_dir, cfg)
         barrier()
-        self.splits = resolve_splits(cfg.data)
-        self.class_names = class_names(cfg.data)
-        self.method = build_method(cfg, cfg.data.num_classes).to(self.dist.device)
         if cfg.model.sync_bn and self.dist.enabled and self.dist.device.type == "cuda":
             # SyncBN is GPU-only in PyTorch; on CPU/gloo each rank keeps its own batch statistics
             self.method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
         if cfg.train.channels_last:
             self.method = self.method.to(memory_format=torch.channels_last)
         ub = cfg.data.unlabeled_batch_size or cfg.data.batch_size
-        self.unlabeled_batch = ub * getattr(self.method, "unlabeled_batches", 1)
+        self.unlabeled_batch = ub * self.method.unlabeled_batches
         n_unlabeled = len(self.splits.unlabeled) if self.method.uses_unlabeled else 0
         self.total = total_iterations(cfg, len(self.splits.labeled), n_unlabeled, self.dist.world_size)
         self.method.set_total_steps(self.total)
@@ -130,9 +140,10 @@ class Trainer:
         # training randomness (dropout, CutMix boxes) differs per rank; init above is identical on all ranks
         if self.start_step == 0:
             seed_everything(cfg.train.seed * 1000 + self.dist.rank + 1)
-        self.model = self.method
+        # what the loop calls for a step: the method itself, or its DDP wrapper when several processes train
+        self.step_module = self.method
         if self.dist.enabled:
-            self.model = DistributedDataParallel(
+            self.step_module = DistributedDataParallel(
                 self.method, device_ids=[self.dist.device.index] if self.dist.device.type == "cuda" else None,
                 find_unused_parameters=self.method.may_skip_params)
 
@@ -143,11 +154,7 @@ class Trainer:
                 "scaler": self.scaler.state_dict(), "rng": rng_state()}
 
     def _restore(self, ckpt: dict) -> None:
-        from reprokit.engine.checkpoint import CheckpointError
-
-        stored = yaml.safe_load((self.run_dir / "config.yaml").read_text())
-        if ckpt["config_hash"] not in (self.cfg.hash(), config_digest(stored)):
-            raise CheckpointError(f"{self.ckpt_path}: written by config {ckpt['config_hash']}, not {self.cfg.hash()}")
+        check_written_by(ckpt, self.ckpt_path, self.cfg)
         self.method.load_state_dict(ckpt["method"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -165,30 +172,32 @@ class Trainer:
     def fit(self) -> dict:
         cfg, dist, main = self.cfg, self.dist, self.dist.is_main
         if main:
+            rundir.truncate_metrics(self.run_dir / "metrics.jsonl", self.start_step)
             rundir.write_meta(self.run_dir, cfg, {
                 "status": "running", "total_steps": self.total, "world_size": dist.world_size,
                 "device": str(dist.device), "split_family": self.splits.family,
                 "labeled_count": len(self.splits.labeled), "unlabeled_count": len(self.splits.unlabeled),
-                "splits": record_splits(self.splits, self.run_dir)})
-            rundir.truncate_metrics(self.run_dir / "metrics.jsonl", self.start_step)
-        if self.start_step < self.total:
-            self._train_steps(main)
-        return self.final_eval()
+                "splits": record_splits(self.splits, self.run_dir), "error": None})
+        try:
+            if self.start_step < self.total:
+                self._train_steps(main)
+            return self.final_eval()
+        except Exception as exc:  # the record says the run stopped, and why; the error itself goes on up
+            if main:
+                rundir.write_meta(self.run_dir, cfg, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+            raise
 
     def _train_steps(self, main: bool) -> None:
         cfg, dist = self.cfg, self.dist
         from torch.utils.tensorboard import SummaryWriter
 
-        strong = self.method.uses_unlabeled
         lab_ds = SegDataset(self.splits.labeled, cfg.data, train=True)
         it_l = _loader(lab_ds, cfg.data.batch_size, cfg.train.seed, 0, self.start_step, self.total, dist,
                        cfg.data.num_workers)
         it_u = None
         if self.method.uses_unlabeled:
-            if not self.splits.unlabeled:
-                raise ValueError(f"method {cfg.method_name!r} needs unlabeled data: set data.labeled_fraction, "
-                                 "data.labeled_count or data.unlabeled_list")
-            unl_ds = SegDataset(self.splits.unlabeled, cfg.data, train=True, strong=strong)
+            hidden = "hidden" if self.method.reads_hidden_masks() else "skip"
+            unl_ds = SegDataset(self.splits.unlabeled, cfg.data, train=True, strong=True, masks=hidden)
             it_u = _loader(unl_ds, self.unlabeled_batch, cfg.train.seed, 1, self.start_step, self.total, dist,
                            cfg.data.num_workers)
         writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.start_step) if main else None
@@ -197,13 +206,13 @@ class Trainer:
                    disable=not (main and show_progress()), dynamic_ncols=True)
         bad = torch.zeros((), dtype=torch.bool, device=dist.device)
         t_last, step_last = time.perf_counter(), self.start_step
-        self.model.train()
+        self.step_module.train()
         try:
             for step in range(self.start_step, self.total):
                 labeled = _to_device(next(it_l), dist.device, cfg.train.channels_last)
                 unlabeled = _to_device(next(it_u), dist.device, cfg.train.channels_last) if it_u else None
                 with torch.autocast(dist.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                    out = self.model(labeled, unlabeled, step)
+                    out = self.step_module(labeled, unlabeled, step)
                 loss = sum(out.losses.values())
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
@@ -257,7 +266,7 @@ class Trainer:
         cfg = self.cfg
         val_ds = SegDataset(self.splits.val, cfg.data, train=False)
         net = self.method.eval_network()
-        result = evaluate(net, val_ds, cfg.eval, cfg.eval.crop_size or cfg.data.crop_size, cfg.data.num_classes,
+        result = evaluate(net, val_ds, cfg.eval, cfg.eval_crop_size, cfg.data.num_classes,
                           self.dist, progress=show_progress(), keep=cfg.eval.keep_predictions,
                           amp_dtype=self.amp_dtype)
         summary = eval_summary(result, self.class_names, cfg.eval)
@@ -266,7 +275,7 @@ class Trainer:
         if self.dist.is_main:
             rundir.write_json_atomic(self.run_dir / "eval.json", summary)
             if result["predictions"]:
-                torch.save({p["id"]: p["pred"] for p in result["predictions"]}, self.run_dir / "predictions.pt")
+                save_atomic({p["id"]: p["pred"] for p in result["predictions"]}, self.run_dir / "predictions.pt")
             rundir.write_meta(self.run_dir, cfg, {"status": "finished", "step": self.total, "miou": summary["miou"]})
         barrier()
         return summary

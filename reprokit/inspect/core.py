@@ -12,13 +12,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reprokit.data.palette import IGNORE_INDEX, palette_for
+from reprokit.data.datasets import ground_truth
+from reprokit.data.palette import palette_for
 from reprokit.data.transforms import cutmix_box_masks
+from reprokit.labels import IGNORE_INDEX
 
-CATEGORY_NAMES = ("consistent", "highly mismatched", "low mismatched")
-CATEGORY_COLOURS = np.array([[46, 160, 67], [214, 39, 40], [255, 187, 40]], dtype=np.uint8)
-LAYERS = ("ground truth", "teacher pseudo-label", "student prediction", "selection category", "confidence",
-          "cutmix boxes")
+LABEL_LAYERS = ("ground truth", "teacher pseudo-label", "student prediction")
+OVERLAY_LAYERS = ("confidence", "cutmix boxes")
+
+
+def layer_names(method_layers=()) -> tuple[str, ...]:
+    """Every layer offered for a method: its label maps, the layers the method declares
+    (:attr:`reprokit.methods.base.Method.inspector_layers`), then confidence and CutMix boxes."""
+    return (*LABEL_LAYERS, *(layer.title for layer in method_layers), *OVERLAY_LAYERS)
 
 
 @dataclass
@@ -30,8 +36,8 @@ class ImageMaps:
     teacher: np.ndarray
     confidence: np.ndarray
     student: np.ndarray
-    category: np.ndarray | None  # 0 cons / 1 hmis / 2 lmis (methods with pixel selection)
-    scores: np.ndarray | None  # [C] mismatch scores of the image's batch
+    categories: dict[str, np.ndarray]  # layer title -> category ids, for the layers the method declares
+    scores: np.ndarray | None  # [C] mismatch scores of the image's batch (STPG)
     boxes: np.ndarray  # H x W bool, CutMix boxes the strong view would paste here
 
 
@@ -40,11 +46,12 @@ class MapCache:
 
     ``method`` is any Method exposing ``pseudo_labels``; ``checkpoints`` maps a label to a state dict
     loader (a callable returning the method's state dict); ``splits`` maps a split name to a dataset
-    returning un-augmented items (``image``, optional ``mask``, ``valid``)."""
+    returning un-augmented items (``image``, ``valid``, and optionally ``mask`` or ``hidden_mask``)."""
 
     def __init__(self, method, splits: dict, checkpoints: dict, raw_image, batch_size: int = 8,
                  cutmix_boxes: int = 3, cutmix_area=(0.25, 0.5)):
         self.method, self.splits, self.checkpoints = method.eval(), splits, checkpoints
+        self.layers = method.inspector_layers
         self.raw_image, self.batch_size = raw_image, batch_size
         self.cutmix_boxes, self.cutmix_area = cutmix_boxes, cutmix_area
         self.cache: dict[tuple, ImageMaps] = {}
@@ -78,11 +85,11 @@ class MapCache:
             g = torch.Generator().manual_seed(i)
             boxes = cutmix_box_masks(1, h, w, self.cutmix_boxes, self.cutmix_area, generator=g)[0].numpy() \
                 if self.cutmix_boxes else np.zeros((h, w), bool)
-            mask = items[j].get("mask")
+            mask = ground_truth(items[j])
             self.cache[(checkpoint, split, i)] = ImageMaps(
                 image=self.raw_image(split, i), gt=None if mask is None else mask.numpy().astype(np.int64),
                 teacher=maps["teacher_label"][j], confidence=maps["confidence"][j], student=maps["student_pred"][j],
-                category=maps["category"][j] if "category" in maps else None,
+                categories={layer.title: maps[layer.key][j] for layer in self.layers},
                 scores=maps.get("scores"), boxes=boxes)
 
 
@@ -107,9 +114,11 @@ def confidence_layer(conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rgb, np.ones(conf.shape, bool)
 
 
-def category_layer(category: np.ndarray, classes: set[int] | None, teacher: np.ndarray
+def category_layer(category: np.ndarray, colours, classes: set[int] | None, teacher: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray]:
-    rgb = CATEGORY_COLOURS[category]
+    """(RGB, shown) of per-pixel category ids in the method's ``colours``; with a class filter, only pixels
+    whose pseudo-label is a chosen class."""
+    rgb = np.asarray(colours, dtype=np.uint8)[category]
     shown = np.ones(category.shape, bool) if classes is None else np.isin(teacher, list(classes))
     return rgb, shown
 
@@ -125,10 +134,12 @@ def box_outline(boxes: np.ndarray) -> np.ndarray:
 
 
 def compose(maps: ImageMaps, layers: list[str], opacity: float, dataset: str, classes: set[int] | None,
-            threshold: float) -> np.ndarray:
-    """The view: the image with the chosen layers blended on top in order (each at ``opacity``)."""
+            threshold: float, method_layers=()) -> np.ndarray:
+    """The view: the image with the chosen layers blended on top in order (each at ``opacity``);
+    ``method_layers`` are the method's declared layers, drawn when chosen and present in ``maps``."""
     out = maps.image.astype(np.float32)
     keep = maps.confidence >= threshold
+    declared = {m.title: m for m in method_layers}
     for layer in layers:
         if layer == "ground truth" and maps.gt is not None:
             rgb, shown = label_layer(maps.gt, dataset, classes)
@@ -136,8 +147,8 @@ def compose(maps: ImageMaps, layers: list[str], opacity: float, dataset: str, cl
             rgb, shown = label_layer(maps.teacher, dataset, classes, keep)
         elif layer == "student prediction":
             rgb, shown = label_layer(maps.student, dataset, classes)
-        elif layer == "selection category" and maps.category is not None:
-            rgb, shown = category_layer(maps.category, classes, maps.teacher)
+        elif layer in declared and layer in maps.categories:
+            rgb, shown = category_layer(maps.categories[layer], declared[layer].colours, classes, maps.teacher)
         elif layer == "confidence":
             rgb, shown = confidence_layer(maps.confidence)
         elif layer == "cutmix boxes":
@@ -151,9 +162,10 @@ def compose(maps: ImageMaps, layers: list[str], opacity: float, dataset: str, cl
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def image_stats(maps: ImageMaps, threshold: float, num_classes: int) -> dict:
-    """Per-image statistics: pseudo-label accuracy against the ground truth in each selection category,
-    pixels kept at the confidence threshold, and the histogram of pseudo-label classes."""
+def image_stats(maps: ImageMaps, threshold: float, num_classes: int, method_layers=()) -> dict:
+    """Per-image statistics: pseudo-label accuracy against the ground truth (overall, at the threshold, and in
+    each category of the method's layers), pixels kept at the confidence threshold, and the histogram of
+    pseudo-label classes."""
     valid = np.ones(maps.teacher.shape, bool) if maps.gt is None else maps.gt != IGNORE_INDEX
     kept = (maps.confidence >= threshold) & valid
     stats = {"pixels": int(valid.sum()), "kept": int(kept.sum()),
@@ -162,9 +174,9 @@ def image_stats(maps: ImageMaps, threshold: float, num_classes: int) -> dict:
         right = maps.teacher == maps.gt
         stats["accuracy"] = float(right[valid].mean()) if valid.any() else float("nan")
         stats["accuracy_kept"] = float(right[kept].mean()) if kept.any() else float("nan")
-        if maps.category is not None:
-            for c, name in enumerate(CATEGORY_NAMES):
-                where = valid & (maps.category == c)
+        for layer in method_layers:
+            for c, name in enumerate(layer.names):
+                where = valid & (maps.categories[layer.title] == c)
                 stats[f"accuracy {name}"] = float(right[where].mean()) if where.any() else float("nan")
                 stats[f"pixels {name}"] = int(where.sum())
     return stats

@@ -15,8 +15,7 @@ import numpy as np
 from PIL import Image
 
 from reprokit.data.palette import palette_for
-from reprokit.inspect.core import (CATEGORY_COLOURS, CATEGORY_NAMES, LAYERS, MapCache, compose, image_stats,
-                                   run_checkpoints)
+from reprokit.inspect.core import LABEL_LAYERS, MapCache, compose, image_stats, layer_names, run_checkpoints
 
 
 def png_bytes(rgb: np.ndarray, scale: int = 1) -> bytes:
@@ -63,7 +62,7 @@ class PseudoLabelInspector:
         self.index = w.IntSlider(0, 0, len(cache.splits[splits[0]]) - 1, description="image", continuous_update=False)
         self.prev, self.next = w.Button(description="◀ prev"), w.Button(description="next ▶")
         self.layers = {name: w.ToggleButton(value=name == "teacher pseudo-label", description=name,
-                                            layout=w.Layout(width="auto")) for name in LAYERS}
+                                            layout=w.Layout(width="auto")) for name in layer_names(cache.layers)}
         self.opacity = w.FloatSlider(0.6, min=0, max=1, step=0.05, description="opacity", continuous_update=False)
         self.classes = w.SelectMultiple(options=[(n, i) for i, n in enumerate(class_names)],
                                         value=tuple(range(len(class_names))), rows=6, description="classes")
@@ -101,7 +100,8 @@ class PseudoLabelInspector:
         cfg, method = load_trained_method(Path(run_dir))
         resolved = resolve_splits(cfg.data)
         samples = {"unlabeled": resolved.unlabeled, "val": resolved.val}
-        data = {s: SegDataset(samples[s], cfg.data, train=False) for s in splits if samples[s]}
+        roles = {"unlabeled": "hidden", "val": "labels"}  # the inspector shows unlabeled images' hidden truth
+        data = {s: SegDataset(samples[s], cfg.data, train=False, masks=roles[s]) for s in splits if samples[s]}
 
         def raw_image(split: str, i: int) -> np.ndarray:
             return np.asarray(Image.open(data[split].samples[i].image).convert("RGB"))
@@ -124,10 +124,10 @@ class PseudoLabelInspector:
 
     def rendered(self) -> np.ndarray:
         return compose(self.current(), self.active_layers(), self.opacity.value, self.dataset,
-                       self.selected_classes(), self.threshold.value)
+                       self.selected_classes(), self.threshold.value, self.cache.layers)
 
     def current_stats(self) -> dict:
-        return image_stats(self.current(), self.threshold.value, len(self.class_names))
+        return image_stats(self.current(), self.threshold.value, len(self.class_names), self.cache.layers)
 
     def refresh(self, kind: str = "display") -> None:
         """Redraw; ``kind`` names what changed ("image" may run the network, "display" never does)."""
@@ -163,11 +163,12 @@ class PseudoLabelInspector:
 
     def _legend_html(self) -> str:
         items = []
-        if "selection category" in self.active_layers():
-            items += [(CATEGORY_COLOURS[i], n) for i, n in enumerate(CATEGORY_NAMES)]
+        for layer in self.cache.layers:
+            if layer.title in self.active_layers():
+                items += list(zip(layer.colours, layer.names))
         pal = palette_for(self.dataset)
         shown = self.selected_classes() or set(range(len(self.class_names)))
-        if any(layer in self.active_layers() for layer in ("ground truth", "teacher pseudo-label", "student prediction")):
+        if any(layer in self.active_layers() for layer in LABEL_LAYERS):
             items += [(pal[c], self.class_names[c]) for c in sorted(shown)]
         return " ".join(f"<span style='display:inline-block;margin:1px 4px'><span style='display:inline-block;"
                         f"width:10px;height:10px;background:rgb{tuple(int(v) for v in colour)}'></span> {name}</span>"

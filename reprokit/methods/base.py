@@ -25,13 +25,36 @@ class StepOutput:
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CategoryLayer:
+    """An inspector layer a method adds: per-pixel category ids that its :meth:`Method.pseudo_labels` returns
+    under ``key``, drawn in ``colours`` and named ``names`` (both by id) in the legend and the statistics."""
+
+    title: str
+    key: str
+    names: tuple[str, ...]
+    colours: tuple[tuple[int, int, int], ...]
+
+
 class Method(nn.Module):
+    """Every attribute and method the engine reads is declared here, with the value a plain supervised
+    method needs; a method overrides what differs."""
+
     #: parameter dataclass of the method (validated from the ``method:`` block of the config)
     Params: type = None
     #: whether the method consumes unlabeled batches
     uses_unlabeled: bool = False
+    #: unlabeled batches per step: the engine hands ``training_step`` this many times the unlabeled batch size
+    unlabeled_batches: int = 1
     #: set when some trainable parameters may receive no gradient in a step (DDP needs to know)
     may_skip_params: bool = False
+    #: layers the inspector offers beside the base ones (maps of :meth:`pseudo_labels` beyond the base three)
+    inspector_layers: tuple[CategoryLayer, ...] = ()
+
+    def reads_hidden_masks(self) -> bool:
+        """Whether the step's unlabeled batches carry ``hidden_mask`` (ground truth of unlabeled images, for
+        diagnostics only); the engine does not read those masks otherwise."""
+        return False
 
     def __init__(self, cfg: Config, params: Any, num_classes: int):
         super().__init__()

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from reprokit.config import PROBABILITY, ranged
+from reprokit.labels import IGNORE_INDEX
 from reprokit.methods.base import StepOutput
-from reprokit.methods.losses import IGNORE_INDEX, supervised_loss
+from reprokit.methods.losses import supervised_loss
 from reprokit.methods.semi import (SemiParams, accuracy, check_semi_params, cutmix_views, split_forward,
                                    teacher_targets, unsup_weight)
 from reprokit.methods.supervised import Supervised
@@ -18,7 +20,7 @@ from reprokit.methods.supervised import Supervised
 @dataclass
 class FixMatchParams(SemiParams):
     name: str = "fixmatch"
-    threshold: float = 0.95
+    threshold: float = ranged(PROBABILITY, 0.95)
 
 
 class FixMatch(Supervised):
@@ -31,6 +33,9 @@ class FixMatch(Supervised):
     def __init__(self, cfg, params, num_classes):
         super().__init__(cfg, params, num_classes)
         check_semi_params(params)
+
+    def reads_hidden_masks(self) -> bool:
+        return True  # accuracy of the kept pseudo-labels (diagnostics)
 
     def training_step(self, labeled, unlabeled, step):
         weight = unsup_weight(self, step)

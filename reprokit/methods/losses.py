@@ -1,10 +1,11 @@
-"""Losses shared by several methods."""
+"""Losses shared by several methods: supervised CE / OHEM, and the confidence-weighted CE with which
+Mean Teacher and STPG learn pseudo-labels."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = 255
+from reprokit.labels import IGNORE_INDEX
 
 
 def ohem_ce(logits: torch.Tensor, target: torch.Tensor, thresh: float = 0.7, min_kept: int = 50000,
@@ -28,3 +29,16 @@ def supervised_loss(logits: torch.Tensor, target: torch.Tensor, params) -> torch
     if getattr(params, "ohem", False):
         return ohem_ce(logits, target, params.ohem_thresh, params.ohem_min_kept * target.shape[0])
     return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+
+
+def weighted_ce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
+                ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Confidence-weighted cross-entropy of Eqs. 7 and 11.
+
+    Per-pixel CE times ``weight`` (teacher confidence, times the selection mask for the Pro-Student),
+    averaged over all pixels whose target is not ``ignore_index``: zero-weight pixels stay in the
+    denominator, as in the authors' code (no confidence threshold).
+    """
+    ce = F.cross_entropy(logits, target.long(), ignore_index=ignore_index, reduction="none")
+    valid = (target != ignore_index).to(ce.dtype)
+    return (ce * weight * valid).sum() / valid.sum().clamp(min=1)

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 import torch
 
+from reprokit.labels import IGNORE_INDEX
 from reprokit.methods.base import StepOutput
-from reprokit.methods.losses import IGNORE_INDEX, supervised_loss
+from reprokit.methods.losses import supervised_loss, weighted_ce
 from reprokit.methods.semi import (TeacherParams, TeacherStudent, accuracy, ema_copy, split_forward,
                                    teacher_targets, unsup_weight)
-from reprokit.methods.stpg import weighted_ce
-from reprokit.models.deeplab import build_model
+from reprokit.models.deeplab import build_network
 
 
 @dataclass
@@ -30,7 +30,7 @@ class MeanTeacher(TeacherStudent):
 
     def __init__(self, cfg, params, num_classes):
         super().__init__(cfg, params, num_classes)
-        self.student = build_model(cfg.model, num_classes)
+        self.student = build_network(cfg.model, num_classes)
         self.teacher = ema_copy(self.student)
 
     def students(self):

@@ -1,287 +1,246 @@
-"""STPG (Hong et al., "Semi-Supervised Semantic Segmentation with Professional and General Training"):
-the paper's equations as small pure functions, and the class-wise FIFO memory bank.
+"""STPG as a method: dual mean teacher with professional and general training (Section 3) and dual
+contrastive learning with anchors (Section 3.3), assembled from the equation functions in
+:mod:`reprokit.methods.stpg_equations` (re-exported here, so ``from reprokit.methods.stpg import
+mismatch_scores`` keeps working).
 
-Equation numbers refer to Section 3 of the paper. Where the paper leaves a detail open, the docstring
-says which choice is made here (see docs/stpg.md for paper vs authors' code vs reprokit).
+One step, with u0/u1 the two unlabeled batches and x_s their CutMix strong view:
+- teachers (no gradient, one batched forward each over u0 and u1) give pseudo-labels on x_s;
+- professional module: the Pro-Student learns the Gen-Teacher's labels on the pixels kept by
+  ``pixel_selection`` (Eqs. 2-7), weighted by the Gen-Teacher's confidence;
+- general module: the Gen-Student learns all Pro-Teacher labels, confidence-weighted (Eqs. 8-11);
+- dual contrastive learning on the Gen-Student's projections (Eqs. 12-16), after warm-up phases;
+- total loss Eq. 17. The Gen-Student is evaluated.
+
+Ablations are switches: ``dual_teacher: false`` keeps one student whose own EMA teacher plays both
+teacher roles (Table 4 rows 4-5 without DM); ``pixel_selection`` any subset of cons/hmis/lmis (Table 5);
+``contrastive: false`` or ``bank_size: 0`` removes DCL (Table 4, Fig. 8a); ``lambda_u`` (Fig. 8b).
 """
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
-from scipy.optimize import linear_sum_assignment
-from torch import nn
 
-IGNORE_INDEX = 255
+from reprokit.config import COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, ConfigError, ranged
+from reprokit.labels import IGNORE_INDEX
+from reprokit.methods.base import CategoryLayer, StepOutput
+from reprokit.methods.losses import supervised_loss, weighted_ce
+from reprokit.methods.semi import (MixedViews, TeacherParams, TeacherStudent, accuracy, ema_copy, split_forward,
+                                   teacher_targets, unsup_weight)
+from reprokit.methods.stpg_equations import (SELECTION_CATEGORIES, MemoryBank, anchor_contrastive_loss,
+                                             anchor_contrastive_term, anchor_uniformity_loss,
+                                             dual_contrastive_losses, make_anchors, match_anchors, mismatch_scores,
+                                             pixel_cosines, select_pixels, similarity_loss, similarity_term,
+                                             update_prototypes)
+from reprokit.models.deeplab import build_network
 
+__all__ = ["STPG", "STPGParams", "MemoryBank", "anchor_contrastive_term", "anchor_uniformity_loss",
+           "dual_contrastive_losses", "make_anchors", "match_anchors", "mismatch_scores", "pixel_cosines",
+           "select_pixels", "similarity_term", "update_prototypes", "weighted_ce", "SELECTION_CATEGORIES"]
 
-def mismatch_scores(student_pred: torch.Tensor, teacher_pred: torch.Tensor, num_classes: int,
-                    valid: torch.Tensor | None = None) -> torch.Tensor:
-    """Class-level mismatch scores I (Eq. 5) from the confusion matrix M of the two predictions.
-
-    ``M[p, q]`` counts pixels where the student (Pro-Student) predicts p and the teacher (Gen-Teacher)
-    predicts q. ``I_q = (row_q - m_qq) / row_q + (col_q - m_qq) / col_q``; a term whose denominator
-    is 0 counts as 0. Pixels where ``valid`` is False are left out.
-
-    Free of host synchronisation, so it can run every step on a GPU without stalling it: left-out pixels
-    go to a spare bin rather than being dropped by boolean indexing (which needs their count on the host),
-    and the counts come from ``scatter_add_`` into a fixed-size vector (CUDA's ``bincount`` reads the
-    input's maximum back to size its output).
-    """
-    cells = num_classes * num_classes
-    idx = student_pred.reshape(-1).long() * num_classes + teacher_pred.reshape(-1).long()
-    if valid is not None:
-        idx = torch.where(valid.reshape(-1).bool(), idx, cells)
-    m = torch.zeros(cells + 1, dtype=torch.long, device=idx.device)
-    m = m.scatter_add_(0, idx, idx.new_ones(1).expand_as(idx))[:cells]
-    m = m.reshape(num_classes, num_classes).double()
-    diag, rows, cols = m.diagonal(), m.sum(1), m.sum(0)
-    row_term = torch.where(rows > 0, (rows - diag) / rows.clamp(min=1), torch.zeros_like(rows))
-    col_term = torch.where(cols > 0, (cols - diag) / cols.clamp(min=1), torch.zeros_like(cols))
-    return (row_term + col_term).float()
+CATEGORIES = tuple(SELECTION_CATEGORIES)
 
 
-def select_pixels(student_pred: torch.Tensor, teacher_pred: torch.Tensor, scores: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pixel selection (Eq. 6): (consistent, highly mismatched, low mismatched) boolean maps.
-
-    Consistent: both predict the same class. Highly mismatched: they differ and the teacher's class has
-    the larger mismatch score, ``scores[teacher] > scores[student]``. Low mismatched: every other pixel.
-    The three are mutually exclusive and cover every pixel.
-    """
-    cons = student_pred == teacher_pred
-    hmis = ~cons & (scores[teacher_pred.long()] > scores[student_pred.long()])
-    lmis = ~cons & ~hmis
-    return cons, hmis, lmis
-
-
-def weighted_ce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
-                ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Confidence-weighted cross-entropy of Eqs. 7 and 11.
-
-    Per-pixel CE times ``weight`` (teacher confidence, times the selection mask for the Pro-Student),
-    averaged over all pixels whose target is not ``ignore_index``: zero-weight pixels stay in the
-    denominator, as in the authors' code (no confidence threshold).
-    """
-    ce = F.cross_entropy(logits, target.long(), ignore_index=ignore_index, reduction="none")
-    valid = (target != ignore_index).to(ce.dtype)
-    return (ce * weight * valid).sum() / valid.sum().clamp(min=1)
+@dataclass
+class STPGParams(TeacherParams):
+    name: str = "stpg"
+    dual_teacher: bool = True  # Table 4 "DM"
+    pixel_selection: list = field(default_factory=lambda: ["cons", "hmis"])  # Table 5; all three = no selection
+    contrastive: bool = True  # Table 4 "DCL"
+    lambda_ctr: float = ranged(NON_NEGATIVE, 0.1)
+    tau: float = ranged(POSITIVE, 0.5)  # temperature of Eqs. 12 and 15
+    phi: float = ranged(PROBABILITY, 0.95)  # memory bank admission confidence
+    alpha: float = ranged(PROBABILITY, 0.99)  # prototype EMA, Eq. 13 (authors' code: 0.9)
+    bank_size: int = ranged(NON_NEGATIVE, 256)  # N per class; 0 removes contrastive learning (Fig. 8a)
+    # features admitted per class and step; 0 = bank_size // labeled batch size
+    bank_top_k: int = ranged(NON_NEGATIVE, 0)
+    bank_teacher: str = "gen"  # teacher whose labeled-image features fill the bank (paper: gen; code: pro)
+    proj_dim: int = ranged(COUNT, 256)
+    # Warm-up phases, as fractions of training (the code's VOC epochs 5 / 10 / 15 of 32).
+    bank_start: float = ranged(PROBABILITY, 0.15)
+    contrastive_start: float = ranged(PROBABILITY, 0.3)
+    proximity_start: float = ranged(PROBABILITY, 0.45)
+    # stop re-matching prototypes to anchors after this fraction (code, VOC: 20/32)
+    matching_freeze: float = ranged(PROBABILITY, 1.0)
 
 
-def anchor_uniformity_loss(anchors: torch.Tensor, tau: float) -> torch.Tensor:
-    """Eq. 12: ``(1/C) sum_i log sum_j exp(v_i . v_j / tau)`` (j runs over all anchors, i included)."""
-    return torch.logsumexp(anchors @ anchors.T / tau, dim=1).mean()
+def check_params(p: STPGParams) -> None:
+    bad = sorted(set(p.pixel_selection) - set(CATEGORIES))
+    if bad or not p.pixel_selection:
+        raise ConfigError(f"config key 'method.pixel_selection': expected a non-empty subset of {list(CATEGORIES)}, "
+                          f"got {p.pixel_selection}")
+    if p.bank_teacher not in ("gen", "pro"):
+        raise ConfigError(f"config key 'method.bank_teacher': expected 'gen' or 'pro', got {p.bank_teacher!r}")
+    if p.bank_teacher == "pro" and not p.dual_teacher:
+        raise ConfigError("config key 'method.bank_teacher': 'pro' needs method.dual_teacher: true")
 
 
-def make_anchors(num_classes: int, dim: int, tau: float = 0.5, seed: int = 0, steps: int = 3000) -> torch.Tensor:
-    """Fixed class anchors: random unit vectors optimised with Eq. 12 on the unit sphere.
-
-    For ``dim >= C - 1`` the optimum is a regular simplex (pairwise cosine -1/(C-1)); Adam on the
-    unnormalised vectors with re-projection reaches it to well within 0.01.
-    """
-    g = torch.Generator().manual_seed(seed)
-    raw = nn.Parameter(torch.randn(num_classes, dim, generator=g, dtype=torch.float64))
-    opt = torch.optim.Adam([raw], lr=0.05)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    for _ in range(steps):
-        opt.zero_grad()
-        anchor_uniformity_loss(F.normalize(raw, dim=1), tau).backward()
-        opt.step()
-        sched.step()
-    return F.normalize(raw.detach(), dim=1).float()
+def at_feature_size(label: torch.Tensor, size) -> torch.Tensor:
+    """Nearest-neighbour downsampling of a label map [B, H, W] to the projection's resolution."""
+    return F.interpolate(label[:, None].float(), size=size, mode="nearest")[:, 0].long()
 
 
-def _class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-class mean of L2-normalised features, itself normalised; and which classes occur. Labels outside
-    the classes go to a spare row instead of being indexed out, so nothing waits on the host."""
-    known = (labels >= 0) & (labels < num_classes)
-    y = torch.where(known, labels, num_classes).long()
-    f = F.normalize(features.float(), dim=1)
-    sums = f.new_zeros(num_classes + 1, f.shape[1]).index_add_(0, y, f)[:num_classes]
-    counts = f.new_zeros(num_classes + 1).index_add_(0, y, f.new_ones(1).expand(len(y)))[:num_classes]
-    return F.normalize(sums, dim=1), counts > 0
+def pixels(t: torch.Tensor) -> torch.Tensor:
+    """[B, D, h, w] -> [B*h*w, D]."""
+    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
 
 
-def update_prototypes(prototypes: torch.Tensor, features: torch.Tensor, labels: torch.Tensor,
-                      alpha: float = 0.99) -> torch.Tensor:
-    """Eq. 13: ``c_i <- alpha c_i + (1 - alpha) mean_i`` for each class i present in ``labels``.
+class STPG(TeacherStudent):
+    Params = STPGParams
+    may_skip_params = True  # the projection head gets no gradient before contrastive_start
+    # Eq. 6's categories of each pixel, as pseudo_labels returns them under "category": green, red, amber
+    inspector_layers = (CategoryLayer("selection category", "category", tuple(SELECTION_CATEGORIES.values()),
+                                      ((46, 160, 67), (214, 39, 40), (255, 187, 40))),)
 
-    ``mean_i`` is the normalised mean of the class's L2-normalised features. Classes absent from
-    ``labels`` are unchanged; a class whose prototype is still all zeros takes ``mean_i`` directly
-    (the EMA would otherwise start from the origin).
-    """
-    means, present = _class_means(features, labels, prototypes.shape[0])
-    fresh = prototypes.abs().sum(1) == 0
-    updated = torch.where(fresh[:, None], means, alpha * prototypes + (1 - alpha) * means)
-    return torch.where(present[:, None], updated.to(prototypes.dtype), prototypes)
+    def __init__(self, cfg, params, num_classes):
+        super().__init__(cfg, params, num_classes)
+        check_params(params)
+        proj = params.proj_dim if self.use_contrastive else 0
+        self.gen_student = build_network(dataclasses.replace(cfg.model, proj_dim=proj), num_classes)
+        self.gen_teacher = ema_copy(self.gen_student)
+        if params.dual_teacher:
+            pro_proj = proj if params.bank_teacher == "pro" else 0
+            self.pro_student = build_network(dataclasses.replace(cfg.model, proj_dim=pro_proj), num_classes)
+            self.pro_teacher = ema_copy(self.pro_student)
+        if self.use_contrastive:
+            self.register_buffer("anchors", make_anchors(num_classes, proj, params.tau, seed=cfg.train.seed))
+            self.register_buffer("prototypes", torch.zeros(num_classes, proj))
+            self.register_buffer("assignment", torch.arange(num_classes))
+            self.bank = MemoryBank(num_classes, params.bank_size, proj)
 
+    @property
+    def use_contrastive(self) -> bool:
+        return self.params.contrastive and self.params.bank_size > 0 and self.params.lambda_ctr > 0
 
-def match_anchors(prototypes: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
-    """Eq. 14: the permutation sigma minimising ``sum_i ||anchors[sigma[i]] - prototypes[i]||``
-    (Hungarian algorithm, scipy's linear_sum_assignment); ``sigma[i]`` is the anchor of class i."""
-    cost = torch.cdist(prototypes.double().cpu(), anchors.double().cpu())
-    rows, cols = linear_sum_assignment(cost.numpy())
-    sigma = torch.empty(len(rows), dtype=torch.long)
-    sigma[torch.as_tensor(rows)] = torch.as_tensor(cols)
-    return sigma.to(prototypes.device)
+    # --- roles ---------------------------------------------------------------------------------
+    def students(self):
+        nets = {"gen_student": self.gen_student}
+        if self.params.dual_teacher:
+            nets["pro_student"] = self.pro_student
+        return nets
 
+    def ema_pairs(self):
+        m = self.params.ema_momentum
+        pairs = [(self.gen_teacher, self.gen_student, m)]
+        if self.params.dual_teacher:
+            pairs.append((self.pro_teacher, self.pro_student, m))
+        return pairs
 
-def pixel_cosines(features: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-    """``directions . f / ||f||`` for features ``[B, D, P]`` (any norm) and directions ``[K, D]``: ``[B, K, P]``.
+    def eval_network(self):
+        return self.gen_teacher if self.params.eval_net == "teacher" else self.gen_student
 
-    With unit directions these are the cosines of Eqs. 15 and 16. Dividing the K dot products by the
-    feature norm gives the same values as normalising the D-dimensional features first (``F.normalize``'s
-    eps included) but spares a pass over the [B, D, P] tensor and its backward, and keeps the projection
-    head's [B, D, h, w] layout (no transposed copy).
-    """
-    dots = torch.matmul(directions.to(features.dtype), features)
-    return dots / torch.linalg.vector_norm(features, dim=1, keepdim=True).clamp_min(1e-12)
+    def pro_roles(self):
+        """(Pro-Student, Pro-Teacher); without the dual teacher the single pair plays both modules."""
+        if self.params.dual_teacher:
+            return self.pro_student, self.pro_teacher
+        return self.gen_student, self.gen_teacher
 
-
-def _masked_mean(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Mean over ``keep`` without boolean indexing (no host sync, no gather/scatter); 0 when nothing is kept."""
-    keep = keep.to(values.dtype)
-    return (values * keep).sum() / keep.sum().clamp(min=1)
-
-
-def anchor_contrastive_term(cos_anchor: torch.Tensor, labels: torch.Tensor, tau: float) -> torch.Tensor:
-    """Eq. 15 from the cosines ``[B, C, P]`` of each feature to each class's assigned anchor and labels
-    ``[B, P]``: ``-log softmax_c(cos / tau)`` at the feature's class, averaged over non-ignored features."""
-    total = F.cross_entropy(cos_anchor / tau, labels.long(), ignore_index=IGNORE_INDEX, reduction="sum")
-    return total / (labels != IGNORE_INDEX).sum().clamp(min=1)
-
-
-def similarity_term(cos_centre: torch.Tensor, labels: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
-    """Eq. 16 from the cosine-numerators ``[B, C, P]`` of each feature against each class's mean normalised
-    memory entry: ``1 - cos`` at the feature's class, averaged over features whose class has entries."""
-    num_classes = cos_centre.shape[1]
-    known = (labels >= 0) & (labels < num_classes)
-    idx = torch.where(known, labels, 0).long()
-    own = cos_centre.gather(1, idx[:, None])[:, 0]
-    return _masked_mean(1 - own, known & filled[idx])
-
-
-def anchor_contrastive_loss(features: torch.Tensor, labels: torch.Tensor, anchors: torch.Tensor,
-                            assignment: torch.Tensor, tau: float = 0.5) -> torch.Tensor:
-    """Eq. 15 averaged over features ``[N, D]``: ``-log softmax_c(f . v_sigma / tau)`` with f L2-normalised,
-    i.e. pull each feature to its class anchor and push it from every other class anchor.
-    Features labelled ``IGNORE_INDEX`` are left out."""
-    return anchor_contrastive_term(pixel_cosines(features.T[None], anchors[assignment]), labels[None], tau)
-
-
-def similarity_loss(features: torch.Tensor, labels: torch.Tensor, memory: list[torch.Tensor]) -> torch.Tensor:
-    """Eq. 16 averaged over features: for a feature f of class c, the mean over the class's memory
-    entries i+ of ``1 - cos(f, i+)``. Features of classes with an empty memory contribute nothing.
-
-    The mean of the cosines equals the cosine's numerator against the mean of the normalised entries,
-    ``mean_i f^.i^ = f^.(mean_i i^)``, so each class costs one [N, D] mean instead of an [n, N] product:
-    the same value, and the cost no longer grows with n x N.
-    """
-    dim = features.shape[1]
-    centres = torch.stack([F.normalize(m.to(features.dtype), dim=1).mean(0) if m is not None and len(m)
-                           else features.new_zeros(dim) for m in memory])
-    filled = torch.tensor([m is not None and len(m) > 0 for m in memory], device=features.device)
-    return similarity_to_centres(features, labels, centres, filled)
-
-
-def similarity_to_centres(features: torch.Tensor, labels: torch.Tensor, centres: torch.Tensor,
-                          filled: torch.Tensor) -> torch.Tensor:
-    """Eq. 16 for features ``[N, D]`` given each class's mean normalised memory entry ``centres`` [C, D] and
-    which classes have entries (``filled`` [C]); :meth:`MemoryBank.centres` gives both."""
-    return similarity_term(pixel_cosines(features.T[None], centres), labels[None], filled)
-
-
-def dual_contrastive_losses(features: torch.Tensor, labels: torch.Tensor, assigned_anchors: torch.Tensor,
-                            centres: torch.Tensor, filled: torch.Tensor, tau: float
-                            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Eq. 15, Eq. 16) for projections ``[B, D, P]`` and labels ``[B, P]`` from one product against the
-    stacked anchors and memory centres, as the training step needs both on the same features."""
-    cos = pixel_cosines(features, torch.cat([assigned_anchors, centres.to(assigned_anchors.dtype)]))
-    num_classes = centres.shape[0]
-    return (anchor_contrastive_term(cos[:, :num_classes], labels, tau),
-            similarity_term(cos[:, num_classes:], labels, filled))
-
-
-class MemoryBank(nn.Module):
-    """Per-class FIFO queues of at most ``size`` feature vectors (Section 3.3, proximity-guided sampling).
-
-    Stored as buffers ([C, N, D] ring buffer, its L2-normalised copy, fill counts and write pointers) so
-    the bank is part of ``state_dict`` and survives exact resume. The normalised copy is written once per
-    entry, so Eq. 16's class centres are one sum per step instead of a normalisation of the whole bank.
-
-    Admission: teacher features of labeled pixels where the teacher is correct and confident (max
-    probability > phi); of those, the ``top_k`` closest (cosine) to the class anchor when proximity is
-    on, else the first ``top_k``.
-    """
-
-    def __init__(self, num_classes: int, size: int, dim: int):
-        super().__init__()
-        self.size = size
-        self.register_buffer("bank", torch.zeros(num_classes, max(size, 1), dim))
-        self.register_buffer("unit", torch.zeros(num_classes, max(size, 1), dim))  # slots not yet used stay 0
-        self.register_buffer("count", torch.zeros(num_classes, dtype=torch.long))
-        self.register_buffer("ptr", torch.zeros(num_classes, dtype=torch.long))
-
-    def push(self, c: int, feats: torch.Tensor) -> None:
-        """Append ``feats`` to class c's queue, dropping the oldest entries beyond ``size``."""
-        if self.size == 0 or len(feats) == 0:
-            return
-        feats = feats[-self.size:]
-        self._append(torch.tensor([c], device=self.bank.device), feats[None],
-                     torch.ones(1, len(feats), dtype=torch.bool, device=self.bank.device))
-
-    def _append(self, classes: torch.Tensor, feats: torch.Tensor, taken: torch.Tensor) -> None:
-        """Ring-buffer write of ``feats`` [K, k, D] (k <= size) into the queues of ``classes`` [K]; only the
-        entries where ``taken`` [K, k] is True, which form a prefix of each row. Untaken entries write their
-        slot's own value back, so the write is one fixed-shape operation with no host round trip."""
-        k = feats.shape[1]
-        slots = (self.ptr[classes][:, None] + torch.arange(k, device=feats.device)) % self.size
-        rows = classes[:, None].expand_as(slots)
-        keep = taken[..., None]
-        feats = feats.detach().to(self.bank.dtype)
-        self.bank[rows, slots] = torch.where(keep, feats, self.bank[rows, slots])
-        self.unit[rows, slots] = torch.where(keep, F.normalize(feats, dim=2), self.unit[rows, slots])
-        added = taken.sum(1)
-        self.ptr[classes] = (self.ptr[classes] + added) % self.size
-        self.count[classes] = torch.clamp(self.count[classes] + added, max=self.size)
-
-    def get(self, c: int) -> torch.Tensor:
-        """Class c's entries, oldest first."""
-        n = int(self.count[c])
-        if n < self.size:
-            return self.bank[c, :n]
-        start = int(self.ptr[c])
-        return torch.cat([self.bank[c, start:], self.bank[c, :start]])
-
-    def entries(self) -> list[torch.Tensor]:
-        return [self.get(c) for c in range(self.bank.shape[0])]
-
-    def centres(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean normalised entry per class [C, D], which classes hold entries [C]) straight from the ring
-        buffer (order does not matter for a mean; unused slots are zero)."""
-        return self.unit.sum(1) / self.count.clamp(min=1)[:, None].to(self.unit.dtype), self.count > 0
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        """Checkpoints written before the normalised copy existed rebuild it from the stored entries."""
-        if prefix + "unit" not in state_dict and prefix + "bank" in state_dict:
-            state_dict[prefix + "unit"] = F.normalize(state_dict[prefix + "bank"], dim=2)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+    def label_roles(self):
+        """The professional module's pair: Gen-Teacher labels, Pro-Student learns the selected pixels."""
+        return self.gen_teacher, self.pro_roles()[0]
 
     @torch.no_grad()
-    def admit(self, features: torch.Tensor, labels: torch.Tensor, teacher_pred: torch.Tensor,
-              teacher_conf: torch.Tensor, phi: float, top_k: int, anchors: torch.Tensor | None = None) -> None:
-        """Admit features [N, D] with ground truth ``labels``, given the teacher's prediction and confidence.
+    def pseudo_labels(self, batch):
+        """Adds the selection category per pixel (0 consistent, 1 highly, 2 low mismatched, Eq. 6) and the
+        batch's class mismatch scores (Eq. 5) to the base maps."""
+        maps = super().pseudo_labels(batch)
+        student, teacher = maps["student_pred"], maps["teacher_label"]
+        scores = mismatch_scores(student, teacher, self.num_classes, valid=batch.get("valid"))
+        _, hmis, lmis = select_pixels(student, teacher, scores)
+        maps["category"] = (hmis.to(torch.uint8) + 2 * lmis.to(torch.uint8))
+        maps["scores"] = scores
+        return maps
 
-        All classes at once: each class ranks its eligible pixels (by closeness to its anchor, or by
-        position) and the best ``min(top_k, size)`` are appended, best first."""
-        if self.size == 0 or len(features) == 0:
-            return
-        num_classes = self.bank.shape[0]
-        classes = torch.arange(num_classes, device=features.device)
-        eligible = (teacher_pred == labels) & (teacher_conf > phi) & (labels != IGNORE_INDEX)
-        own = eligible[None] & (labels[None] == classes[:, None])  # [C, N]
-        if anchors is not None:
-            key = F.normalize(anchors.to(features.dtype), dim=1) @ F.normalize(features, dim=1).T
-        else:  # first come, first admitted
-            key = -torch.arange(len(features), device=features.device, dtype=features.dtype).expand(num_classes, -1)
-        key, order = key.masked_fill(~own, float("-inf")).topk(min(top_k, self.size, len(features)), dim=1)
-        self._append(classes, features[order], key > float("-inf"))
+    # --- the step ------------------------------------------------------------------------------
+    def training_step(self, labeled, unlabeled, step):
+        p = self.params
+        x_l, y_l = labeled["image"], labeled["mask"]
+        b = x_l.shape[0]
+        views = self.views(unlabeled, step)
+        pro_teacher = self.pro_roles()[1]
+        bank_net = self.gen_teacher if p.bank_teacher == "gen" else pro_teacher
+
+        with torch.no_grad():  # gradient-free teacher passes, u0 and u1 (and x_l for the bank) batched
+            bank_in = torch.cat([x_l, views.x_w]) if self.use_contrastive else views.x_w
+            bank_out = bank_net(bank_in, return_features=True)
+            bank_probs = bank_out["logits"].softmax(1)
+            gen_probs = bank_probs[-views.x_w.shape[0]:] if bank_net is self.gen_teacher else \
+                self.gen_teacher(views.x_w).softmax(1)
+            pro_probs = bank_probs[-views.x_w.shape[0]:] if bank_net is pro_teacher else \
+                pro_teacher(views.x_w).softmax(1)
+            gen_conf, gen_label = teacher_targets(gen_probs, views)
+            pro_conf, pro_label = teacher_targets(pro_probs, views)
+
+        gen_out = split_forward(self.gen_student, x_l, views.x_s, p.strong_bn_update, return_features=True)
+        gen_logits = gen_out["logits"]
+        losses = {"sup_gen": supervised_loss(gen_logits[:b], y_l, p)}
+        if p.dual_teacher:
+            pro_logits = split_forward(self.pro_student, x_l, views.x_s, p.strong_bn_update)
+            losses["sup_pro"] = supervised_loss(pro_logits[:b], y_l, p)
+        else:
+            pro_logits = gen_logits
+
+        # Professional module (Eqs. 2-7): Gen-Teacher labels on the selected pixels.
+        pro_pred = pro_logits[b:].detach().max(1).indices  # same as argmax, faster on CPU (docs/measurements.md)
+        teacher_pred = torch.where(views.valid, gen_label, pro_pred)  # padding: no class, counts as agreement
+        scores = mismatch_scores(pro_pred, teacher_pred, self.num_classes, valid=views.valid)
+        masks = dict(zip(CATEGORIES, select_pixels(pro_pred, teacher_pred, scores)))
+        selected = torch.zeros_like(views.valid)
+        for name in p.pixel_selection:
+            selected |= masks[name]
+        lambda_u = unsup_weight(self, step)
+        losses["pro"] = lambda_u * weighted_ce(pro_logits[b:], gen_label, gen_conf * selected)
+        # General module (Eqs. 8-11): all Pro-Teacher labels.
+        if p.dual_teacher:
+            losses["gen"] = lambda_u * weighted_ce(gen_logits[b:], pro_label, pro_conf)
+
+        diagnostics = self.selection_diagnostics(masks, scores, views, gen_label, pro_label)
+        if self.use_contrastive:
+            self.contrastive_step(step, gen_out["proj"], bank_out, bank_probs, y_l, pro_label, losses, diagnostics)
+        return StepOutput(losses, diagnostics)
+
+    def contrastive_step(self, step, proj, bank_out, bank_probs, y_l, pro_label, losses, diagnostics):
+        """Dual contrastive learning (Eqs. 13-16) on the Gen-Student's projections of labeled pixels (ground
+        truth) and strong-view pixels (Pro-Teacher labels); fills the memory bank from teacher features."""
+        p, b = self.params, y_l.shape[0]
+        size = proj.shape[-2:]
+        y_small = at_feature_size(y_l, size)
+        with torch.no_grad():
+            labeled_feats = pixels(proj[:b].detach())
+            self.prototypes.copy_(update_prototypes(self.prototypes, labeled_feats, y_small.reshape(-1), p.alpha))
+            if not self.phase(step, p.matching_freeze) or step == 0:
+                self.assignment.copy_(match_anchors(self.prototypes, self.anchors))
+            if self.phase(step, p.bank_start):
+                self.admit_to_bank(step, bank_out["proj"][:b], bank_probs[:b], y_small)
+        diagnostics["bank_fill"] = self.bank.count.float().mean() / p.bank_size
+        if self.phase(step, p.contrastive_start):
+            labels = torch.cat([y_small, at_feature_size(pro_label, size)]).flatten(1)
+            ac, sim = dual_contrastive_losses(proj.flatten(2), labels, self.anchors[self.assignment],
+                                              *self.bank.centres(), p.tau)
+            losses["ac"], losses["sim"] = p.lambda_ctr * ac, p.lambda_ctr * sim
+
+    def admit_to_bank(self, step, teacher_proj, teacher_probs, y_small):
+        """Offers the bank teacher's projections of labeled pixels, with its prediction and confidence at the
+        projection's resolution."""
+        p = self.params
+        probs = F.interpolate(teacher_probs, size=y_small.shape[-2:], mode="bilinear", align_corners=False)
+        conf, pred = probs.max(1)
+        top_k = p.bank_top_k or max(1, p.bank_size // y_small.shape[0])
+        anchors = self.anchors[self.assignment] if self.phase(step, p.proximity_start) else None
+        self.bank.admit(pixels(teacher_proj), y_small.reshape(-1), pred.reshape(-1), conf.reshape(-1), p.phi,
+                        top_k, anchors)
+
+    def selection_diagnostics(self, masks, scores, views: MixedViews, gen_label, pro_label) -> dict:
+        """Selection ratios and per-class mismatch scores; with hidden ground truth, the accuracy of the
+        Gen-Teacher's pseudo-labels in each category (the paper's claim: hmis is more often right than lmis)."""
+        valid = views.valid & (gen_label != IGNORE_INDEX)
+        n = valid.sum().clamp(min=1)
+        diag = {f"sel/{k}": (m & valid).sum() / n for k, m in masks.items()}
+        diag.update({f"mismatch/{c}": s for c, s in enumerate(scores)})
+        if views.gt is not None:
+            diag.update({f"acc/{k}": accuracy(gen_label, views.gt, m & valid) for k, m in masks.items()})
+            diag["acc/gen_teacher"] = accuracy(gen_label, views.gt, valid)
+            diag["acc/pro_teacher"] = accuracy(pro_label, views.gt, valid)
+        return diag

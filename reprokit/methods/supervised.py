@@ -3,17 +3,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reprokit.config import COUNT, PROBABILITY, MethodParams, ranged
 from reprokit.methods.base import Method, StepOutput
 from reprokit.methods.losses import supervised_loss
-from reprokit.models.deeplab import build_model
+from reprokit.models.deeplab import build_network
 
 
 @dataclass
-class SupervisedParams:
+class SupervisedParams(MethodParams):
     name: str = "supervised"
     ohem: bool = False  # OHEM cross-entropy (Cityscapes protocol)
-    ohem_thresh: float = 0.7
-    ohem_min_kept: int = 50000  # per image
+    ohem_thresh: float = ranged(PROBABILITY, 0.7)
+    ohem_min_kept: int = ranged(COUNT, 50000)  # per image
 
 
 class Supervised(Method):
@@ -21,7 +22,7 @@ class Supervised(Method):
 
     def __init__(self, cfg, params, num_classes):
         super().__init__(cfg, params, num_classes)
-        self.net = build_model(cfg.model, num_classes)
+        self.net = build_network(cfg.model, num_classes)
 
     def students(self):
         return {"net": self.net}

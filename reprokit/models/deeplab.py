@@ -16,6 +16,7 @@ import torchvision
 from torch import nn
 
 from reprokit.config import ModelConfig
+from reprokit.records import TensorFileError, load_tensors
 
 
 class CheckpointKeyError(RuntimeError):
@@ -110,8 +111,8 @@ BASIC_DEPTHS = {"resnet18": [2, 2, 2, 2], "resnet34": [3, 4, 6, 3]}
 def narrow_resnet(name: str, width: int) -> nn.Module:
     """ResNet-18/34 with ``width`` channels in the first stage instead of 64 (then 2x, 4x, 8x).
 
-    torchvision fixes the widths, but the embedded default trains on a CPU, where a
-    quarter-width network is about ten times cheaper and still large enough for digit scenes. The
+    torchvision fixes the widths, but the embedded default trains on a CPU, where a narrow network is much
+    cheaper (docs/measurements.md) and still large enough for digit scenes. The
     attribute names match torchvision's so the rest of the backbone code is shared.
     """
     from torchvision.models.resnet import BasicBlock
@@ -149,9 +150,9 @@ def load_pretrained(net: nn.Module, path: str) -> None:
     if not file.is_file():
         raise CheckpointKeyError(f"model.pretrained: file not found: {file}")
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        raise CheckpointKeyError(f"model.pretrained: {file} is not a loadable state dict ({exc})") from None
+        state = load_tensors(file)
+    except TensorFileError as exc:
+        raise CheckpointKeyError(f"model.pretrained: {exc}") from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
@@ -184,10 +185,6 @@ class DeepLabV3Plus(nn.Module):
         self.classifier = nn.Sequential(nn.Dropout2d(cfg.dropout), nn.Conv2d(cfg.decoder_channels, num_classes, 1))
         self.projector = ProjectionHead(cfg.decoder_channels, cfg.proj_dim, cfg.dropout) if cfg.proj_dim else None
 
-    def head_modules(self) -> list[nn.Module]:
-        """Everything but the backbone (gets ``optim.head_lr_mult``)."""
-        return [m for m in (self.aspp, self.reduce, self.fuse, self.classifier, self.projector) if m is not None]
-
     def forward(self, x: torch.Tensor, return_features: bool = False):
         low, high = self.backbone(x)
         high = F.interpolate(self.aspp(high), size=low.shape[-2:], mode="bilinear", align_corners=False)
@@ -201,5 +198,6 @@ class DeepLabV3Plus(nn.Module):
         return out
 
 
-def build_model(cfg: ModelConfig, num_classes: int) -> DeepLabV3Plus:
+def build_network(cfg: ModelConfig, num_classes: int) -> DeepLabV3Plus:
+    """One segmentation network (a method may own several: students, teachers)."""
     return DeepLabV3Plus(cfg, num_classes)

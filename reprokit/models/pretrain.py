@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from reprokit.config import DataConfig, ModelConfig
 from reprokit.data.glyphs import CLASSES, GlyphSet, GlyphSetSpec, build_glyph_set, describe
-from reprokit.records import git_commit, write_json_atomic
+from reprokit.records import git_commit, write_atomic, write_json_atomic
 from reprokit.models.deeplab import ResNetBackbone, resnet_trunk
 
 RECIPE_VERSION = 1  # bump whenever the training code changes what the weights are
@@ -170,9 +170,7 @@ def _build(path: Path, model_cfg: ModelConfig, recipe: PretrainRecipe, progress:
         "torch": torch.__version__,
         "git": git_commit(),
     })
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda fh: torch.save(state, fh))
 
 
 def ensure_pretrained(model_cfg: ModelConfig, progress: bool = False, force: bool = False) -> Path:

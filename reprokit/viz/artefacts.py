@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from reprokit.methods.stpg_equations import SELECTION_CATEGORIES
 from reprokit.results import load_runs, selection_summary
 from reprokit.stats import format_difference, format_seed_differences, paired_difference
 from reprokit.viz import plots, provenance, tables
@@ -84,15 +85,20 @@ def build_tables_1_3(inputs: Inputs) -> Built:
     return inputs.finish(built, inputs.used(names))
 
 
-def build_ablation(inputs: Inputs, source: str) -> Built:
+def build_ablation(inputs: Inputs, source: str | None) -> Built:
     """Table 4 or Table 5 (``source``): one row per ablation, beside the paper's numbers of the preset's
-    protocol, or of the only protocol the paper's table has (its Table 5 covers Cityscapes alone)."""
+    protocol, or of the only protocol the paper's table has (its Table 5 covers Cityscapes alone). Without a
+    ``source`` (the component ablations of CW-BASS and FARCLUSS, which their papers do not give on these rows)
+    the table has no paper columns."""
     paper = tables.paper_numbers()
     protocols = list(paper[paper["source"] == source]["dataset"].unique())
-    paper_ds = inputs.preset.paper_dataset if inputs.preset.paper_dataset in protocols else protocols[0]
+    paper_ds = inputs.preset.paper_dataset if inputs.preset.paper_dataset in protocols else next(iter(protocols), None)
     table = tables.ablation_table(inputs.runs, inputs.named, source, paper_ds)
-    caption = (f"{source} on {inputs.preset.name} at 1/8 labels: reprokit mIoU (%) (mean ± std (seeds)), gain over "
-               f"the first row (paired by seed: mean [95 % t-interval] (seeds)), and the paper's {paper_ds} numbers; "
+    if source is None:
+        table = table.drop(columns=["paper", "paper gain"])
+    reference = f", and the paper's {paper_ds} numbers" if paper_ds else ""
+    caption = (f"{source or inputs.name} on {inputs.preset.name} at 1/8 labels: reprokit mIoU (%) (mean ± std "
+               f"(seeds)), gain over the first row (paired by seed: mean [95 % t-interval] (seeds)){reference}; "
                f"{inputs.note()}")
     return inputs.finish(Built(tables.write_table(table, inputs.out / inputs.name, caption), inputs.missing(), table))
 
@@ -165,11 +171,10 @@ def paired_table(by_seed: dict[str, pd.Series], compare) -> pd.DataFrame:
 def selection_table(run_dirs) -> pd.DataFrame:
     """Pixel share and pseudo-label accuracy per selection category over seeds (percent)."""
     per_run = selection_summary(run_dirs)
-    names = {"cons": "consistent", "hmis": "highly mismatched", "lmis": "low mismatched"}
-    return pd.DataFrame([{"category": names[c],
+    return pd.DataFrame([{"category": name,
                           "pixels (%)": tables.fmt(**tables.mean_std(per_run[f"sel/{c}"].dropna())),
                           "accuracy (%)": tables.fmt(**tables.mean_std(per_run[f"acc/{c}"].dropna()))}
-                         for c in names])
+                         for c, name in SELECTION_CATEGORIES.items()])
 
 
 def build_fig6(inputs: Inputs) -> Built:

@@ -10,9 +10,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from reprokit.methods import REGISTRY
+
 # Table 4's rows: the label (also the paper's row name in paper_numbers.csv) and the experiment's name
 TABLE4_ROWS = {"L_s": "ls", "+L_u (MT)": "mt", "+DM": "dm", "+DM+PS": "dm_ps", "+DM+DCL": "dm_dcl",
                "STPG (all)": "stpg"}
+# The component ablations of CW-BASS and FARCLUSS (no paper numbers): the full method first, so each row's gain
+# is what changing that one component does; Mean Teacher, the base both build on, last.
+CW_BASS_ROWS = {"CW-BASS (full)": "cw_bass-1_8", "without boundary term": "cw_bass-no_boundary",
+                "without dynamic threshold": "cw_bass-no_threshold", "with confidence decay": "cw_bass-decay",
+                "single view (authors' code)": "cw_bass-single_view", "Mean Teacher": "table4-mt"}
+FARCLUSS_ROWS = {"FARCLUSS (full)": "farcluss-1_8", "without fuzzy labels (top-1)": "farcluss-hard_labels",
+                 "without entropy weights": "farcluss-no_entropy",
+                 "without class rebalancing": "farcluss-no_rebalancing",
+                 "without contrastive term": "farcluss-no_contrastive", "Mean Teacher": "table4-mt"}
 
 
 @dataclass(frozen=True)
@@ -28,17 +39,19 @@ class Preset:
         """The config name of ``experiment`` on this data set."""
         return f"{self.name}-{experiment}"
 
+    def rows(self, experiments: dict[str, str]) -> dict[str, str]:
+        """{row label: config name} of ``experiments`` ({row label: experiment}) on this data set."""
+        return {label: self.config(experiment) for label, experiment in experiments.items()}
+
     @property
     def table4(self) -> dict[str, str]:
         """{Table 4 row label: config name}; several artefacts reuse these runs."""
-        return {label: self.config(f"table4-{row}") for label, row in TABLE4_ROWS.items()}
+        return self.rows({label: f"table4-{row}" for label, row in TABLE4_ROWS.items()})
 
     @property
     def methods(self) -> dict[str, str]:
-        """The methods compared at 1/8 labels, {label: config name}."""
-        t4 = self.table4
-        return {"supervised": t4["L_s"], "Mean Teacher": t4["+L_u (MT)"], "FixMatch": self.config("fixmatch-1_8"),
-                "STPG": t4["STPG (all)"]}
+        """The methods compared at 1/8 labels, {label: config name}, as the method registry lists them."""
+        return {entry.label: self.config(entry.experiment) for entry in REGISTRY.values() if entry.experiment}
 
 
 PRESETS = {
@@ -46,7 +59,8 @@ PRESETS = {
         "digits", "cityscapes", tuple(f"digit {d}" for d in range(5, 10)),
         extra_rows={"oracle (hidden labels)": "digits-oracle"},
         compare=(("STPG", "supervised"), ("STPG", "Mean Teacher"), ("Mean Teacher", "supervised"),
-                 ("FixMatch", "supervised"), ("oracle (hidden labels)", "supervised"),
+                 ("FixMatch", "supervised"), ("CW-BASS", "supervised"), ("CW-BASS", "Mean Teacher"),
+                 ("FARCLUSS", "supervised"), ("FARCLUSS", "Mean Teacher"), ("oracle (hidden labels)", "supervised"),
                  ("supervised, all labels", "supervised")),
         init={"supervised": ("digits-table4-ls", "digits-scratch-ls"),
               "Mean Teacher": ("digits-table4-mt", "digits-scratch-mt"),

@@ -17,6 +17,7 @@ from reprokit.data.datasets import SegDataset, class_names, resolve_splits  # no
 from reprokit.data.palette import colorize, palette_for  # noqa: E402
 from reprokit.engine.evaluate import predict_probs  # noqa: E402
 from reprokit.engine.reeval import load_trained_method  # noqa: E402
+from reprokit.labels import IGNORE_INDEX  # noqa: E402
 
 
 class TrainedRun:
@@ -33,7 +34,7 @@ class TrainedRun:
     def predict(self, index: int) -> np.ndarray:
         item = self.val[index]
         probs = predict_probs(self.net, item["image"][None], self.cfg.eval,
-                              self.cfg.eval.crop_size or self.cfg.data.crop_size, self.cfg.data.num_classes)
+                              self.cfg.eval_crop_size, self.cfg.data.num_classes)
         return probs.argmax(1)[0].numpy().astype(np.uint8)
 
     def image(self, index: int) -> np.ndarray:
@@ -74,7 +75,7 @@ def sample_features(run: TrainedRun, per_class: int = 256, seed: int = 0, max_im
         item = run.val[i]
         f = run.net(item["image"][None], return_features=True)["features"][0]
         y = F.interpolate(item["mask"][None, None].float(), size=f.shape[-2:], mode="nearest")[0, 0].long()
-        keep = y.reshape(-1) != 255
+        keep = y.reshape(-1) != IGNORE_INDEX
         feats.append(f.reshape(f.shape[0], -1).T[keep])
         labels.append(y.reshape(-1)[keep])
     feats, labels = torch.cat(feats).numpy(), torch.cat(labels).numpy()

@@ -17,7 +17,9 @@ SPLIT_BY_FRACTION = {0.0625: "1/16", 0.125: "1/8", 0.25: "1/4", 0.5: "1/2", 1.0:
 
 
 def paper_numbers() -> pd.DataFrame:
-    """Every mIoU the STPG paper reports (Tables 1-5, Fig. 8b), with its source table and split."""
+    """Every mIoU the STPG paper reports (Tables 1-5, Fig. 8b), with its source table and split, and the
+    reported cells of CW-BASS (arXiv:2502.15152) and FARCLUSS (source ``CW-BASS paper`` / ``FARCLUSS paper``;
+    FARCLUSS's classic VOC fractions 1/16 .. 1/2 stored as their label counts 92 .. 732)."""
     with resources.files("reprokit.viz").joinpath("paper_numbers.csv").open() as f:
         return pd.read_csv(f, dtype={"split": str})
 

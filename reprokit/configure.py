@@ -1,0 +1,21 @@
+"""Reading a whole configuration: the sections of :mod:`reprokit.config` with the ``method:`` block resolved
+to its method's parameter dataclass through the method registry. This module sits above both, so the config
+module never imports the methods (which import it), and ``Config.method`` is typed."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from reprokit.config import Config, apply_overrides, build_config, read_yaml
+from reprokit.methods import method_params
+
+
+def from_dict(raw: dict, source: str = "<dict>") -> Config:
+    """Validate a plain mapping into a :class:`~reprokit.config.Config`; errors name ``source`` and the key."""
+    return build_config(raw, source, method_params)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """A params file (``_base_`` chain merged) with ``key=value`` overrides applied; the built-in defaults
+    without a file."""
+    raw = read_yaml(path) if path else {}
+    return from_dict(apply_overrides(raw, overrides or []), str(path) if path else "<defaults>")

@@ -1,0 +1,41 @@
+"""Run records carry a format version. The committed evidence in docs/runs predates the field: it reads as
+format 1 and keeps building the tables and figures; a format this version does not know is refused by name."""
+import json
+import shutil
+
+import pytest
+
+from reprokit.cli import main as cli_main
+from reprokit.engine.rundir import RunDirError, prepare
+from reprokit.results import load_run, load_runs
+from tests.conftest import ROOT
+
+BENCHMARK = ROOT / "docs" / "runs" / "benchmark"
+
+
+def test_the_archived_benchmark_records_load_as_format_1():
+    metas = [json.loads(p.read_text()) for p in BENCHMARK.rglob("meta.json")]
+    assert metas and not any("format" in m for m in metas)
+    runs = load_runs(BENCHMARK)
+    assert len(runs) == len(list(BENCHMARK.rglob("eval.json"))) and runs["miou"].notna().all()
+
+
+def test_figures_still_build_from_the_archived_benchmark_records(tmp_path):
+    out = tmp_path / "figures"
+    assert cli_main(["figures", "--runs", str(BENCHMARK), "--out", str(out), "--only", "summary", "table4",
+                     "fig6"]) == 0
+    for name in ("summary.md", "table4.md", "fig6.png"):
+        assert (out / name).is_file(), name
+
+
+def test_an_unknown_record_format_is_refused_naming_it(tmp_path, tiny_cfg):
+    source = next(p.parent for p in sorted(BENCHMARK.rglob("eval.json")))
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    meta = json.loads((run / "meta.json").read_text())
+    (run / "meta.json").write_text(json.dumps({**meta, "format": 99}))
+    with pytest.raises(RunDirError, match=r"meta.json: run record format 99; this reprokit reads formats 1, 2"):
+        load_run(run)
+    with pytest.raises(RunDirError, match="run record format 99"):
+        prepare(run, tiny_cfg())
+    assert (run / "config.yaml").read_text() == (source / "config.yaml").read_text()  # nothing rewritten
