@@ -1,4 +1,4 @@
-"""Command line: ``reprokit train | eval | sweep | figures | data | pretrain | results``."""
+"""Command line: ``reprokit train | eval | sweep | figures | data | pretrain | results | archive | replay``."""
 from __future__ import annotations
 
 import argparse
@@ -106,6 +106,24 @@ def _archive(args) -> int:
     return 0 if copied else 1
 
 
+def _replay(args) -> int:
+    from reprokit.records import write_json_atomic
+    from reprokit.replay import replay, verdict_line
+
+    if args.steps < 1:
+        print(f"reprokit: error: --steps must be a positive step count, got {args.steps}", file=sys.stderr)
+        return 2
+    results = []
+    for record in args.records:
+        result = replay(record, args.steps)
+        print(verdict_line(result), flush=True)
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            write_json_atomic(Path(args.out) / f"{result['run_id']}.json", result)
+        results.append(result)
+    return 0 if all(r["identical"] for r in results) else 1
+
+
 def _sweep(args) -> int:
     from reprokit.sweep import run_sweep, sweep_report
 
@@ -206,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("root")
     a.add_argument("dest")
     a.set_defaults(func=_archive)
+    rp = sub.add_parser("replay", help="retrain recorded runs' first steps with the current code and check that "
+                                       "every logged value comes out bit for bit the same")
+    rp.add_argument("records", nargs="+", metavar="RUN_DIR", help="run directories or archived records")
+    rp.add_argument("--steps", type=int, required=True, help="replay up to this step of each run's schedule")
+    rp.add_argument("--out", help="folder for one <run_id>.json verdict per record (e.g. docs/runs/replay)")
+    rp.set_defaults(func=_replay)
     return p
 
 
@@ -227,12 +251,13 @@ def main(argv: list[str] | None = None) -> int:
     from reprokit.data.errors import DataError
     from reprokit.engine.checkpoint import CheckpointError
     from reprokit.engine.rundir import RunDirError
+    from reprokit.replay import ReplayError
 
     args = build_parser().parse_args(argv)
     warnings.showwarning = _show_warning
     try:
         return args.func(args)
-    except (ConfigError, DataError, CheckpointError, RunDirError) as exc:
+    except (ConfigError, DataError, CheckpointError, RunDirError, ReplayError) as exc:
         print(f"reprokit: error: {exc}", file=sys.stderr)
         return 2
 

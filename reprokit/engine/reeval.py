@@ -31,19 +31,24 @@ def load_trained_method(run_dir: Path, overrides: list[str] | None = None):
     return cfg, method
 
 
-def reevaluate(run_dir: Path, overrides: list[str] | None = None) -> dict:
-    """Only ``eval.*`` overrides make sense here; results go to eval.json (default settings) or
-    eval-<mode>.json (anything else), so the original record is never overwritten."""
-    bad = [o for o in overrides or [] if not o.startswith("eval.")]
-    if bad:
-        raise CheckpointError(f"reprokit eval accepts only eval.* overrides, got {bad[0]!r}")
+def evaluate_checkpoint(run_dir: Path, overrides: list[str] | None = None) -> tuple:
+    """(config, eval summary) of a run's checkpoint evaluated by the current code; writes nothing."""
     cfg, method = load_trained_method(run_dir, overrides)
     dist = init_distributed(cfg.train.device)
     method.to(dist.device)
     splits = resolve_splits(cfg.data)
     result = evaluate(method.eval_network(), SegDataset(splits.val, cfg.data, train=False), cfg.eval,
                       cfg.eval_crop_size, cfg.data.num_classes, dist, progress=show_progress())
-    summary = eval_summary(result, class_names(cfg.data), cfg.eval)
+    return cfg, eval_summary(result, class_names(cfg.data), cfg.eval)
+
+
+def reevaluate(run_dir: Path, overrides: list[str] | None = None) -> dict:
+    """Only ``eval.*`` overrides make sense here; results go to eval.json (default settings) or
+    eval-<mode>.json (anything else), so the original record is never overwritten."""
+    bad = [o for o in overrides or [] if not o.startswith("eval.")]
+    if bad:
+        raise CheckpointError(f"reprokit eval accepts only eval.* overrides, got {bad[0]!r}")
+    cfg, summary = evaluate_checkpoint(run_dir, overrides)
     name = "eval.json" if not overrides else f"eval-{cfg.eval.mode}{'-flip' if cfg.eval.flip else ''}.json"
     rundir.write_json_atomic(run_dir / name, summary)
     return summary

@@ -170,6 +170,13 @@ class Trainer:
 
     # --- the loop -----------------------------------------------------------------------------
     def fit(self) -> dict:
+        """Train to the end of the schedule and evaluate."""
+        return self.train_until(self.total, evaluate_after=True)
+
+    def train_until(self, stop: int, evaluate_after: bool = False) -> dict:
+        """Train up to step ``stop`` of the full schedule (the learning rate and every ramp still follow
+        ``self.total``), then evaluate if asked; ``reprokit replay`` stops early to check that the current code
+        retraces a recorded run step for step."""
         cfg, dist, main = self.cfg, self.dist, self.dist.is_main
         if main:
             rundir.truncate_metrics(self.run_dir / "metrics.jsonl", self.start_step)
@@ -179,15 +186,15 @@ class Trainer:
                 "labeled_count": len(self.splits.labeled), "unlabeled_count": len(self.splits.unlabeled),
                 "splits": record_splits(self.splits, self.run_dir), "error": None})
         try:
-            if self.start_step < self.total:
-                self._train_steps(main)
-            return self.final_eval()
+            if self.start_step < min(stop, self.total):
+                self._train_steps(main, min(stop, self.total))
+            return self.final_eval() if evaluate_after else {}
         except Exception as exc:  # the record says the run stopped, and why; the error itself goes on up
             if main:
                 rundir.write_meta(self.run_dir, cfg, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
             raise
 
-    def _train_steps(self, main: bool) -> None:
+    def _train_steps(self, main: bool, stop: int) -> None:
         cfg, dist = self.cfg, self.dist
         from torch.utils.tensorboard import SummaryWriter
 
@@ -208,7 +215,7 @@ class Trainer:
         t_last, step_last = time.perf_counter(), self.start_step
         self.step_module.train()
         try:
-            for step in range(self.start_step, self.total):
+            for step in range(self.start_step, stop):
                 labeled = _to_device(next(it_l), dist.device, cfg.train.channels_last)
                 unlabeled = _to_device(next(it_u), dist.device, cfg.train.channels_last) if it_u else None
                 with torch.autocast(dist.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
