@@ -88,13 +88,15 @@ def _results(args) -> int:
         print(df[["run_id", "name", "seed", "miou", "stale"]].to_string(index=False))
     else:
         print(summary_table(df, ["name", "method"]).to_string(index=False))
-    stale, current = int(df["stale"].sum()), code_version()
+    stale = int(df["stale"].sum())
+    versions = ", ".join(f"{m} {code_version(method=m)}" for m in sorted(df["method"].unique()))
     if stale:
         print(f"\n{stale} of {len(df)} runs stale (column 'stale'): they ran other code than the current package "
-              f"(code version {current}), or code that cannot be identified, so this code may give other numbers; "
-              "rerun them before quoting them (in a sweep: --rerun-stale)")
+              f"(code versions {versions}), or code that cannot be identified, so this code may give other "
+              "numbers; rerun them before quoting them (in a sweep: --rerun-stale), or check them with "
+              "reprokit replay")
     else:
-        print(f"\nall {len(df)} runs ran the current package's code (code version {current})")
+        print(f"\nall {len(df)} runs ran the current package's code (code versions {versions})")
     return 0
 
 

@@ -57,12 +57,13 @@ def compare_metrics(recorded: list[dict], replayed: list[dict], stop: int) -> li
     return diffs
 
 
-def compare_splits(record_dir: Path, replay_dir: Path) -> list[str]:
-    """Names of the split files whose ids differ between the record and the replay."""
-    names = sorted({p.name for d in (record_dir, replay_dir) for p in (d / "splits").glob("*.txt")})
-    return [n for n in names if not ((record_dir / "splits" / n).is_file() and (replay_dir / "splits" / n).is_file()
-                                     and (record_dir / "splits" / n).read_text()
-                                     == (replay_dir / "splits" / n).read_text())]
+def compare_splits(record_dir: Path, replay_dir: Path) -> tuple[list[str], list[str]]:
+    """(split files the record keeps, those whose ids differ in the replay). Archived records keep only the
+    labeled list (the others follow from the data set), so only what the record holds is compared."""
+    names = sorted(p.name for p in (record_dir / "splits").glob("*.txt"))
+    return names, [n for n in names if not ((replay_dir / "splits" / n).is_file() and
+                                            (record_dir / "splits" / n).read_text()
+                                            == (replay_dir / "splits" / n).read_text())]
 
 
 def compare_eval(record_dir: Path) -> dict | None:
@@ -111,14 +112,14 @@ def replay(record_dir: str | Path, steps: int, work_dir: str | Path | None = Non
         trainer.train_until(steps)
         replayed, _ = rundir.read_metrics(trainer.run_dir / "metrics.jsonl")
         diffs = compare_metrics(recorded, replayed, steps)
-        splits = compare_splits(record_dir, trainer.run_dir)
+        split_files, splits = compare_splits(record_dir, trainer.run_dir)
     ev = compare_eval(record_dir)
     identical = not diffs and not splits and not (ev or {}).get("differing_keys")
     return {"run_id": meta.get("run_id", record_dir.name), "record": str(record_dir),
             "recorded_commit": (meta.get("git") or {}).get("commit"),
             "recorded_code_version": rundir.recorded_code_version(meta),
-            "git": git_commit(), "code_version": code_version(), "steps": steps, "total_steps": trainer.total,
-            "logged_steps_compared": len(logged), "splits_differing": splits, "eval": ev,
+            "git": git_commit(), "code_version": code_version(method=cfg.method_name), "steps": steps, "total_steps": trainer.total,
+            "logged_steps_compared": len(logged), "splits_compared": split_files, "splits_differing": splits, "eval": ev,
             "differences": len(diffs), "first_differences": diffs[:MAX_LISTED], "identical": identical}
 
 

@@ -35,12 +35,13 @@ def load_run(run_dir: str | Path) -> dict:
 def load_runs(root: str | Path) -> pd.DataFrame:
     """Every finished run (a directory holding config.yaml and eval.json) under ``root``, recursively.
 
-    ``stale`` is True for a run whose code version is not the current package's (or is unknown): its numbers
-    need not be what this code would give."""
+    ``stale`` is True for a run whose code version is not the current package's for its method (or is
+    unknown): its numbers need not be what this code would give."""
     rows = [load_run(p.parent) for p in sorted(Path(root).rglob("eval.json")) if (p.parent / "config.yaml").is_file()]
     df = pd.DataFrame(rows)
     if len(df):
-        df["stale"] = df["code_version"].ne(code_version()) | df["code_version"].isna()
+        current = {m: code_version(method=m) for m in df["method"].unique()}
+        df["stale"] = df["code_version"].ne(df["method"].map(current)) | df["code_version"].isna()
     return df
 
 

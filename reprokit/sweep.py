@@ -135,8 +135,9 @@ def expand(sweep_file: str | Path) -> tuple[dict, list[Cell]]:
     return settings, cells
 
 
-def status(cell: Cell, current_code: str | None = None, queue: dict | None = None) -> str:
-    """'done' (skip), 'stale' (done, but by other code than ``current_code``, default the package's now),
+def status(cell: Cell, current_code: dict | None = None, queue: dict | None = None) -> str:
+    """'done' (skip), 'stale' (done, but by other code than the package's now for the cell's method;
+    ``current_code`` caches those versions by method across calls),
     'changed' (parameters differ from the record), 'failed', 'new', or, while a process or SLURM job works on
     the cell, 'queued', 'running' or 'submitted' (SLURM job whose state the scheduler could not tell).
     ``queue`` holds SLURM job states already read (``queue_states``); without it the scheduler is asked."""
@@ -152,8 +153,12 @@ def status(cell: Cell, current_code: str | None = None, queue: dict | None = Non
         return "changed"
     if not (record.get("ok") and (cell.run_dir / "eval.json").is_file()):
         return "failed"
-    ran = recorded_code_version(_meta(cell))
-    return "done" if ran is not None and ran == (current_code or code_version()) else "stale"
+    meta = _meta(cell)
+    ran = recorded_code_version(meta)
+    current = current_code if current_code is not None else {}
+    if meta.get("method") not in current:
+        current[meta.get("method")] = code_version(method=meta.get("method"))
+    return "done" if ran is not None and ran == current[meta.get("method")] else "stale"
 
 
 def in_flight(record: dict | None, submitted: dict | None, queue: dict | None = None) -> str | None:
@@ -191,7 +196,7 @@ def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def sweep_states(cells: list[Cell], current_code: str | None = None) -> dict[str, str]:
+def sweep_states(cells: list[Cell]) -> dict[str, str]:
     """Every cell's state, asking the scheduler once for all cells that have SLURM jobs."""
     jobs = set()
     for cell in cells:
@@ -199,7 +204,7 @@ def sweep_states(cells: list[Cell], current_code: str | None = None) -> dict[str
         if (record is None or record.get("state") == "running") and (submitted or {}).get("cluster") == "slurm":
             jobs.add((record or {}).get("job_id") or submitted["job_id"])
     queue = queue_states(jobs) if jobs else {}
-    current = current_code or code_version()
+    current: dict = {}
     return {cell.cell_id: status(cell, current, queue) for cell in cells}
 
 
@@ -294,8 +299,7 @@ def run_sweep(sweep_file: str | Path, jobs: int = 1, devices: list[str] | None =
         raise ConfigError(f"--executor: expected local or slurm (got {executor!r})")
     options = slurm_options(settings["slurm"], list(slurm), where=f"{settings['file']}: slurm") \
         if executor == "slurm" else None
-    current = code_version()
-    states = sweep_states(cells, current)
+    states = sweep_states(cells)
     todo, stale = [], []
     for cell in cells:
         state = states[cell.cell_id]
@@ -317,7 +321,7 @@ def run_sweep(sweep_file: str | Path, jobs: int = 1, devices: list[str] | None =
     how = f"{jobs} at a time" if executor == "local" else "as SLURM jobs"
     log(f"{settings['name']}: {len(cells)} cells, {len(todo)} to run, {how}")
     if stale:
-        log(f"{len(stale)} cells ran older code (not code version {current}); rerun them with --rerun-stale")
+        log(f"{len(stale)} cells ran other code than the current package's; rerun them with --rerun-stale")
     if not todo:
         return []
     display = SweepDisplay(settings["name"], {c.cell_id: c.run_dir for c in todo}, log)

@@ -124,9 +124,9 @@ def test_a_threshold_above_one_is_refused():
 
 def _setting_classes():
     from reprokit.config import Config
-    from reprokit.methods import REGISTRY, method_class
+    from reprokit.methods import method_class, registry
 
-    seen, todo = [], [Config] + [method_class(name).Params for name in REGISTRY]
+    seen, todo = [], [Config] + [method_class(name).Params for name in registry()]
     while todo:
         cls = todo.pop()
         seen.append(cls)

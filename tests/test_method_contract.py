@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from reprokit.methods import REGISTRY, build_method
+from reprokit.methods import build_method, registry
 from reprokit.methods.base import Method, StepOutput
 from tests.conftest import step_batches
 
-METHODS = sorted(REGISTRY)
+METHODS = sorted(registry())
 
 
 def _built(tiny_cfg, name: str, **params):

@@ -39,6 +39,41 @@ def test_code_version_follows_the_training_code_only(package):
     assert rundir.code_version(package) not in (before, edited)
 
 
+def _method_module(name: str, imports: str = "") -> str:
+    return f"{imports}class M: pass\n\n\nMETHOD = MethodEntry(\"{name}\", M, \"{name}\")\n"
+
+
+def test_a_method_runs_version_covers_its_code_not_other_methods(package):
+    methods = package / "methods"
+    (methods / "base.py").write_text("class MethodEntry: pass\n")
+    (methods / "plain.py").write_text(_method_module("plain"))
+    (methods / "built_on.py").write_text(_method_module("built_on", "from reprokit.methods.plain import M\n"))
+    before = {m: rundir.code_version(package, m) for m in ("plain", "built_on", None)}
+    assert before["plain"] != before["built_on"] == before[None]  # built_on imports every method there is
+    (methods / "newcomer.py").write_text(_method_module("newcomer"))  # a new method stales no other method
+    assert {m: rundir.code_version(package, m) for m in ("plain", "built_on")} == \
+        {m: before[m] for m in ("plain", "built_on")}
+    assert rundir.code_version(package) != before[None]
+    (methods / "built_on.py").write_text(_method_module("built_on", "from reprokit.methods.plain import M\nz = 1\n"))
+    assert rundir.code_version(package, "plain") == before["plain"]
+    assert rundir.code_version(package, "built_on") != before["built_on"]
+    (methods / "plain.py").write_text(_method_module("plain") + "w = 1\n")  # what built_on imports is its code
+    assert rundir.code_version(package, "plain") != before["plain"]
+    changed = rundir.code_version(package, "built_on")
+    (methods / "base.py").write_text("class MethodEntry: pass\nv = 2\n")  # shared code: every method's
+    assert rundir.code_version(package, "built_on") != changed
+    assert rundir.code_version(package, "unknown") == rundir.code_version(package)
+
+
+def test_the_package_declares_each_method_once_where_the_code_version_finds_it():
+    from reprokit.methods import registry
+
+    files = [(p.relative_to(rundir.PACKAGE_DIR).as_posix(), p.read_bytes())
+             for p in sorted((rundir.PACKAGE_DIR / "methods").glob("*.py"))]
+    declared = {name.decode() for _, data in files for name in rundir._METHOD_DECLARATION.findall(data)}
+    assert declared == set(registry())
+
+
 def test_code_version_of_a_commit_equals_that_of_its_checkout(package):
     repo = package.parent
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
@@ -54,7 +89,7 @@ def test_code_version_of_a_commit_equals_that_of_its_checkout(package):
 
 
 def test_recorded_code_version_prefers_the_record_and_trusts_only_clean_commits(monkeypatch):
-    monkeypatch.setattr(rundir, "code_version_at", lambda commit: f"v-{commit}")
+    monkeypatch.setattr(rundir, "code_version_at", lambda commit, method=None: f"v-{commit}")
     assert rundir.recorded_code_version({"code_version": "abc", "git": {"commit": "c1", "dirty": False}}) == "abc"
     assert rundir.recorded_code_version({"git": {"commit": "c1", "dirty": False}}) == "v-c1"
     assert rundir.recorded_code_version({"git": {"commit": "c1", "dirty": True}}) is None
@@ -65,14 +100,14 @@ def test_recorded_code_version_prefers_the_record_and_trusts_only_clean_commits(
 def test_meta_records_the_code_version_next_to_the_commit(tmp_path, tiny_cfg):
     rundir.write_meta(tmp_path, tiny_cfg(), {"status": "running"})
     meta = json.loads((tmp_path / "meta.json").read_text())
-    assert meta["code_version"] == rundir.code_version() and "commit" in meta["git"]
+    assert meta["code_version"] == rundir.code_version(method="supervised") and "commit" in meta["git"]
 
 
 @pytest.fixture
 def current(monkeypatch):
     """The current code version, pinned so that edits to the package while the tests run change nothing."""
     for module in ("reprokit.results", "reprokit.viz.provenance", "reprokit.engine.rundir"):
-        monkeypatch.setattr(f"{module}.code_version", lambda: "v-now")
+        monkeypatch.setattr(f"{module}.code_version", lambda package_dir=None, method=None: "v-now")
     return "v-now"
 
 
@@ -124,7 +159,7 @@ def test_results_command_counts_stale_runs(tmp_path, digits_root, capsys, curren
     versioned_run(root, digits_root, "b", "x", 1, 0.5, "older", "b" * 40)
     assert cli.main(["results", str(root)]) == 0
     out = capsys.readouterr().out
-    assert "stale" in out.splitlines()[0] and "1 of 2 runs stale" in out and "code version v-now" in out
+    assert "stale" in out.splitlines()[0] and "1 of 2 runs stale" in out and "code versions stpg v-now" in out
 
 
 def test_per_run_listing_and_archive_keep_what_tables_need(tmp_path, digits_root, capsys, current):

@@ -45,7 +45,9 @@ def test_a_changed_eval_record_is_found(record):
     assert not result["identical"] and result["eval"]["differing_keys"] == ["miou"]
 
 
-def test_a_different_split_is_found(record):
+def test_a_different_split_is_found_and_only_kept_split_files_are_compared(record):
+    (record / "splits" / "val.txt").unlink()  # archived records keep the labeled list only
+    assert replay(record, steps=2)["splits_compared"] == ["labeled.txt", "unlabeled.txt"]
     labeled = record / "splits" / "labeled.txt"
     labeled.write_text("\n".join(labeled.read_text().split("\n")[::-1]))
     result = replay(record, steps=2)

@@ -134,7 +134,7 @@ def finished_cell(cell, meta):
 
 
 def test_stale_cells_are_reported_and_rerun_on_request(tmp_path, digits_root, monkeypatch):
-    monkeypatch.setattr("reprokit.sweep.code_version", lambda: "v-now")  # edits elsewhere in the tree change nothing
+    monkeypatch.setattr("reprokit.sweep.code_version", lambda method=None: "v-now")  # edits elsewhere in the tree change nothing
     path = write_sweep(tmp_path, digits_root, [{"seeds": [0, 1]}])
     _, (current, old) = expand(path)
     finished_cell(current, {"code_version": "v-now", "git": {"commit": "a" * 40, "dirty": False}})
@@ -144,7 +144,7 @@ def test_stale_cells_are_reported_and_rerun_on_request(tmp_path, digits_root, mo
     logs = []
     assert run_sweep(path, log=logs.append) == []
     assert "skip   tiny-s1 (done, stale: ran code bbbbbbb)" in logs
-    assert any(line.startswith("1 cells ran older code") and "--rerun-stale" in line for line in logs)
+    assert any(line.startswith("1 cells ran other code") and "--rerun-stale" in line for line in logs)
 
     executed = []
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

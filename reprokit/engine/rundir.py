@@ -5,6 +5,7 @@ import functools
 import hashlib
 import json
 import platform
+import re
 import subprocess
 import time
 import warnings
@@ -23,7 +24,13 @@ from reprokit.records import git_commit, remove_stale_temps, write_json_atomic, 
 PACKAGE_DIR = Path(reprokit.__file__).resolve().parent
 # The code that decides a run's numbers: configuration, data, models, methods, the engine and the metric.
 # Tables, figures, sweeps and the inspector only read finished runs, so editing them leaves runs current.
-TRAINING_CODE = ("__init__.py", "config.py", "metrics.py", "data/", "models/", "methods/", "engine/")
+TRAINING_CODE = ("__init__.py", "config.py", "configure.py", "labels.py", "metrics.py", "data/", "models/",
+                 "methods/", "engine/")
+# A method's module declares its registry entry on a line of its own, ``METHOD = MethodEntry("name", ...)``
+# (reprokit.methods); the code version finds method modules and what they import by reading these lines, so
+# it works the same on files in git that are never imported.
+_METHOD_DECLARATION = re.compile(rb'^METHOD = MethodEntry\(\s*"(\w+)"', re.M)
+_METHODS_IMPORT = re.compile(rb"^\s*(?:from|import) reprokit\.methods\.(\w+)", re.M)
 
 
 def _digest(files: list[tuple[str, bytes]]) -> str:
@@ -40,18 +47,42 @@ def _is_source(rel: str) -> bool:
     return rel.endswith(".py") and rel.startswith(TRAINING_CODE) and "__pycache__" not in rel.split("/")
 
 
-def code_version(package_dir: str | Path | None = None) -> str:
-    """Short digest of the package's training code (``TRAINING_CODE``) as it is on disk now.
+def code_of_method(files: list[tuple[str, bytes]], method: str | None) -> list[tuple[str, bytes]]:
+    """The training files a run of ``method`` executes: all of them except the modules of other methods that
+    neither the shared code nor ``method``'s module imports (directly or through other method modules).
+
+    So adding or editing one method leaves the runs of the others current. ``method`` None, or a tree whose
+    methods do not declare themselves (commits before this scheme), keeps every file."""
+    owners = {name.decode(): rel for rel, data in files for name in _METHOD_DECLARATION.findall(data)}
+    if method is None or method not in owners:
+        return files
+    method_files = set(owners.values())
+    by_module = {rel[len("methods/"):-len(".py")]: rel for rel, _ in files if rel.startswith("methods/")}
+    contents = dict(files)
+    todo = [rel for rel, _ in files if rel not in method_files] + [owners[method]]
+    needed = set()
+    while todo:
+        rel = todo.pop()
+        if rel not in needed:
+            needed.add(rel)
+            todo += [by_module[m.decode()] for m in _METHODS_IMPORT.findall(contents[rel])
+                     if m.decode() in by_module]
+    return [(rel, data) for rel, data in files if rel in needed]
+
+
+def code_version(package_dir: str | Path | None = None, method: str | None = None) -> str:
+    """Short digest of the package's training code (``TRAINING_CODE``) as it is on disk now; with ``method``,
+    of the part a run of that method executes (:func:`code_of_method`).
 
     A git commit says nothing about uncommitted edits; this digest is exact for any tree, committed or not,
     so two runs with the same code version ran the same code."""
     root = Path(package_dir or PACKAGE_DIR)
     files = [(p.relative_to(root).as_posix(), p.read_bytes()) for p in root.rglob("*") if p.is_file()]
-    return _digest([(rel, data) for rel, data in files if _is_source(rel)])
+    return _digest(code_of_method([(rel, data) for rel, data in files if _is_source(rel)], method))
 
 
 @functools.lru_cache(maxsize=None)
-def code_version_at(commit: str, package_dir: str | Path | None = None) -> str | None:
+def code_version_at(commit: str, package_dir: str | Path | None = None, method: str | None = None) -> str | None:
     """The code version of the package's files as stored in git ``commit`` (None when the repository
     lacks that commit); lets runs written before meta.json recorded a code version be compared."""
     cwd = Path(package_dir or PACKAGE_DIR)
@@ -71,7 +102,7 @@ def code_version_at(commit: str, package_dir: str | Path | None = None) -> str |
         size = int(data[pos:header_end].split()[2])
         files.append((rel, data[header_end + 1:header_end + 1 + size]))
         pos = header_end + 1 + size + 1
-    return _digest(files)
+    return _digest(code_of_method(files, method))
 
 
 def commit_label(commit: str | None, dirty: bool | None) -> str:
@@ -91,7 +122,7 @@ def recorded_code_version(meta: dict) -> str | None:
     git = meta.get("git") or {}
     if not git.get("commit") or git.get("dirty") is not False:
         return None
-    return code_version_at(git["commit"])
+    return code_version_at(git["commit"], method=meta.get("method"))
 
 
 # The run record format (config.yaml, meta.json, metrics.jsonl, eval.json) this version writes, in meta.json's
@@ -212,7 +243,7 @@ def write_meta(run_dir: Path, cfg: Config, extra: dict) -> None:
         "dataset": cfg.data.dataset,
         "seed": cfg.train.seed,
         "git": git_commit(),
-        "code_version": code_version(),
+        "code_version": code_version(method=cfg.method_name),
         "reprokit_version": reprokit.__version__,
         "torch_version": torch.__version__,
         "host": platform.node(),

@@ -1,43 +1,41 @@
-"""Method registry: the ``method.name`` in a config selects one of these entries.
+"""Method registry: the ``method.name`` in a config selects one of the methods found here.
 
-An entry says where the method's class lives and how the artefacts show it, so adding a method is one entry
-here (and its module): the summary tables and Fig. 6 take their method rows from ``label`` and ``experiment``,
-and the inspector takes a method's extra layers from its class (:attr:`Method.inspector_layers`).
+Each method module declares its entry (:class:`reprokit.methods.base.MethodEntry`: name, class, the label of
+its row in the summary tables and Fig. 6, its 1/8-labels experiment) as ``METHOD = MethodEntry(...)``, and the
+registry collects them from the modules of this package. So adding a method is adding its module: no list
+here changes, the inspector takes the method's extra layers from its class (:attr:`Method.inspector_layers`),
+and the code version of other methods' runs stays the same.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
-from dataclasses import dataclass
-from typing import Optional
+import pkgutil
 
 from reprokit.config import ConfigError, dataclass_from_mapping
+from reprokit.methods.base import MethodEntry
 
 
-@dataclass(frozen=True)
-class MethodEntry:
-    module: str  # module of the method's class
-    cls: str  # the class, a :class:`reprokit.methods.base.Method`
-    label: str  # the method's row in the summary tables and its bar in Fig. 6
-    # its run at 1/8 labels on each data set, the config ``<data set>-<experiment>``; None: not in the comparison
-    experiment: Optional[str] = None
-
-
-REGISTRY = {
-    "supervised": MethodEntry("reprokit.methods.supervised", "Supervised", "supervised", "table4-ls"),
-    "mean_teacher": MethodEntry("reprokit.methods.mean_teacher", "MeanTeacher", "Mean Teacher", "table4-mt"),
-    "fixmatch": MethodEntry("reprokit.methods.fixmatch", "FixMatch", "FixMatch", "fixmatch-1_8"),
-    "stpg": MethodEntry("reprokit.methods.stpg", "STPG", "STPG", "table4-stpg"),
-    "cw_bass": MethodEntry("reprokit.methods.cw_bass", "CWBASS", "CW-BASS", "cw_bass-1_8"),
-    "farcluss": MethodEntry("reprokit.methods.farcluss", "FARCLUSS", "FARCLUSS", "farcluss-1_8"),
-}
+@functools.lru_cache(maxsize=None)
+def registry() -> dict[str, MethodEntry]:
+    """Every method entry declared by a module of this package, by name."""
+    found: dict[str, MethodEntry] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        entry = getattr(importlib.import_module(f"{__name__}.{info.name}"), "METHOD", None)
+        if isinstance(entry, MethodEntry):
+            if entry.name in found:
+                raise ConfigError(f"method {entry.name!r} is declared twice: by {found[entry.name].cls.__module__} "
+                                  f"and by {entry.cls.__module__}")
+            found[entry.name] = entry
+    return found
 
 
 def method_class(name: str):
-    if name not in REGISTRY:
-        raise ConfigError(f"config key 'method.name': unknown method {name!r} (known: {', '.join(sorted(REGISTRY))})")
-    entry = REGISTRY[name]
-    return getattr(importlib.import_module(entry.module), entry.cls)
+    methods = registry()
+    if name not in methods:
+        raise ConfigError(f"config key 'method.name': unknown method {name!r} (known: {', '.join(sorted(methods))})")
+    return methods[name].cls
 
 
 def method_params(raw: dict):

@@ -36,6 +36,19 @@ class CategoryLayer:
     colours: tuple[tuple[int, int, int], ...]
 
 
+@dataclass(frozen=True)
+class MethodEntry:
+    """A method's registry entry, declared in its own module as ``METHOD = MethodEntry("name", ...)`` (one line
+    start, as written: the code version reads it to tell method modules apart, see
+    :func:`reprokit.engine.rundir.code_of_method`)."""
+
+    name: str  # the config's ``method.name``
+    cls: type  # the method, a :class:`Method`
+    label: str  # its row in the summary tables and its bar in Fig. 6
+    # its run at 1/8 labels on each data set, the config ``<data set>-<experiment>``; None: not in the comparison
+    experiment: Optional[str] = None
+
+
 class Method(nn.Module):
     """Every attribute and method the engine reads is declared here, with the value a plain supervised
     method needs; a method overrides what differs."""

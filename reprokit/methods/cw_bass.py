@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from reprokit.config import NON_NEGATIVE, PROBABILITY, ConfigError, ranged
 from reprokit.labels import IGNORE_INDEX
-from reprokit.methods.base import CategoryLayer, StepOutput
+from reprokit.methods.base import CategoryLayer, MethodEntry, StepOutput
 from reprokit.methods.losses import supervised_loss, weighted_ce
 from reprokit.methods.semi import (MixedViews, TeacherParams, TeacherStudent, accuracy, ema_copy, single_views,
                                    split_forward, teacher_targets, unsup_weight)
@@ -181,6 +181,8 @@ class CWBASS(TeacherStudent):
                          "acc/ignored": accuracy(pseudo, views.gt, views.valid & ~is_kept),
                          "acc/boundary": accuracy(pseudo, views.gt, is_kept & band)})
         return diag
+
+METHOD = MethodEntry("cw_bass", CWBASS, "CW-BASS", "cw_bass-1_8")
 
 
 __all__ = ["CWBASS", "CWBASSParams", "boundary_ce", "boundary_mask", "confidence_weighted_ce",

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from reprokit.config import COUNT, NON_NEGATIVE, PROBABILITY, ConfigError, ranged
 from reprokit.labels import IGNORE_INDEX
-from reprokit.methods.base import CategoryLayer, StepOutput
+from reprokit.methods.base import CategoryLayer, MethodEntry, StepOutput
 from reprokit.methods.losses import supervised_loss
 from reprokit.methods.semi import (MixedViews, TeacherParams, TeacherStudent, accuracy, ema_copy, split_forward,
                                    unsup_weight)
@@ -219,6 +219,8 @@ class FARCLUSS(TeacherStudent):
             diag["acc/teacher"] = accuracy(pseudo, views.gt, valid)
             diag["acc/in_fuzzy"] = (in_fuzzy & known & valid).sum() / (known & valid).sum().clamp(min=1)
         return diag
+
+METHOD = MethodEntry("farcluss", FARCLUSS, "FARCLUSS", "farcluss-1_8")
 
 
 __all__ = ["FARCLUSS", "FARCLUSSParams", "centroid_push_loss", "class_histogram", "entropy_weights",

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from reprokit.config import PROBABILITY, ranged
 from reprokit.labels import IGNORE_INDEX
-from reprokit.methods.base import StepOutput
+from reprokit.methods.base import MethodEntry, StepOutput
 from reprokit.methods.losses import supervised_loss
 from reprokit.methods.semi import (SemiParams, accuracy, check_semi_params, cutmix_views, split_forward,
                                    teacher_targets, unsup_weight)
@@ -55,3 +55,5 @@ class FixMatch(Supervised):
         if views.gt is not None:
             diagnostics["acc/kept"] = accuracy(pseudo, views.gt, kept & views.valid)
         return StepOutput(losses, diagnostics)
+
+METHOD = MethodEntry("fixmatch", FixMatch, "FixMatch", "fixmatch-1_8")

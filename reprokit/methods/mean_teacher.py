@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from reprokit.labels import IGNORE_INDEX
-from reprokit.methods.base import StepOutput
+from reprokit.methods.base import MethodEntry, StepOutput
 from reprokit.methods.losses import supervised_loss, weighted_ce
 from reprokit.methods.semi import (TeacherParams, TeacherStudent, accuracy, ema_copy, split_forward,
                                    teacher_targets, unsup_weight)
@@ -65,3 +65,5 @@ class MeanTeacher(TeacherStudent):
         losses = {"sup": supervised_loss(logits[:b], labeled["mask"], p),
                   "unsup": weight * weighted_ce(logits[b:], pseudo, conf)}
         return StepOutput(losses, diagnostics)
+
+METHOD = MethodEntry("mean_teacher", MeanTeacher, "Mean Teacher", "table4-mt")

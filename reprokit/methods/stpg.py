@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from reprokit.config import COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, ConfigError, ranged
 from reprokit.labels import IGNORE_INDEX
-from reprokit.methods.base import CategoryLayer, StepOutput
+from reprokit.methods.base import CategoryLayer, MethodEntry, StepOutput
 from reprokit.methods.losses import supervised_loss, weighted_ce
 from reprokit.methods.semi import (MixedViews, TeacherParams, TeacherStudent, accuracy, ema_copy, split_forward,
                                    teacher_targets, unsup_weight)
@@ -35,6 +35,7 @@ from reprokit.methods.stpg_equations import (SELECTION_CATEGORIES, MemoryBank, a
                                              pixel_cosines, select_pixels, similarity_loss, similarity_term,
                                              update_prototypes)
 from reprokit.models.deeplab import build_network
+
 
 __all__ = ["STPG", "STPGParams", "MemoryBank", "anchor_contrastive_term", "anchor_uniformity_loss",
            "dual_contrastive_losses", "make_anchors", "match_anchors", "mismatch_scores", "pixel_cosines",
@@ -244,3 +245,6 @@ class STPG(TeacherStudent):
             diag["acc/gen_teacher"] = accuracy(gen_label, views.gt, valid)
             diag["acc/pro_teacher"] = accuracy(pro_label, views.gt, valid)
         return diag
+
+
+METHOD = MethodEntry("stpg", STPG, "STPG", "table4-stpg")

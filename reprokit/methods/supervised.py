@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reprokit.config import COUNT, PROBABILITY, MethodParams, ranged
-from reprokit.methods.base import Method, StepOutput
+from reprokit.methods.base import Method, MethodEntry, StepOutput
 from reprokit.methods.losses import supervised_loss
 from reprokit.models.deeplab import build_network
 
@@ -33,3 +33,5 @@ class Supervised(Method):
     def training_step(self, labeled, unlabeled, step):
         logits = self.net(labeled["image"])
         return StepOutput({"sup": supervised_loss(logits, labeled["mask"], self.params)})
+
+METHOD = MethodEntry("supervised", Supervised, "supervised", "table4-ls")

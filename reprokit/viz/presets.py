@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reprokit.methods import REGISTRY
+from reprokit.methods import registry
 
 # Table 4's rows: the label (also the paper's row name in paper_numbers.csv) and the experiment's name
 TABLE4_ROWS = {"L_s": "ls", "+L_u (MT)": "mt", "+DM": "dm", "+DM+PS": "dm_ps", "+DM+DCL": "dm_dcl",
@@ -51,7 +51,7 @@ class Preset:
     @property
     def methods(self) -> dict[str, str]:
         """The methods compared at 1/8 labels, {label: config name}, as the method registry lists them."""
-        return {entry.label: self.config(entry.experiment) for entry in REGISTRY.values() if entry.experiment}
+        return {entry.label: self.config(entry.experiment) for entry in registry().values() if entry.experiment}
 
 
 PRESETS = {

@@ -51,7 +51,8 @@ def provenance_note(runs: pd.DataFrame) -> str:
     if not len(runs):
         return "no runs"
     commits = ", ".join(sorted({commit_label(c, d) for c, d in zip(runs["git_commit"], runs["git_dirty"])}))
-    versions = runs["code_version"].fillna("unknown").nunique()
+    # methods run different parts of the code (rundir.code_of_method): mixed code is one method's runs differing
+    versions = runs.assign(v=runs["code_version"].fillna("unknown")).groupby("method")["v"].nunique().max()
     plural = "s" if "," in commits else ""
     note = (f"runs of commit{plural} {commits}" if versions == 1
             else f"built from runs of {versions} code versions (commits {commits})")
