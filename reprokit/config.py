@@ -78,6 +78,10 @@ class StrongViewConfig:
     blur_sigma: list = ranged(POSITIVE, factory=lambda: [0.1, 2.0])
 
 
+LABEL_KINDS = ("dense", "image", "points", "scribbles", "clicks")
+SPARSE_KINDS = ("points", "scribbles", "clicks")  # label maps with few labeled pixels (value C: unlabeled)
+
+
 @dataclass
 class DataConfig:
     dataset: str = "digits"  # digits | voc | cityscapes
@@ -93,6 +97,12 @@ class DataConfig:
     labeled_fraction: Optional[float] = ranged(FRACTION)
     split_seed: int = ranged(NON_NEGATIVE, 0)
     split_family: str = "drawn"  # recorded with results: which published list family the split came from
+    # The kind of label the labeled images train on (a method declares the kinds it accepts): dense masks,
+    # image-level class sets, or sparse labels (points, scribbles, Cityscapes clicks, ``clicks`` per image).
+    # Weak labels come from the data set's files or are simulated from its masks (reprokit.data.weak_labels).
+    label_kind: str = "dense"  # dense | image | points | scribbles | clicks
+    clicks: int = ranged(COUNT, 100)  # clicks per image for label_kind clicks (the public sets: 20, 50, 100)
+    weak_seed: int = ranged(NON_NEGATIVE, 0)  # seed of simulated weak labels
     # Weak augmentation.
     crop_size: int = ranged(COUNT, 64)
     scale_range: list = ranged(POSITIVE, factory=lambda: [0.5, 2.0])
@@ -344,6 +354,7 @@ def validate(cfg: Config) -> None:
     choices = {
         "data.dataset": (cfg.data.dataset, {"digits", "voc", "cityscapes"}),
         "data.voc_layout": (cfg.data.voc_layout, {"aug", "classic"}),
+        "data.label_kind": (cfg.data.label_kind, set(LABEL_KINDS)),
         "model.backbone": (cfg.model.backbone, {"resnet18", "resnet34", "resnet50", "resnet101"}),
         "model.output_stride": (cfg.model.output_stride, {8, 16}),
         "train.amp": (cfg.train.amp, {"none", "bf16", "fp16"}),

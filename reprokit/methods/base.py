@@ -61,6 +61,9 @@ class Method(nn.Module):
     unlabeled_batches: int = 1
     #: set when some trainable parameters may receive no gradient in a step (DDP needs to know)
     may_skip_params: bool = False
+    #: kinds of training label the method learns from (``data.label_kind``, reprokit.config.LABEL_KINDS);
+    #: a run whose data has another kind is refused before training, naming both
+    label_kinds: tuple[str, ...] = ("dense",)
     #: layers the inspector offers beside the base ones (maps of :meth:`pseudo_labels` beyond the base three)
     inspector_layers: tuple[CategoryLayer, ...] = ()
 
