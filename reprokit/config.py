@@ -102,7 +102,15 @@ class DataConfig:
     # Weak labels come from the data set's files or are simulated from its masks (reprokit.data.weak_labels).
     label_kind: str = "dense"  # dense | image | points | scribbles | clicks
     clicks: int = ranged(COUNT, 100)  # clicks per image for label_kind clicks (the public sets: 20, 50, 100)
-    weak_seed: int = ranged(NON_NEGATIVE, 0)  # seed of simulated weak labels
+    # Where weak labels come from: "files" (the data set's own: VOC point/ and scribble/ maps, Cityscapes click
+    # folders, an image-label list), "simulated" (from the masks, deterministic from weak_seed, written once
+    # under <root>/simulated/seed<weak_seed>/ in the public files' layout), or "auto" (simulated for the digit
+    # scenes, the files otherwise).
+    weak_source: str = "auto"
+    # seed of simulated weak labels; None: data.split_seed, so a sweep with split_per_seed gives each seed its own
+    # simulated labels, as it gives each its own labeled split
+    weak_seed: Optional[int] = ranged(NON_NEGATIVE)
+    image_label_list: Optional[str] = None  # "<id> <class> <class> ..." per line; default: from the masks
     # Weak augmentation.
     crop_size: int = ranged(COUNT, 64)
     scale_range: list = ranged(POSITIVE, factory=lambda: [0.5, 2.0])
@@ -170,6 +178,9 @@ class EvalConfig:
     flip: bool = False
     batch_size: int = ranged(COUNT, 16)
     keep_predictions: int = ranged(NON_NEGATIVE, 0)  # val predictions saved in the run dir (qualitative figures)
+    # CoSA's reported protocol: classes absent from a val image's TRUE labels (its mask) cannot be predicted
+    # there (background always can). It uses ground truth at test time, so it is named wherever it is used.
+    mask_absent_classes: bool = False
 
 
 @dataclass
@@ -355,6 +366,7 @@ def validate(cfg: Config) -> None:
         "data.dataset": (cfg.data.dataset, {"digits", "voc", "cityscapes"}),
         "data.voc_layout": (cfg.data.voc_layout, {"aug", "classic"}),
         "data.label_kind": (cfg.data.label_kind, set(LABEL_KINDS)),
+        "data.weak_source": (cfg.data.weak_source, {"auto", "files", "simulated"}),
         "model.backbone": (cfg.model.backbone, {"resnet18", "resnet34", "resnet50", "resnet101"}),
         "model.output_stride": (cfg.model.output_stride, {8, 16}),
         "train.amp": (cfg.train.amp, {"none", "bf16", "fp16"}),

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reprokit.config import Config, apply_overrides, build_config, read_yaml
-from reprokit.methods import method_params
+from reprokit.config import Config, ConfigError, apply_overrides, build_config, read_yaml
+from reprokit.methods import method_class, method_params
 
 
 def from_dict(raw: dict, source: str = "<dict>") -> Config:
-    """Validate a plain mapping into a :class:`~reprokit.config.Config`; errors name ``source`` and the key."""
-    return build_config(raw, source, method_params)
+    """Validate a plain mapping into a :class:`~reprokit.config.Config`; errors name ``source`` and the key.
+    A method is refused labels of a kind it cannot learn from, before any data is read."""
+    cfg = build_config(raw, source, method_params)
+    kinds = method_class(cfg.method_name).label_kinds
+    if cfg.data.label_kind not in kinds:
+        raise ConfigError(f"{source}: config key 'data.label_kind': method {cfg.method_name!r} learns from "
+                          f"{' or '.join(kinds)} labels, not {cfg.data.label_kind!r} labels")
+    return cfg
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

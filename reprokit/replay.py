@@ -118,9 +118,10 @@ def replay(record_dir: str | Path, steps: int, work_dir: str | Path | None = Non
     return {"run_id": meta.get("run_id", record_dir.name), "record": str(record_dir),
             "recorded_commit": (meta.get("git") or {}).get("commit"),
             "recorded_code_version": rundir.recorded_code_version(meta),
-            "git": git_commit(), "code_version": code_version(method=cfg.method_name), "steps": steps, "total_steps": trainer.total,
-            "logged_steps_compared": len(logged), "splits_compared": split_files, "splits_differing": splits, "eval": ev,
-            "differences": len(diffs), "first_differences": diffs[:MAX_LISTED], "identical": identical}
+            "git": git_commit(), "code_version": code_version(method=cfg.method_name), "steps": steps,
+            "total_steps": trainer.total, "logged_steps_compared": len(logged), "splits_compared": split_files,
+            "splits_differing": splits, "eval": ev, "differences": len(diffs),
+            "first_differences": diffs[:MAX_LISTED], "identical": identical}
 
 
 def verdict_line(result: dict) -> str:

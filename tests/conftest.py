@@ -44,11 +44,15 @@ def tiny_raw(root: Path, **sections) -> dict:
 
 def step_batches(cfg, seed: int = 0) -> tuple[dict, dict]:
     """One labeled batch and one unlabeled batch of 2B (u0, u1) with strong views and hidden masks, as the
-    engine makes them for a method that reads hidden masks."""
+    engine makes them for a method that reads hidden masks. With weak labels (``data.label_kind``), the
+    labeled batch is what the engine gives weakly supervised methods (simulated labels written first), with
+    its images' masks as ``hidden_mask``."""
     from reprokit.data.datasets import SegDataset, collate, resolve_splits
+    from reprokit.data.weak import ensure_weak_labels
 
     splits = resolve_splits(cfg.data)
-    lab = SegDataset(splits.labeled, cfg.data, train=True)
+    ensure_weak_labels(cfg.data, splits.labeled)
+    lab = SegDataset(splits.labeled, cfg.data, train=True, hidden_truth=True)
     unl = SegDataset(splits.unlabeled, cfg.data, train=True, strong=True, masks="hidden")
     b = cfg.data.batch_size
     labeled = collate([lab[(i, seed + i)] for i in range(b)])

@@ -1,6 +1,7 @@
 """The method contract, checked for every entry of the method registry: a new method is covered by adding it
-to the registry. Each method is built on the tiny digit scenes and taken through what the engine and the
-inspector ask of it; and no method's training step may read the hidden ground truth of unlabeled images."""
+to the registry. Each method is built on the tiny digit scenes, with labels of the first kind it learns from,
+and taken through what the engine and the inspector ask of it; and no method's training step may read the
+hidden ground truth of unlabeled or weakly labeled images."""
 import copy
 
 import pytest
@@ -16,7 +17,8 @@ METHODS = sorted(registry())
 
 def _built(tiny_cfg, name: str, **params):
     torch.manual_seed(0)
-    cfg = tiny_cfg(method={"name": name, **params})
+    kind = registry()[name].cls.label_kinds[0]
+    cfg = tiny_cfg(method={"name": name, **params}, data={"label_kind": kind})
     return cfg, build_method(cfg, cfg.data.num_classes)
 
 
@@ -26,22 +28,27 @@ def _step(method: Method, labeled: dict, unlabeled: dict) -> StepOutput:
     return copy.deepcopy(method).train().training_step(labeled, unlabeled, step=0)
 
 
-def _with_noise_masks(unlabeled: dict, num_classes: int) -> dict:
+def _with_noise_masks(batch: dict, num_classes: int) -> dict:
+    if "hidden_mask" not in batch:
+        return batch
     g = torch.Generator().manual_seed(7)
-    noise = torch.randint(0, num_classes, unlabeled["hidden_mask"].shape, generator=g)
+    noise = torch.randint(0, num_classes, batch["hidden_mask"].shape, generator=g)
     noise[torch.rand(noise.shape, generator=g) < 0.2] = 255
-    return {**unlabeled, "hidden_mask": noise}
+    return {**batch, "hidden_mask": noise}
 
 
 @pytest.mark.parametrize("name", METHODS)
 def test_losses_do_not_depend_on_hidden_masks(tiny_cfg, name):
-    """Replacing the hidden ground truth of the unlabeled images by noise leaves every loss bit-identical
-    (diagnostics may change: they measure pseudo-labels against it)."""
+    """Replacing the hidden ground truth of the unlabeled images (and of weakly labeled ones) by noise leaves
+    every loss bit-identical (diagnostics may change: they measure pseudo-labels against it)."""
     cfg, method = _built(tiny_cfg, name)
     labeled, unlabeled = step_batches(cfg)
     assert "mask" not in unlabeled and "hidden_mask" in unlabeled
+    weak = cfg.data.label_kind != "dense"
+    assert ("mask" in labeled) != weak and ("hidden_mask" in labeled) == weak
     real = _step(method, labeled, unlabeled).losses
-    noisy = _step(method, labeled, _with_noise_masks(unlabeled, cfg.data.num_classes)).losses
+    c = cfg.data.num_classes
+    noisy = _step(method, _with_noise_masks(labeled, c), _with_noise_masks(unlabeled, c)).losses
     assert real.keys() == noisy.keys()
     for key in real:
         assert torch.equal(real[key], noisy[key]), key
@@ -90,7 +97,7 @@ def test_method_contract(tiny_cfg, name):
     # the inspector's maps and the evaluated network, in eval mode
     method.eval()
     maps = method.pseudo_labels(labeled)
-    b, h, w = labeled["mask"].shape
+    b, _, h, w = labeled["image"].shape
     for key in ("teacher_label", "confidence", "student_pred"):
         assert maps[key].shape == (b, h, w), key
     for layer in method.inspector_layers:  # each declared inspector layer has its map and a name per colour

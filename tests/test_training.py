@@ -157,3 +157,11 @@ def test_a_checkpoint_of_an_older_format_is_refused_naming_its_version(tiny_cfg,
         with pytest.raises(CheckpointError, match=r"checkpoint format 'reprokit-checkpoint-v1'.*reads "
                                                   r"'reprokit-checkpoint-v2' only"):
             attempt()
+
+
+def test_masked_protocol_forbids_classes_absent_from_the_true_labels():
+    """CoSA's reported protocol: a class missing from an image's mask is never predicted there."""
+    from reprokit.engine.evaluate import true_classes
+
+    mask = torch.tensor([[[0, 2], [255, 2]], [[1, 1], [1, 1]]])
+    assert true_classes(mask, 4).tolist() == [[True, False, True, False], [True, True, False, False]]

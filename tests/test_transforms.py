@@ -2,7 +2,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from reprokit.data.transforms import StrongAug, WeakAug, cutmix_box_masks, mix
+from reprokit.data.transforms import StrongAug, WeakAug, cutmix_box_masks, mix, resize_sparse
 
 
 def _pair(size=64):
@@ -17,7 +17,8 @@ def test_weak_aug_keeps_image_and_mask_aligned_and_pads_with_ignore():
     img, mask = _pair()
     aug = WeakAug(crop_size=32, scale_range=(0.5, 1.0), flip=True)
     for seed in range(20):
-        out_img, out_mask, valid = aug(img, mask, np.random.default_rng(seed))
+        out_img, labels, valid = aug(img, {"mask": mask}, np.random.default_rng(seed))
+        out_mask = labels["mask"]
         assert out_img.shape == (32, 32, 3) and out_mask.shape == (32, 32)
         assert (out_mask[~valid] == 255).all() and (out_img[~valid] == 0).all()
         white = out_img[..., 0] > 127
@@ -27,9 +28,53 @@ def test_weak_aug_keeps_image_and_mask_aligned_and_pads_with_ignore():
 def test_weak_aug_is_a_function_of_the_seed():
     img, mask = _pair()
     aug = WeakAug(crop_size=16, scale_range=(0.5, 2.0))
-    a = aug(img, mask, np.random.default_rng(5))
-    b = aug(img, mask, np.random.default_rng(5))
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    (img_a, lab_a, valid_a), (img_b, lab_b, valid_b) = (aug(img, {"mask": mask}, np.random.default_rng(5))
+                                                        for _ in range(2))
+    assert np.array_equal(img_a, img_b) and np.array_equal(lab_a["mask"], lab_b["mask"])
+    assert np.array_equal(valid_a, valid_b)
+
+
+def _spaced_points(size=64, spacing=8, unlabeled=0):
+    """Points on a grid ``spacing`` pixels apart (distinct pixels at any scale >= 1 / spacing), class 1 + i % 10."""
+    sparse = np.full((size, size), unlabeled, np.uint8)
+    coords = [(y, x) for y in range(3, size, spacing) for x in range(5, size, spacing)]
+    for i, (y, x) in enumerate(coords):
+        sparse[y, x] = 1 + i % 10
+    return sparse, sorted(int(sparse[y, x]) for y, x in coords)
+
+
+def test_resizing_a_sparse_map_keeps_every_point_where_nearest_neighbour_drops_them():
+    sparse, classes = _spaced_points()
+    for scale in (0.15, 0.3, 0.5, 0.77):  # shrinking: one pixel per point
+        n = round(64 * scale)
+        out = resize_sparse(sparse, (n, n), unlabeled=0)
+        assert sorted(out[out != 0].tolist()) == classes, scale
+    big = resize_sparse(sparse, (100, 100), unlabeled=0)  # enlarging: each point a block of its class
+    centre = lambda v: int((v + 0.5) * 100 / 64)  # noqa: E731 - where a source pixel's centre lands
+    assert [big[centre(3), centre(5)], big[centre(11), centre(5)]] == sparse[[3, 11], 5].tolist()
+    assert set(np.unique(big)) == set(np.unique(sparse))
+    nearest = np.asarray(Image.fromarray(sparse).resize((26, 26), Image.NEAREST))
+    assert (nearest != 0).sum() < len(classes)  # what the coordinates are there for
+
+
+def test_every_point_inside_the_crop_survives_the_weak_augmentation():
+    sparse, classes = _spaced_points()
+    image = Image.fromarray(np.zeros((64, 64, 3), np.uint8))
+    whole = WeakAug(crop_size=40, scale_range=(0.2, 0.6), flip=True, sparse_unlabeled=0)  # the image fits the crop
+    for seed in range(10):
+        _, out, valid = whole(image, {"sparse": sparse}, np.random.default_rng(seed))
+        labeled = out["sparse"][(out["sparse"] != 0) & (out["sparse"] != 255)]
+        assert sorted(labeled.tolist()) == classes and (out["sparse"][~valid] == 255).all()
+    index = np.zeros_like(sparse)
+    index[sparse != 0] = np.arange(1, (sparse != 0).sum() + 1)  # each point's own id, to follow it
+    part = WeakAug(crop_size=20, scale_range=(0.3, 0.7), flip=True, sparse=("sparse", "index"), sparse_unlabeled=0)
+    for seed in range(10):  # a crop of part of the image: the points that land in it, each with its class
+        _, out, _ = part(image, {"sparse": sparse, "index": index}, np.random.default_rng(seed))
+        landed = out["index"][(out["index"] != 0) & (out["index"] != 255)]
+        assert len(landed) == len(set(landed.tolist())) > 0  # no point lost to another
+        by_id = dict(zip(index[index != 0].tolist(), sparse[index != 0].tolist()))
+        ys, xs = np.nonzero(np.isin(out["index"], landed))
+        assert all(out["sparse"][y, x] == by_id[int(out["index"][y, x])] for y, x in zip(ys, xs))
 
 
 def test_strong_aug_changes_colours_only():

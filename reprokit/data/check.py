@@ -13,11 +13,13 @@ from functools import partial
 
 from tqdm.auto import tqdm
 
-from reprokit.config import DataConfig
+from reprokit.config import SPARSE_KINDS, DataConfig
 from reprokit.data.datasets import Splits, resolve_splits
-from reprokit.data.errors import DataError, SplitError
+from reprokit.data.errors import DataError, SplitError, WeakLabelError
+from reprokit.data.images import header_size
 from reprokit.data.samples import check_headers, has_mask, load_sample
 from reprokit.data.splits import Sample, scan_list
+from reprokit.data.weak import WeakLabels, ensure_weak_labels
 
 SPLITS = ("labeled", "unlabeled", "val")
 
@@ -40,9 +42,19 @@ def check_before_training(splits: Splits, cfg: DataConfig, progress: bool = Fals
     now rather than at the final evaluation. Label values of training masks are checked as they are read."""
     problems = itertools.chain(
         sample_problems(splits.labeled + splits.unlabeled, check_headers, progress, "checking training files"),
+        sample_problems(splits.labeled, partial(_weak_header, weak=WeakLabels(cfg)), progress,
+                        "checking weak labels") if cfg.label_kind in SPARSE_KINDS else (),
         sample_problems(splits.val, partial(load_sample, cfg=cfg), progress, "decoding val"))
     for problem in problems:
         raise problem
+
+
+def _weak_header(sample: Sample, weak: WeakLabels) -> None:
+    header_size(weak.path(sample), WeakLabelError, f"{weak.kind} label of {sample.id}")
+
+
+def _read_weak(sample: Sample, cfg: DataConfig, weak: WeakLabels) -> None:
+    weak.read(sample, load_sample(sample, cfg)[1])
 
 
 @dataclass
@@ -91,5 +103,11 @@ def check_data(cfg: DataConfig, progress: bool = False) -> DataReport:
     splits = resolve_splits(cfg, read_collecting)
     samples = [s for name in SPLITS for s in getattr(splits, name)]
     problems = list(sample_problems(samples, partial(load_sample, cfg=cfg), progress, "checking files"))
+    weak_files = 0
+    if cfg.label_kind != "dense":  # the weak labels training reads (simulated ones are written first, as there)
+        ensure_weak_labels(cfg, splits.labeled)
+        problems += sample_problems(splits.labeled, partial(_read_weak, cfg=cfg, weak=WeakLabels(cfg)), progress,
+                                    "checking weak labels")
+        weak_files = len(splits.labeled) if cfg.label_kind in SPARSE_KINDS else 0
     return DataReport({name: len(getattr(splits, name)) for name in SPLITS},
-                      sum(1 + has_mask(s) for s in samples), list_problems + problems)
+                      sum(1 + has_mask(s) for s in samples) + weak_files, list_problems + problems)

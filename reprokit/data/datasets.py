@@ -10,11 +10,12 @@ import numpy as np
 import torch
 import torchvision.transforms.functional as TF
 
-from reprokit.config import DataConfig
+from reprokit.config import SPARSE_KINDS, DataConfig
 from reprokit.data import cityscapes, digits, voc
 from reprokit.data.samples import load_sample
 from reprokit.data.splits import ListReader, Sample, SplitError, check_disjoint, draw_split, read_list, write_list
 from reprokit.data.transforms import StrongAug, WeakAug, normalize
+from reprokit.data.weak import WeakLabels
 
 
 #: what a sample's mask is, by the role of its split, and the item key it travels under (None: not read).
@@ -33,17 +34,26 @@ class SegDataset(torch.utils.data.Dataset):
     ignore) under the key its role gives it (:data:`MASK_ROLES`): ``mask`` for labels a method may train on,
     ``hidden_mask`` for the ground truth of unlabeled images, which only evaluation and diagnostics read.
 
+    A training set of weakly labeled images (``data.label_kind`` other than dense, role "labels") gives no
+    ``mask``: it gives ``image_labels`` (bool [C], the classes of the whole image, read before cropping),
+    ``crop_labels`` (those of the crop) and, for sparse kinds, ``sparse`` (long HxW: a class id at labeled
+    pixels, C at unlabeled ones, 255 at padding). Its dense mask travels as ``hidden_mask`` when
+    ``hidden_truth`` asks for it (diagnostics), and never otherwise.
+
     Indexed by ``(index, aug_seed)`` during training (see :mod:`reprokit.data.sampler`) or by a plain
     ``index`` for evaluation (no augmentation).
     """
 
     def __init__(self, samples: list[Sample], cfg: DataConfig, train: bool, strong: bool = False,
-                 masks: str = "labels"):
+                 masks: str = "labels", hidden_truth: bool = False):
         if masks not in MASK_ROLES:
             raise ValueError(f"masks={masks!r}: expected one of {', '.join(MASK_ROLES)}")
         self.samples, self.cfg, self.train, self.strong = samples, cfg, train, strong
         self.mask_key = MASK_ROLES[masks]
-        self.weak = WeakAug(cfg.crop_size, cfg.scale_range, cfg.scale_choices, cfg.flip)
+        self.weak_labels = WeakLabels(cfg) if train and masks == "labels" and cfg.label_kind != "dense" else None
+        self.hidden_truth = hidden_truth
+        self.weak = WeakAug(cfg.crop_size, cfg.scale_range, cfg.scale_choices, cfg.flip,
+                            sparse_unlabeled=cfg.num_classes)
         self.strong_aug = StrongAug(**dataclasses.asdict(cfg.strong))
 
     def __len__(self) -> int:
@@ -53,16 +63,22 @@ class SegDataset(torch.utils.data.Dataset):
         index, aug_seed = key if isinstance(key, tuple) else (key, None)
         sample = self.samples[index]
         image, mask = load_sample(sample, self.cfg, with_mask=self.mask_key is not None)
+        labels, whole = ({self.mask_key: mask} if mask is not None else {}), None
+        if self.weak_labels is not None:
+            labels, whole = self.weak_labels.read(sample, mask)
         if self.train:
             rng = np.random.default_rng(aug_seed)
-            img, mask, valid = self.weak(image, mask, rng)
+            img, labels, valid = self.weak(image, labels, rng)
         else:
             img, valid = np.array(image, dtype=np.uint8), np.ones(image.size[::-1], bool)
         x = TF.to_tensor(img)
         item = {"image": normalize(x, self.cfg.mean, self.cfg.std), "valid": torch.from_numpy(valid),
                 "index": index, "id": sample.id}
-        if mask is not None:
-            item[self.mask_key] = torch.from_numpy(mask.astype(np.int64))
+        if whole is not None:
+            item["image_labels"], item["crop_labels"] = whole, self.weak_labels.crop_classes(labels)
+            if not self.hidden_truth:
+                labels.pop("hidden_mask", None)
+        item.update({name: torch.from_numpy(lab.astype(np.int64)) for name, lab in labels.items()})
         if self.train and self.strong:
             x_s = self.strong_aug(x, rng) if self.cfg.strong_photometric else x
             item["image_s"] = normalize(x_s, self.cfg.mean, self.cfg.std)

@@ -46,3 +46,9 @@ class SizeError(DataError):
     """A mask whose size differs from its image's (the labels would not line up with the pixels)."""
 
     kind = "mask size differs from image"
+
+
+class WeakLabelError(DataError):
+    """A weak label (point, scribble or click map, or an image-label list line) is missing or unreadable."""
+
+    kind = "weak label"

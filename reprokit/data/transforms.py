@@ -1,7 +1,8 @@
 """Augmentations. Every random draw comes from an explicit generator so that a sample's augmentation
 is a pure function of (seed, position in the data stream): exact resume needs no worker RNG state.
 
-- weak (joint image + mask): random scale, pad-and-crop (pad label 255), horizontal flip;
+- weak (joint image + label maps): random scale, pad-and-crop (pad label 255), horizontal flip; sparse
+  labels (points, scribbles) keep every labeled pixel through the scaling;
 - strong (image only): colour jitter, random grayscale, Gaussian blur;
 - CutMix box masks over a batch, returned so a method mixes teacher outputs with the same boxes.
 """
@@ -20,12 +21,22 @@ from reprokit.labels import IGNORE_INDEX
 
 @dataclass
 class WeakAug:
+    """Random scale, pad-and-crop and horizontal flip of an image and the label maps that go with it.
+
+    ``labels`` maps a name to an HxW uint8 map. Dense maps are resized nearest-neighbour. Sparse maps (names in
+    ``sparse``: a class id at few pixels, ``sparse_unlabeled`` elsewhere) are resized so that no labeled pixel
+    is lost (:func:`resize_sparse`): nearest-neighbour drops a point when the image shrinks. Padding is 255 in
+    every map."""
+
     crop_size: int
     scale_range: Sequence[float] = (0.5, 2.0)
     scale_choices: Optional[Sequence[float]] = None
     flip: bool = True
+    sparse: tuple[str, ...] = ("sparse",)
+    sparse_unlabeled: int = IGNORE_INDEX
 
-    def __call__(self, image: Image.Image, mask: Optional[np.ndarray], rng: np.random.Generator):
+    def __call__(self, image: Image.Image, labels: dict[str, np.ndarray], rng: np.random.Generator):
+        """(crop HxWx3 uint8, {name: cropped map}, valid HxW bool), a function of ``rng``'s state alone."""
         if self.scale_choices:
             scale = float(rng.choice(list(self.scale_choices)))
         else:
@@ -34,18 +45,36 @@ class WeakAug:
         nw, nh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
         image = image.resize((nw, nh), Image.BILINEAR)
         img = np.array(image, dtype=np.uint8)
-        lab = None
-        if mask is not None:
-            lab = np.asarray(Image.fromarray(mask).resize((nw, nh), Image.NEAREST), dtype=np.uint8)
-        img, lab, valid = pad_crop(img, lab, self.crop_size, rng)
+        resized = {name: resize_sparse(lab, (nw, nh), self.sparse_unlabeled) if name in self.sparse
+                   else np.asarray(Image.fromarray(lab).resize((nw, nh), Image.NEAREST), dtype=np.uint8)
+                   for name, lab in labels.items()}
+        img, cropped, valid = pad_crop(img, resized, self.crop_size, rng)
         if self.flip and rng.random() < 0.5:
             img, valid = img[:, ::-1], valid[:, ::-1]
-            lab = lab[:, ::-1] if lab is not None else None
-        return np.ascontiguousarray(img), (np.ascontiguousarray(lab) if lab is not None else None), valid.copy()
+            cropped = {name: lab[:, ::-1] for name, lab in cropped.items()}
+        return (np.ascontiguousarray(img), {name: np.ascontiguousarray(lab) for name, lab in cropped.items()},
+                valid.copy())
 
 
-def pad_crop(img: np.ndarray, lab: Optional[np.ndarray], crop: int, rng: np.random.Generator):
-    """Pad to at least ``crop`` (image 0, label 255), then take a random crop.
+def resize_sparse(sparse: np.ndarray, size: tuple[int, int], unlabeled: int) -> np.ndarray:
+    """A sparse label map resized to ``size`` (width, height) keeping every labeled pixel. Enlarging,
+    nearest-neighbour samples every source pixel at least once. Shrinking, it would skip most of them, so each
+    labeled pixel is written at the position of its centre in the new grid instead (one pixel per labeled
+    pixel; where two land on one pixel, the later in row-major order wins)."""
+    nw, nh = size
+    h, w = sparse.shape
+    if nw >= w and nh >= h:
+        return np.asarray(Image.fromarray(sparse).resize((nw, nh), Image.NEAREST), dtype=np.uint8)
+    out = np.full((nh, nw), unlabeled, np.uint8)
+    ys, xs = np.nonzero((sparse != unlabeled) & (sparse != IGNORE_INDEX))
+    ny = np.minimum(((ys + 0.5) * nh / h).astype(np.int64), nh - 1)
+    nx = np.minimum(((xs + 0.5) * nw / w).astype(np.int64), nw - 1)
+    out[ny, nx] = sparse[ys, xs]
+    return out
+
+
+def pad_crop(img: np.ndarray, labels: dict[str, np.ndarray], crop: int, rng: np.random.Generator):
+    """Pad to at least ``crop`` (image 0, label maps 255), then take one random crop of all of them.
 
     Also returns the boolean map of real (non-padding) pixels, which unlabeled images need since
     they have no label to carry the padding as 255.
@@ -56,12 +85,11 @@ def pad_crop(img: np.ndarray, lab: Optional[np.ndarray], crop: int, rng: np.rand
     if ph or pw:
         img = np.pad(img, ((0, ph), (0, pw), (0, 0)))
         valid = np.pad(valid, ((0, ph), (0, pw)))
-        if lab is not None:
-            lab = np.pad(lab, ((0, ph), (0, pw)), constant_values=IGNORE_INDEX)
+        labels = {name: np.pad(lab, ((0, ph), (0, pw)), constant_values=IGNORE_INDEX) for name, lab in labels.items()}
     h, w = img.shape[:2]
     y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
     sl = (slice(y, y + crop), slice(x, x + crop))
-    return img[sl], (lab[sl] if lab is not None else None), valid[sl]
+    return img[sl], {name: lab[sl] for name, lab in labels.items()}, valid[sl]
 
 
 @dataclass

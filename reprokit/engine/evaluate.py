@@ -77,7 +77,10 @@ def evaluate(net: nn.Module, dataset, cfg: EvalConfig, crop: int, num_classes: i
         if cfg.mode == "center":
             image, mask = center_crop(image, crop), center_crop(mask, crop)
         with torch.autocast(dist.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            pred = predict_probs(net, image, cfg, crop, num_classes).argmax(1)
+            probs = predict_probs(net, image, cfg, crop, num_classes)
+        if cfg.mask_absent_classes:
+            probs = probs.masked_fill(~true_classes(mask, num_classes)[:, :, None, None], -1.0)
+        pred = probs.argmax(1)
         confusion += metrics.confusion_matrix(pred, mask, num_classes)
         for i in range(len(batch["id"])):
             if len(kept) < keep:
@@ -86,6 +89,14 @@ def evaluate(net: nn.Module, dataset, cfg: EvalConfig, crop: int, num_classes: i
     net.train(was_training)
     iou = metrics.iou(confusion.cpu())
     return {"confusion": confusion.cpu(), "iou": iou, "miou": metrics.mean_iou(confusion.cpu()), "predictions": kept}
+
+
+def true_classes(mask: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Bool [B, C]: the classes in each image's mask, background (0) always included (the masked protocol)."""
+    onehot = F.one_hot(mask.clamp(max=num_classes).flatten(1), num_classes + 1)[..., :num_classes]
+    present = onehot.amax(1).bool()
+    present[:, 0] = True
+    return present
 
 
 def eval_summary(result: dict, class_names: Sequence[str], cfg: EvalConfig) -> dict:
@@ -97,5 +108,6 @@ def eval_summary(result: dict, class_names: Sequence[str], cfg: EvalConfig) -> d
         "class_names": list(class_names),
         "pixel_accuracy": metrics.pixel_accuracy(result["confusion"]),
         "confusion": result["confusion"].tolist(),
-        "eval": {"mode": cfg.mode, "scales": cfg.scales, "flip": cfg.flip, "stride_ratio": cfg.stride_ratio},
+        "eval": {"mode": cfg.mode, "scales": cfg.scales, "flip": cfg.flip, "stride_ratio": cfg.stride_ratio,
+                 "mask_absent_classes": cfg.mask_absent_classes},
     }

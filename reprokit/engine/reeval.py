@@ -49,6 +49,7 @@ def reevaluate(run_dir: Path, overrides: list[str] | None = None) -> dict:
     if bad:
         raise CheckpointError(f"reprokit eval accepts only eval.* overrides, got {bad[0]!r}")
     cfg, summary = evaluate_checkpoint(run_dir, overrides)
-    name = "eval.json" if not overrides else f"eval-{cfg.eval.mode}{'-flip' if cfg.eval.flip else ''}.json"
+    name = "eval.json" if not overrides else (f"eval-{cfg.eval.mode}{'-flip' if cfg.eval.flip else ''}"
+                                              f"{'-masked' if cfg.eval.mask_absent_classes else ''}.json")
     rundir.write_json_atomic(run_dir / name, summary)
     return summary

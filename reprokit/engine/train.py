@@ -17,6 +17,7 @@ from reprokit.config import Config, ConfigError
 from reprokit.data.check import check_before_training
 from reprokit.data.datasets import SegDataset, class_names, collate, record_splits, resolve_splits
 from reprokit.data.digits import ensure_digit_scenes
+from reprokit.data.weak import ensure_weak_labels
 from reprokit.data.sampler import StepBatchSampler
 from reprokit.engine import rundir
 from reprokit.engine.checkpoint import (FORMAT, check_written_by, load_checkpoint, rng_state, save_atomic,
@@ -110,6 +111,9 @@ class Trainer:
         barrier()
         # data and method are read and checked before the run directory is touched: bad input leaves no trace
         self.splits = resolve_splits(cfg.data)
+        if self.dist.is_main:
+            ensure_weak_labels(cfg.data, self.splits.labeled)
+        barrier()
         check_before_training(self.splits, cfg.data, progress=self.dist.is_main and show_progress())
         self.class_names = class_names(cfg.data)
         self.method = build_method(cfg, cfg.data.num_classes).to(self.dist.device)
@@ -198,7 +202,7 @@ class Trainer:
         cfg, dist = self.cfg, self.dist
         from torch.utils.tensorboard import SummaryWriter
 
-        lab_ds = SegDataset(self.splits.labeled, cfg.data, train=True)
+        lab_ds = SegDataset(self.splits.labeled, cfg.data, train=True, hidden_truth=self.method.reads_hidden_masks())
         it_l = _loader(lab_ds, cfg.data.batch_size, cfg.train.seed, 0, self.start_step, self.total, dist,
                        cfg.data.num_workers)
         it_u = None

@@ -27,6 +27,7 @@ class FixMatch(Supervised):
     """One network (the supervised baseline's), plus the unlabeled step."""
 
     Params = FixMatchParams
+    label_kinds = ("dense",)
     uses_unlabeled = True
     unlabeled_batches = 2
 

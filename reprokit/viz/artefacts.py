@@ -17,7 +17,7 @@ from reprokit.methods.stpg_equations import SELECTION_CATEGORIES
 from reprokit.results import load_runs, selection_summary
 from reprokit.stats import format_difference, format_seed_differences, paired_difference
 from reprokit.viz import plots, provenance, tables
-from reprokit.viz.presets import Preset
+from reprokit.viz.presets import WEAK_ROWS, Preset
 
 FIG8_AXES = {"bank_size": "memory bank size N", "lambda_u": "unsupervised weight lambda_u"}
 
@@ -140,6 +140,30 @@ def build_summary(inputs: Inputs) -> Built:
                                           "pseudo-label accuracy per selection category (second half of training), "
                                           f"mean ± std; {inputs.note([rows['STPG']])}")
     return inputs.finish(built)
+
+
+def build_weak(inputs: Inputs) -> Built:
+    """The weak-supervision table: for each label kind, its baseline, the method and full supervision, with
+    mIoU, tail-class mIoU (mean ± std (seeds)) and each row's difference to the kind's baseline paired by seed."""
+    runs, preset, lines = inputs.runs, inputs.preset, []
+    for kind in WEAK_ROWS:
+        rows = preset.weak_rows(kind)
+        base_label = next(iter(rows))
+        base = tables.seed_values(runs, rows[base_label])
+        for label, name in rows.items():
+            sel = runs_of(runs, name)
+            tail = sel[[f"iou/{c}" for c in preset.tail]].mean(axis=1) if len(sel) else sel
+            delta = "-" if label == base_label else format_difference(
+                paired_difference(tables.seed_values(runs, name), base))
+            lines.append({"labels": kind, "Method": label,
+                          "mIoU (%)": tables.fmt(**tables.mean_std(sel["miou"])) if len(sel) else "-",
+                          "tail mIoU (%)": tables.fmt(**tables.mean_std(tail)) if len(sel) else "-",
+                          "Δ vs the kind's baseline [95 % CI]": delta, "runs": len(sel)})
+    table = pd.DataFrame(lines)
+    caption = (f"{preset.name}, weak and sparse labels on every training image: mIoU and tail-class mIoU "
+               f"({', '.join(preset.tail)}), mean ± std (seeds); difference to the first row of each label kind "
+               f"paired by seed, mean [95 % t-interval] (seeds); {inputs.note()}")
+    return inputs.finish(Built(tables.write_table(table, inputs.out / inputs.name, caption), inputs.missing(), table))
 
 
 def init_table(runs: pd.DataFrame, init: dict[str, tuple[str, str]]) -> pd.DataFrame:

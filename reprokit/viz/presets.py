@@ -25,6 +25,17 @@ FARCLUSS_ROWS = {"FARCLUSS (full)": "farcluss-1_8", "without fuzzy labels (top-1
                  "without class rebalancing": "farcluss-no_rebalancing",
                  "without contrastive term": "farcluss-no_contrastive", "Mean Teacher": "table4-mt"}
 
+# The weak-supervision table: per label kind, its baseline first (each row's gain is paired against it), the
+# weakly supervised method, and training on every mask (the upper bound).
+WEAK_ROWS = {
+    "image labels": {"CAM pseudo-masks (two stages)": "weak-cam", "CoSA": "weak-cosa",
+                     "fully supervised": "supervised-full"},
+    "points": {"partial CE": "weak-partial_ce-points", "AGMM-SASS": "weak-agmm-points",
+               "fully supervised": "supervised-full"},
+    "scribbles": {"partial CE": "weak-partial_ce-scribbles", "AGMM-SASS": "weak-agmm-scribbles",
+                  "fully supervised": "supervised-full"},
+}
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -47,6 +58,10 @@ class Preset:
     def table4(self) -> dict[str, str]:
         """{Table 4 row label: config name}; several artefacts reuse these runs."""
         return self.rows({label: f"table4-{row}" for label, row in TABLE4_ROWS.items()})
+
+    def weak_rows(self, kind: str) -> dict[str, str]:
+        """{row label: config name} of the weak-supervision table's block for label ``kind``."""
+        return self.rows(WEAK_ROWS[kind])
 
     @property
     def methods(self) -> dict[str, str]:
