@@ -145,11 +145,14 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
+    name: str = "sgd"  # sgd | adamw (CoSA: betas 0.9 / 0.999)
     lr: float = ranged(POSITIVE, 0.01)
-    momentum: float = ranged(MOMENTUM, 0.9)
+    momentum: float = ranged(MOMENTUM, 0.9)  # SGD only
     weight_decay: float = ranged(NON_NEGATIVE, 1e-4)
+    decay_norms: bool = False  # weight decay on norm weights and biases too (CoSA's code decays every parameter)
     head_lr_mult: float = ranged(POSITIVE, 1.0)
     poly_power: float = ranged(NON_NEGATIVE, 0.9)
+    warmup_iters: int = ranged(NON_NEGATIVE, 0)  # linear warm-up from 1e-6 of the rate, under the poly decay
     nesterov: bool = False
 
 
@@ -366,6 +369,7 @@ def validate(cfg: Config) -> None:
         "data.dataset": (cfg.data.dataset, {"digits", "voc", "cityscapes"}),
         "data.voc_layout": (cfg.data.voc_layout, {"aug", "classic"}),
         "data.label_kind": (cfg.data.label_kind, set(LABEL_KINDS)),
+        "optim.name": (cfg.optim.name, {"sgd", "adamw"}),
         "data.weak_source": (cfg.data.weak_source, {"auto", "files", "simulated"}),
         "model.backbone": (cfg.model.backbone, {"resnet18", "resnet34", "resnet50", "resnet101"}),
         "model.output_stride": (cfg.model.output_stride, {8, 16}),

@@ -134,7 +134,7 @@ class Trainer:
         self.total = total_iterations(cfg, len(self.splits.labeled), n_unlabeled, self.dist.world_size)
         self.method.set_total_steps(self.total)
         self.optimizer = build_optimizer(self.method.students(), cfg.optim)
-        self.scheduler = poly_scheduler(self.optimizer, self.total, cfg.optim.poly_power)
+        self.scheduler = poly_scheduler(self.optimizer, self.total, cfg.optim.poly_power, cfg.optim.warmup_iters)
         self.amp_dtype = AMP_DTYPES[cfg.train.amp] if self.dist.device.type == "cuda" or cfg.train.amp == "bf16" else None
         self.scaler = torch.amp.GradScaler(self.dist.device.type, enabled=cfg.train.amp == "fp16"
                                            and self.dist.device.type == "cuda")
@@ -202,7 +202,8 @@ class Trainer:
         cfg, dist = self.cfg, self.dist
         from torch.utils.tensorboard import SummaryWriter
 
-        lab_ds = SegDataset(self.splits.labeled, cfg.data, train=True, hidden_truth=self.method.reads_hidden_masks())
+        lab_ds = SegDataset(self.splits.labeled, cfg.data, train=True, strong=self.method.labeled_strong_view,
+                            hidden_truth=self.method.reads_hidden_masks())
         it_l = _loader(lab_ds, cfg.data.batch_size, cfg.train.seed, 0, self.start_step, self.total, dist,
                        cfg.data.num_workers)
         it_u = None

@@ -37,6 +37,31 @@ class CategoryLayer:
 
 
 @dataclass(frozen=True)
+class LabelLayer:
+    """An inspector layer of class ids (train ids, 255 ignore) that :meth:`Method.pseudo_labels` returns under
+    ``key`` [B, H, W]: drawn in the data set's palette like the pseudo-label, ignored pixels in its ignore colour."""
+
+    title: str
+    key: str
+
+
+@dataclass(frozen=True)
+class HeatLayer:
+    """An inspector layer of scores in [0, 1] that :meth:`Method.pseudo_labels` returns under ``key``: one map
+    [B, H, W], or with ``per_class`` a stack [B, K, H, W] (or K maps ``<key>/<k>``) whose channel k scores class
+    ``first_class + k``; the inspector's class picker chooses the class drawn."""
+
+    title: str
+    key: str
+    per_class: bool = False
+    first_class: int = 0
+
+
+#: what :attr:`Method.inspector_layers` may hold
+InspectorLayer = CategoryLayer | LabelLayer | HeatLayer
+
+
+@dataclass(frozen=True)
 class MethodEntry:
     """A method's registry entry, declared in its own module as ``METHOD = MethodEntry("name", ...)`` (one line
     start, as written: the code version reads it to tell method modules apart, see
@@ -61,11 +86,13 @@ class Method(nn.Module):
     unlabeled_batches: int = 1
     #: set when some trainable parameters may receive no gradient in a step (DDP needs to know)
     may_skip_params: bool = False
+    #: whether labeled items carry a photometric strong view of their crop (``image_s``)
+    labeled_strong_view: bool = False
     #: kinds of training label the method learns from (``data.label_kind``, reprokit.config.LABEL_KINDS);
     #: a run whose data has another kind is refused before training, naming both
     label_kinds: tuple[str, ...] = ("dense",)
     #: layers the inspector offers beside the base ones (maps of :meth:`pseudo_labels` beyond the base three)
-    inspector_layers: tuple[CategoryLayer, ...] = ()
+    inspector_layers: tuple[InspectorLayer, ...] = ()
 
     def reads_hidden_masks(self) -> bool:
         """Whether the step's unlabeled batches carry ``hidden_mask`` (ground truth of unlabeled images, for

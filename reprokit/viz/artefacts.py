@@ -17,7 +17,7 @@ from reprokit.methods.stpg_equations import SELECTION_CATEGORIES
 from reprokit.results import load_runs, selection_summary
 from reprokit.stats import format_difference, format_seed_differences, paired_difference
 from reprokit.viz import plots, provenance, tables
-from reprokit.viz.presets import WEAK_ROWS, Preset
+from reprokit.viz.presets import WEAK_REFERENCE, WEAK_ROWS, Preset
 
 FIG8_AXES = {"bank_size": "memory bank size N", "lambda_u": "unsupervised weight lambda_u"}
 
@@ -146,8 +146,9 @@ def build_weak(inputs: Inputs) -> Built:
     """The weak-supervision table: for each label kind, its baseline, the method and full supervision, with
     mIoU, tail-class mIoU (mean ± std (seeds)) and each row's difference to the kind's baseline paired by seed."""
     runs, preset, lines = inputs.runs, inputs.preset, []
+    reference, reference_name = WEAK_REFERENCE[0], preset.config(WEAK_REFERENCE[1])
     for kind in WEAK_ROWS:
-        rows = preset.weak_rows(kind)
+        rows = {**preset.weak_rows(kind), reference: reference_name}
         base_label = next(iter(rows))
         base = tables.seed_values(runs, rows[base_label])
         for label, name in rows.items():
@@ -160,10 +161,12 @@ def build_weak(inputs: Inputs) -> Built:
                           "tail mIoU (%)": tables.fmt(**tables.mean_std(tail)) if len(sel) else "-",
                           "Δ vs the kind's baseline [95 % CI]": delta, "runs": len(sel)})
     table = pd.DataFrame(lines)
+    names = [*inputs.named.values(), reference_name]
     caption = (f"{preset.name}, weak and sparse labels on every training image: mIoU and tail-class mIoU "
                f"({', '.join(preset.tail)}), mean ± std (seeds); difference to the first row of each label kind "
-               f"paired by seed, mean [95 % t-interval] (seeds); {inputs.note()}")
-    return inputs.finish(Built(tables.write_table(table, inputs.out / inputs.name, caption), inputs.missing(), table))
+               f"paired by seed, mean [95 % t-interval] (seeds); {inputs.note(names)}")
+    built = Built(tables.write_table(table, inputs.out / inputs.name, caption), inputs.missing(names), table)
+    return inputs.finish(built, inputs.used(names))
 
 
 def init_table(runs: pd.DataFrame, init: dict[str, tuple[str, str]]) -> pd.DataFrame:
@@ -258,3 +261,24 @@ def build_fig9(inputs: Inputs, images: int) -> Built:
     fig = qualitative_grid(loaded, list(range(min(images, n_val))))
     built.files = plots.save_figure(fig, inputs.out / "fig9", provenance.provenance_note(used))
     return inputs.finish(built, used)
+
+
+def build_fig_weak(inputs: Inputs, images: int) -> Built:
+    """One qualitative figure per label kind (``fig_weak_<kind>``): training images with their weak labels, the
+    baseline's and the method's predictions and the ground truth; a kind is drawn when its runs exist."""
+    from reprokit.viz.samples import weak_grid
+
+    built = Built(missing=inputs.missing())
+    used_all = []
+    for kind in WEAK_ROWS:
+        have = {label.split(": ", 1)[1]: name for label, name in inputs.named.items()
+                if label.startswith(f"{kind}: ") and name not in built.missing}
+        if not have:
+            continue
+        loaded, used = _trained(inputs.runs, have)
+        n_train = len(next(iter(loaded.values())).training_images())
+        fig = weak_grid(loaded, list(range(min(images, n_train))))
+        stem = f"fig_weak_{kind.replace(' ', '_')}"
+        built.files += plots.save_figure(fig, inputs.out / stem, provenance.provenance_note(used))
+        used_all.append(used)
+    return inputs.finish(built, pd.concat(used_all) if used_all else inputs.used([]))

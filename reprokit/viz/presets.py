@@ -25,16 +25,14 @@ FARCLUSS_ROWS = {"FARCLUSS (full)": "farcluss-1_8", "without fuzzy labels (top-1
                  "without class rebalancing": "farcluss-no_rebalancing",
                  "without contrastive term": "farcluss-no_contrastive", "Mean Teacher": "table4-mt"}
 
-# The weak-supervision table: per label kind, its baseline first (each row's gain is paired against it), the
-# weakly supervised method, and training on every mask (the upper bound).
+# The weak-supervision table: per label kind, its baseline first (each row's gain is paired against it) and
+# the weakly supervised method; the table adds training on every mask (the upper bound) to each kind.
 WEAK_ROWS = {
-    "image labels": {"CAM pseudo-masks (two stages)": "weak-cam", "CoSA": "weak-cosa",
-                     "fully supervised": "supervised-full"},
-    "points": {"partial CE": "weak-partial_ce-points", "AGMM-SASS": "weak-agmm-points",
-               "fully supervised": "supervised-full"},
-    "scribbles": {"partial CE": "weak-partial_ce-scribbles", "AGMM-SASS": "weak-agmm-scribbles",
-                  "fully supervised": "supervised-full"},
+    "image labels": {"CAM pseudo-masks (two stages)": "weak-cam", "CoSA": "weak-cosa"},
+    "points": {"partial CE": "weak-partial_ce-points", "AGMM-SASS": "weak-agmm-points"},
+    "scribbles": {"partial CE": "weak-partial_ce-scribbles", "AGMM-SASS": "weak-agmm-scribbles"},
 }
+WEAK_REFERENCE = ("fully supervised", "supervised-full")
 
 
 @dataclass(frozen=True)
@@ -60,8 +58,13 @@ class Preset:
         return self.rows({label: f"table4-{row}" for label, row in TABLE4_ROWS.items()})
 
     def weak_rows(self, kind: str) -> dict[str, str]:
-        """{row label: config name} of the weak-supervision table's block for label ``kind``."""
+        """{row label: config name} of the weak-supervision methods for label ``kind`` (baseline first)."""
         return self.rows(WEAK_ROWS[kind])
+
+    @property
+    def weak_methods(self) -> dict[str, str]:
+        """{"<kind>: <row label>": config name} of every weak-supervision method (what the weak artefacts need)."""
+        return {f"{kind}: {label}": name for kind in WEAK_ROWS for label, name in self.weak_rows(kind).items()}
 
     @property
     def methods(self) -> dict[str, str]:

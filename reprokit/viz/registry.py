@@ -15,7 +15,7 @@ from typing import Callable
 
 from reprokit.viz import artefacts
 from reprokit.viz.artefacts import Built, Inputs, run_table
-from reprokit.viz.presets import CW_BASS_ROWS, FARCLUSS_ROWS, PRESETS, WEAK_ROWS, Preset, preset
+from reprokit.viz.presets import CW_BASS_ROWS, FARCLUSS_ROWS, PRESETS, Preset, preset
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,10 @@ ARTEFACTS = (
              lambda p: p.rows(CW_BASS_ROWS)),
     Artefact("farcluss_ablation", "FARCLUSS: component ablation", partial(artefacts.build_ablation, source=None),
              lambda p: p.rows(FARCLUSS_ROWS)),
-    Artefact("weak", "Weak and sparse supervision", artefacts.build_weak,
-             lambda p: {f"{kind}: {label}": name for kind in WEAK_ROWS for label, name in p.weak_rows(kind).items()}),
+    Artefact("weak", "Weak and sparse supervision", artefacts.build_weak, lambda p: p.weak_methods),
+    Artefact("fig_weak", "Weak labels: qualitative results", artefacts.build_fig_weak,
+             lambda p: p.weak_methods,
+             (Param("images", 4, "training images shown per label kind, one row each"),), loads_networks=True),
     Artefact("fig6", "Fig. 6: tail-class IoU", artefacts.build_fig6, lambda p: p.methods),
     Artefact("fig7", "Fig. 7: t-SNE of decoder features", artefacts.build_fig7,
              lambda p: {"supervised": p.table4["L_s"], "STPG": p.table4["STPG (all)"]},

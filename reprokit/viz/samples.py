@@ -1,5 +1,5 @@
-"""Figures that need a trained network: qualitative grids (Figs. 9/10) and t-SNE of features (Fig. 7).
-Both read the run directory (config + checkpoint) and the validation images it names."""
+"""Figures that need a trained network: qualitative grids (Figs. 9/10, and their weak-label counterparts)
+and t-SNE of features (Fig. 7). They read the run directory (config + checkpoint) and the images it names."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,11 +31,17 @@ class TrainedRun:
         self.classes = class_names(self.cfg.data)
 
     @torch.no_grad()
-    def predict(self, index: int) -> np.ndarray:
-        item = self.val[index]
+    def predict(self, index: int, dataset: SegDataset | None = None) -> np.ndarray:
+        """The prediction on image ``index`` of ``dataset`` (default: the validation set)."""
+        item = (self.val if dataset is None else dataset)[index]
         probs = predict_probs(self.net, item["image"][None], self.cfg.eval,
                               self.cfg.eval_crop_size, self.cfg.data.num_classes)
         return probs.argmax(1)[0].numpy().astype(np.uint8)
+
+    def training_images(self) -> SegDataset:
+        """The run's labeled training images, unaugmented, with their masks (weak runs show these: their
+        weak labels exist for training images only)."""
+        return SegDataset(resolve_splits(self.cfg.data).labeled, self.cfg.data, train=False)
 
     def image(self, index: int) -> np.ndarray:
         return np.asarray(Image.open(self.val.samples[index].image).convert("RGB"))
@@ -60,6 +66,55 @@ def qualitative_grid(runs: dict[str, TrainedRun], indices: list[int]):
             axes[r, c].set_yticks([])
             if r == 0:
                 axes[r, c].set_title(cols[c])
+    fig.tight_layout()
+    return fig
+
+
+def weak_label_panel(image: np.ndarray, sparse: np.ndarray, dataset: str, num_classes: int) -> np.ndarray:
+    """The image, dimmed, with its sparse label's pixels in the palette and enlarged to 3x3 so single points
+    show at print size."""
+    labeled = (sparse < num_classes)
+    grown = np.full(sparse.shape, IGNORE_INDEX, np.uint8)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            shifted = np.roll(np.where(labeled, sparse, IGNORE_INDEX), (dy, dx), axis=(0, 1))
+            grown = np.where(shifted != IGNORE_INDEX, shifted, grown)
+    panel = (0.45 * image).astype(np.uint8)
+    show = grown != IGNORE_INDEX
+    panel[show] = palette_for(dataset)[grown[show]]
+    return panel
+
+
+def weak_grid(runs: dict[str, TrainedRun], indices: list[int]):
+    """One row per training image of the first run: the image, its weak label as given (sparse labels drawn on
+    the image, image-level labels as the class names), each run's prediction and the ground truth."""
+    from reprokit.data.weak import WeakLabels
+
+    first = next(iter(runs.values()))
+    cfg, dataset = first.cfg.data, first.cfg.data.dataset
+    train = first.training_images()
+    weak = WeakLabels(cfg)
+    cols = ["image", f"{cfg.label_kind} label", *runs, "ground truth"]
+    fig, axes = plt.subplots(len(indices), len(cols), figsize=(2 * len(cols), 2 * len(indices)), squeeze=False)
+    for r, i in enumerate(indices):
+        sample = train.samples[i]
+        image = np.asarray(Image.open(sample.image).convert("RGB"))
+        mask = train[i]["mask"].numpy().astype(np.uint8)
+        maps, classes = weak.read(sample, mask)
+        label = (weak_label_panel(image, maps["sparse"], dataset, cfg.num_classes) if "sparse" in maps
+                 else np.full_like(image, 255))
+        panels = [image, label, *(colorize(run.predict(i, train), dataset) for run in runs.values()),
+                  colorize(mask, dataset)]
+        for c, panel in enumerate(panels):
+            axes[r, c].imshow(panel, interpolation="nearest")
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+            if r == 0:
+                axes[r, c].set_title(cols[c], fontsize=9)
+        if "sparse" not in maps:
+            names = [first.classes[k] for k in classes.nonzero().flatten().tolist() if k != 0]
+            axes[r, 1].text(0.5, 0.5, "\n".join(names) or "background only", ha="center", va="center",
+                            transform=axes[r, 1].transAxes, fontsize=8)
     fig.tight_layout()
     return fig
 
