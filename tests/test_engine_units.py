@@ -82,3 +82,26 @@ def test_eval_modes_agree_on_a_pointwise_network(mode):
     out = predict_probs(_Echo(), x, cfg, crop=8, num_classes=3)
     assert torch.allclose(out, ref, atol=1e-5)
     DistInfo()  # single-process defaults construct
+
+
+def test_warmup_rises_linearly_under_the_poly_decay_and_adamw_is_built():
+    from torch import nn
+
+    from reprokit.config import OptimConfig
+    from reprokit.engine.optim import WARMUP_START, build_optimizer, poly_factor, poly_scheduler, warmup_factor
+
+    assert warmup_factor(0, 10) == WARMUP_START and warmup_factor(5, 10) == pytest.approx(0.5, abs=1e-6)
+    assert warmup_factor(10, 10) == warmup_factor(3, 0) == 1.0
+    net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2))
+    cfg = OptimConfig(name="adamw", lr=0.1, warmup_iters=4, decay_norms=True)
+    opt = build_optimizer({"net": net}, cfg)
+    assert isinstance(opt, torch.optim.AdamW) and len(opt.param_groups) == 1  # norms decay too: one group
+    sched = poly_scheduler(opt, 20, 0.9, warmup=4)
+    lrs = []
+    for _ in range(6):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.1 * WARMUP_START) and lrs[2] == pytest.approx(0.1 * 0.5 * poly_factor(2, 20, 0.9),
+                                                                                    rel=1e-4)
+    assert lrs[5] == pytest.approx(0.1 * poly_factor(5, 20, 0.9))
