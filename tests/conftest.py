@@ -78,3 +78,45 @@ def tree_digest(root: Path) -> dict[str, str]:
         return {}
     return {p.relative_to(root).as_posix(): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*"))}
+
+
+class Crash(RuntimeError):
+    """Raised inside a training step to stand for a killed process."""
+
+
+def crash_and_rerun(raw: dict, run_dir: Path, monkeypatch, crash_step: int = 5) -> tuple[dict, dict, list[dict]]:
+    """Train ``raw`` straight through, and again with a crash at step ``crash_step`` followed by a rerun
+    (which resumes from the last checkpoint); returns both final method states and the rerun's metric records,
+    so a test can require them to be equal (exact resume)."""
+    import json
+
+    from reprokit.engine.checkpoint import load_checkpoint
+    from reprokit.engine.train import train
+    from reprokit.methods import method_class
+
+    cfg = from_dict(raw)
+    train(cfg, run_dir / "straight")
+    cls = method_class(cfg.method_name)
+    original = cls.training_step
+
+    def crashing(self, labeled, unlabeled, step):
+        if step == crash_step:
+            raise Crash
+        return original(self, labeled, unlabeled, step)
+
+    monkeypatch.setattr(cls, "training_step", crashing)
+    with pytest.raises(Crash):
+        train(from_dict(raw), run_dir / "crashed")
+    monkeypatch.setattr(cls, "training_step", original)
+    train(from_dict(raw), run_dir / "crashed")
+    straight = load_checkpoint(run_dir / "straight" / "checkpoint.pt")["method"]
+    rerun = load_checkpoint(run_dir / "crashed" / "checkpoint.pt")["method"]
+    records = [json.loads(x) for x in (run_dir / "crashed" / "metrics.jsonl").read_text().splitlines()]
+    return straight, rerun, records
+
+
+def categories(method) -> list:
+    """The category layers a method declares (label and heat layers have no names or colours of their own)."""
+    from reprokit.methods.base import CategoryLayer
+
+    return [layer for layer in method.inspector_layers if isinstance(layer, CategoryLayer)]

@@ -10,6 +10,7 @@ from reprokit.config import ConfigError
 from reprokit.methods import build_method
 from reprokit.methods.agmm import (absent_class_loss, class_prototypes, class_vectors, gmm_label_loss,
                                    gmm_prediction_loss, gmm_response, prototype_separation_loss, sparse_ce)
+from tests.conftest import categories
 from tests.test_no_host_sync import SyncingOps
 
 E1 = math.exp(-1)
@@ -198,7 +199,7 @@ def test_inspector_maps_with_and_without_sparse_labels(tiny_cfg):
     maps = method.pseudo_labels(batch)
     for key in ("teacher_label", "confidence", "student_pred", "gmm_label", "gmm_response", "gmm/0", "gmm/10"):
         assert maps[key].shape == (2, 32, 32), key
-    for layer in method.inspector_layers:
+    for layer in categories(method):
         assert int(maps[layer.key].max()) < len(layer.names) == len(layer.colours)
     agreement = maps["gmm_agreement"]
     assert (agreement[batch["sparse"] < 11] == 0).all() and (agreement[~batch["valid"]] == 3).all()

@@ -12,6 +12,7 @@ from reprokit.methods import build_method
 from reprokit.methods.cam import ViTStages, dense_cams
 from reprokit.methods.cosa import (ThresholdSearch, balanced_seg_loss, cam_pseudo_labels, contrastive_separation,
                                    gmm_thresholds, reliability_weights, segmentation_pseudo_labels, spl_cam_loss)
+from tests.conftest import categories
 
 C = 11  # digit scenes: background + 10 digits
 
@@ -158,7 +159,7 @@ def test_inspector_maps_and_layers(tiny_cfg):
     method = built(tiny_cfg, "cosa").eval()
     batch = image_batch()
     maps = method.pseudo_labels({"image": batch["image"], "valid": batch["valid"]})  # no labels: AN's classifier
-    for layer in method.inspector_layers:
+    for layer in categories(method):
         assert maps[layer.key].shape == (2, 32, 32) and int(maps[layer.key].max()) < len(layer.names)
     assert torch.equal(maps["cpl_region"] == 1, maps["cpl"] == 255)
     assert (maps["cpl"][~batch["valid"]] == 255).all() and maps["cams"].shape == (2, C - 1, 32, 32)

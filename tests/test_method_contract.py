@@ -10,7 +10,7 @@ from torch import nn
 
 from reprokit.methods import build_method, registry
 from reprokit.methods.base import Method, StepOutput
-from tests.conftest import step_batches
+from tests.conftest import categories, step_batches
 
 METHODS = sorted(registry())
 
@@ -100,7 +100,7 @@ def test_method_contract(tiny_cfg, name):
     b, _, h, w = labeled["image"].shape
     for key in ("teacher_label", "confidence", "student_pred"):
         assert maps[key].shape == (b, h, w), key
-    for layer in method.inspector_layers:  # each declared inspector layer has its map and a name per colour
+    for layer in categories(method):  # each declared category layer has its map and a name per colour
         assert maps[layer.key].shape == (b, h, w) and len(layer.names) == len(layer.colours), layer.title
         assert int(maps[layer.key].max()) < len(layer.names)
     with torch.no_grad():

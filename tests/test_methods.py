@@ -1,17 +1,12 @@
 """The teacher-student methods behind the contract: STPG wiring and switches, Mean Teacher, FixMatch."""
-import json
-
 import pytest
 import torch
 
 from reprokit.config import ConfigError
-from reprokit.configure import from_dict
-from reprokit.engine.checkpoint import load_checkpoint
-from reprokit.engine.train import train
 from reprokit.methods import build_method
 from reprokit.methods.semi import teacher_targets
-from reprokit.methods.stpg import STPG, weighted_ce
-from tests.conftest import step_batches, tiny_raw
+from reprokit.methods.stpg import weighted_ce
+from tests.conftest import crash_and_rerun, step_batches, tiny_raw
 
 STPG_TINY = {"name": "stpg", "proj_dim": 16, "bank_size": 8, "phi": 0.0, "bank_start": 0.0,
              "contrastive_start": 0.0, "proximity_start": 0.3}
@@ -126,34 +121,15 @@ def test_mean_teacher_step(tiny_cfg):
     assert 0 <= float(out.diagnostics["acc/teacher"]) <= 1
 
 
-class Crash(RuntimeError):
-    pass
-
-
 def test_stpg_run_logs_diagnostics_and_resumes_exactly(digits_root, tmp_path, monkeypatch):
     """A crash after step 5 (checkpoint at 4) and a rerun end with the same weights, memory bank and
     prototypes as an uninterrupted run."""
     raw = tiny_raw(digits_root, method={**STPG_TINY, "ema_momentum": 0.5}, optim={"lr": 0.05},
                    train={"iters": 8, "ckpt_every": 2, "log_every": 1})
-    train(from_dict(raw), tmp_path / "straight")
-    original = STPG.training_step
-
-    def crash_at_5(self, labeled, unlabeled, step):
-        if step == 5:
-            raise Crash
-        return original(self, labeled, unlabeled, step)
-
-    monkeypatch.setattr(STPG, "training_step", crash_at_5)
-    with pytest.raises(Crash):
-        train(from_dict(raw), tmp_path / "crashed")
-    monkeypatch.setattr(STPG, "training_step", original)
-    train(from_dict(raw), tmp_path / "crashed")
-    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")["method"]
-    b = load_checkpoint(tmp_path / "crashed" / "checkpoint.pt")["method"]
+    a, b, records = crash_and_rerun(raw, tmp_path, monkeypatch)
     assert any(k.startswith("bank.") for k in a) and "prototypes" in a
     assert int(a["bank.count"].sum()) > 0 and a["prototypes"].abs().sum() > 0
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
-    records = [json.loads(x) for x in (tmp_path / "crashed" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, 9))
     last = records[-1]
     assert all(torch.isfinite(torch.tensor(last[k])) for k in last if k.startswith("loss"))

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torchvision.transforms.functional as TF
 
-from reprokit.config import SPARSE_KINDS, DataConfig
+from reprokit.config import DataConfig
 from reprokit.data import cityscapes, digits, voc
 from reprokit.data.samples import load_sample
 from reprokit.data.splits import ListReader, Sample, SplitError, check_disjoint, draw_split, read_list, write_list

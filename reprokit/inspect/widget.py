@@ -1,9 +1,10 @@
 """``PseudoLabelInspector``: an ipywidgets view of a teacher-student method's pseudo-labels.
 
 Controls: image index (slider, previous / next), split, checkpoint, layer toggles and opacity, class
-filter, confidence threshold. Panels: the composed view with a legend, per-image statistics, and the
-batch's per-class mismatch scores. "Export PNG" writes the current view. Display changes recompose
-cached arrays (:mod:`reprokit.inspect.core`); only a new image batch or checkpoint runs the network.
+filter, confidence threshold, and the class of per-class heat maps (CAMs, GMM responses). Panels: the
+composed view with a legend, per-image statistics, and the batch's per-class mismatch scores. "Export PNG"
+writes the current view. Display changes recompose cached arrays (:mod:`reprokit.inspect.core`); only a new
+image batch or checkpoint runs the network.
 """
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import numpy as np
 from PIL import Image
 
 from reprokit.data.palette import palette_for
-from reprokit.inspect.core import LABEL_LAYERS, MapCache, compose, image_stats, layer_names, run_checkpoints
+from reprokit.inspect.core import (LABEL_LAYERS, SPARSE_LAYER, MapCache, WeakLabeledImages, compose, heat_layer,
+                                   image_stats, layer_names, run_checkpoints)
+from reprokit.methods.base import CategoryLayer, HeatLayer, LabelLayer
 
 
 def png_bytes(rgb: np.ndarray, scale: int = 1) -> bytes:
@@ -61,13 +64,17 @@ class PseudoLabelInspector:
         self.checkpoint = w.Dropdown(options=checkpoints, value=checkpoints[-1], description="checkpoint")
         self.index = w.IntSlider(0, 0, len(cache.splits[splits[0]]) - 1, description="image", continuous_update=False)
         self.prev, self.next = w.Button(description="◀ prev"), w.Button(description="next ▶")
-        self.layers = {name: w.ToggleButton(value=name == "teacher pseudo-label", description=name,
-                                            layout=w.Layout(width="auto")) for name in layer_names(cache.layers)}
+        self.layers = {name: w.ToggleButton(value=name in ("teacher pseudo-label", SPARSE_LAYER), description=name,
+                                            layout=w.Layout(width="auto"))
+                       for name in layer_names(cache.layers, cache.has_sparse)}
         self.opacity = w.FloatSlider(0.6, min=0, max=1, step=0.05, description="opacity", continuous_update=False)
         self.classes = w.SelectMultiple(options=[(n, i) for i, n in enumerate(class_names)],
                                         value=tuple(range(len(class_names))), rows=6, description="classes")
         self.threshold = w.FloatSlider(0.0, min=0, max=1, step=0.01, description="confidence ≥",
                                        continuous_update=False)
+        per_class = [m.first_class for m in cache.layers if isinstance(m, HeatLayer) and m.per_class]
+        self.heat_class = w.Dropdown(options=[(n, i) for i, n in enumerate(class_names)], description="heat class",
+                                     value=min(per_class)) if per_class else None  # offered with per-class maps
         self.export = w.Button(description="Export PNG", icon="download")
         self.view, self.scores = w.Image(format="png"), w.Image(format="png")
         self.legend, self.stats, self.status = w.HTML(), w.HTML(), w.HTML()
@@ -77,13 +84,14 @@ class PseudoLabelInspector:
         self.split.observe(self._on_split, "value")
         for control in (self.checkpoint, self.index):
             control.observe(lambda _: self.refresh("image"), "value")
-        for control in (*self.layers.values(), self.opacity, self.classes, self.threshold):
+        heat = [] if self.heat_class is None else [self.heat_class]
+        for control in (*self.layers.values(), self.opacity, self.classes, self.threshold, *heat):
             control.observe(lambda _: self.refresh("display"), "value")
         self.widget = w.VBox([
             w.HBox([self.split, self.checkpoint]),
             w.HBox([self.prev, self.index, self.next]),
             w.HBox(list(self.layers.values())),
-            w.HBox([self.opacity, self.threshold, self.export]),
+            w.HBox([self.opacity, self.threshold, *heat, self.export]),
             w.HBox([w.VBox([self.view, self.legend]), w.VBox([self.classes, self.stats, self.scores])]),
             self.status,
         ])
@@ -91,17 +99,32 @@ class PseudoLabelInspector:
         self.refresh("image")
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, splits: tuple[str, ...] = ("unlabeled", "val"), **kwargs):
-        """Open a run directory: its method, its unlabeled training images and validation images (both
-        without augmentation), and every checkpoint it kept (``train.snapshot_every`` snapshots + final)."""
+    def from_run(cls, run_dir: str | Path, splits: tuple[str, ...] | None = None, **kwargs):
+        """Open a run directory: its method, its training images (without augmentation: the unlabeled ones, and
+        for a run trained on weak labels the weakly labeled ones, carrying those labels) and validation images,
+        and every checkpoint it kept (``train.snapshot_every`` snapshots + final). ``splits`` chooses among
+        "labeled", "unlabeled" and "val" (default: "labeled" for a weak run, "unlabeled", "val"); a split the run
+        has no images in is left out."""
         from reprokit.data.datasets import SegDataset, class_names, resolve_splits
+        from reprokit.data.weak import ensure_weak_labels
         from reprokit.engine.reeval import load_trained_method
 
         cfg, method = load_trained_method(Path(run_dir))
         resolved = resolve_splits(cfg.data)
-        samples = {"unlabeled": resolved.unlabeled, "val": resolved.val}
-        roles = {"unlabeled": "hidden", "val": "labels"}  # the inspector shows unlabeled images' hidden truth
-        data = {s: SegDataset(samples[s], cfg.data, train=False, masks=roles[s]) for s in splits if samples[s]}
+        weak = cfg.data.label_kind != "dense"
+        splits = splits or (("labeled",) if weak else ()) + ("unlabeled", "val")
+        samples = {"labeled": resolved.labeled, "unlabeled": resolved.unlabeled, "val": resolved.val}
+        # the inspector shows unlabeled images' hidden truth; weakly labeled images show their dense mask as
+        # ground truth and hand the method the weak labels training read (simulated ones written again,
+        # identically, where this copy of the data lacks them)
+        roles = {"labeled": "labels", "unlabeled": "hidden", "val": "labels"}
+        data = {}
+        for s in (s for s in splits if samples[s]):
+            if s == "labeled" and weak:
+                ensure_weak_labels(cfg.data, samples[s])
+                data[s] = WeakLabeledImages(samples[s], cfg.data)
+            else:
+                data[s] = SegDataset(samples[s], cfg.data, train=False, masks=roles[s])
 
         def raw_image(split: str, i: int) -> np.ndarray:
             return np.asarray(Image.open(data[split].samples[i].image).convert("RGB"))
@@ -124,7 +147,8 @@ class PseudoLabelInspector:
 
     def rendered(self) -> np.ndarray:
         return compose(self.current(), self.active_layers(), self.opacity.value, self.dataset,
-                       self.selected_classes(), self.threshold.value, self.cache.layers)
+                       self.selected_classes(), self.threshold.value, self.cache.layers,
+                       None if self.heat_class is None else self.heat_class.value)
 
     def current_stats(self) -> dict:
         return image_stats(self.current(), self.threshold.value, len(self.class_names), self.cache.layers)
@@ -162,14 +186,20 @@ class PseudoLabelInspector:
         self.refresh("image")
 
     def _legend_html(self) -> str:
-        items = []
+        active, items = self.active_layers(), []
+        active_kinds = {type(m) for m in self.cache.layers if m.title in active}
         for layer in self.cache.layers:
-            if layer.title in self.active_layers():
+            if layer.title in active and isinstance(layer, CategoryLayer):
                 items += list(zip(layer.colours, layer.names))
         pal = palette_for(self.dataset)
         shown = self.selected_classes() or set(range(len(self.class_names)))
-        if any(layer in self.active_layers() for layer in LABEL_LAYERS):
+        if LabelLayer in active_kinds or any(layer in active for layer in (*LABEL_LAYERS, SPARSE_LAYER)):
             items += [(pal[c], self.class_names[c]) for c in sorted(shown)]
+        if LabelLayer in active_kinds:
+            items.append((pal[255], "ignored"))
+        if HeatLayer in active_kinds or "confidence" in active:
+            scale = heat_layer(np.array([0.0, 0.5, 1.0]))[0]
+            items += [(scale[0], "score 0"), (scale[1], "0.5"), (scale[2], "1")]
         return " ".join(f"<span style='display:inline-block;margin:1px 4px'><span style='display:inline-block;"
                         f"width:10px;height:10px;background:rgb{tuple(int(v) for v in colour)}'></span> {name}</span>"
                         for colour, name in items)

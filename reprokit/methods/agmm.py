@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from reprokit.config import NON_NEGATIVE, ConfigError, MethodParams, ranged
 from reprokit.labels import IGNORE_INDEX
-from reprokit.methods.base import CategoryLayer, Method, MethodEntry, StepOutput
+from reprokit.methods.base import CategoryLayer, HeatLayer, LabelLayer, Method, MethodEntry, StepOutput
 from reprokit.methods.losses import weighted_ce
 from reprokit.methods.semi import accuracy
 from reprokit.models.deeplab import build_network
@@ -186,7 +186,10 @@ class AGMM(Method):
     Params = AGMMParams
     label_kinds = ("points", "scribbles", "clicks")
     inspector_layers = (CategoryLayer("AGMM: GMM vs network", "gmm_agreement", AGREEMENT, AGREEMENT_COLOURS),
-                        CategoryLayer("AGMM: max GMM response", "gmm_level", RESPONSE_NAMES, RESPONSE_COLOURS))
+                        CategoryLayer("AGMM: max GMM response", "gmm_level", RESPONSE_NAMES, RESPONSE_COLOURS),
+                        LabelLayer("AGMM: GMM pseudo-label", "gmm_label"),
+                        HeatLayer("AGMM: max GMM response (heat)", "gmm_response"),
+                        HeatLayer("AGMM: GMM response per class", "gmm", per_class=True))
 
     def __init__(self, cfg, params, num_classes):
         super().__init__(cfg, params, num_classes)

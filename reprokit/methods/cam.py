@@ -24,7 +24,7 @@ from torch import nn
 
 from reprokit.config import PROBABILITY, ConfigError, MethodParams, Range, ranged
 from reprokit.labels import IGNORE_INDEX
-from reprokit.methods.base import Method, MethodEntry, StepOutput
+from reprokit.methods.base import HeatLayer, Method, MethodEntry, StepOutput
 from reprokit.methods.semi import accuracy
 from reprokit.models.deeplab import BASIC_DEPTHS, CheckpointKeyError, ResNetBackbone, build_network
 from reprokit.records import TensorFileError, load_tensors
@@ -284,6 +284,7 @@ class CAMBaseline(Method):
     and a mask store, and keeps one run, one config and one seed per table cell."""
 
     Params = CAMParams
+    inspector_layers = (HeatLayer("CAM per class", "cams", per_class=True, first_class=1),)
     label_kinds = ("image",)
     may_skip_params = True  # stage 1 gives the segmentation network no gradient, stage 2 the classifier
 

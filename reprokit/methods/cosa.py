@@ -28,7 +28,7 @@ from torch import nn
 
 from reprokit.config import COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, ConfigError, ranged
 from reprokit.labels import IGNORE_INDEX
-from reprokit.methods.base import CategoryLayer, Method, MethodEntry, StepOutput
+from reprokit.methods.base import CategoryLayer, HeatLayer, LabelLayer, Method, MethodEntry, StepOutput
 from reprokit.methods.cam import (CAMHead, WeakParams, build_backbone, cam_pseudo_labels, check_choice, class_labels,
                                   image_classification_loss, normalise_cams)
 from reprokit.methods.semi import accuracy, ema_copy
@@ -352,7 +352,10 @@ class CoSA(Method):
     inspector_layers = (
         CategoryLayer("CoSA CPL region", "cpl_region", CPL_REGIONS, ((46, 160, 67), (127, 127, 127), (31, 119, 180))),
         CategoryLayer("CoSA CPL vs SPL", "cpl_vs_spl", CPL_VS_SPL, ((46, 160, 67), (214, 39, 40), (127, 127, 127))),
-        CategoryLayer("CoSA reliability weight", "reliability_level", RELIABILITY_LEVELS, LEVEL_COLOURS))
+        CategoryLayer("CoSA reliability weight", "reliability_level", RELIABILITY_LEVELS, LEVEL_COLOURS),
+        LabelLayer("CoSA CPL", "cpl"), LabelLayer("CoSA auxiliary CPL", "cpl_aux"), LabelLayer("CoSA SPL", "spl"),
+        HeatLayer("CoSA reliability (heat)", "reliability"),
+        HeatLayer("CoSA CAM per class", "cams", per_class=True, first_class=1))
 
     def __init__(self, cfg, params, num_classes):
         super().__init__(cfg, params, num_classes)

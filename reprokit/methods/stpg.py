@@ -39,7 +39,8 @@ from reprokit.models.deeplab import build_network
 
 __all__ = ["STPG", "STPGParams", "MemoryBank", "anchor_contrastive_term", "anchor_uniformity_loss",
            "dual_contrastive_losses", "make_anchors", "match_anchors", "mismatch_scores", "pixel_cosines",
-           "select_pixels", "similarity_term", "update_prototypes", "weighted_ce", "SELECTION_CATEGORIES"]
+           "select_pixels", "similarity_term", "update_prototypes", "weighted_ce", "SELECTION_CATEGORIES",
+           "anchor_contrastive_loss", "similarity_loss"]
 
 CATEGORIES = tuple(SELECTION_CATEGORIES)
 
