@@ -78,8 +78,9 @@ ARCHIVED = ("config.yaml", "meta.json", "eval.json", "metrics.jsonl", "sweep-cel
 
 def archive_runs(root: str | Path, dest: str | Path) -> list[Path]:
     """Copy the small records of every finished run under ``root`` to ``dest/<run id>/`` (no checkpoints,
-    notebooks or event files): enough for :func:`load_runs`, the tables and a check of every number quoted
-    from them, small enough to commit. A run directory of the same name in ``dest`` is replaced."""
+    notebooks or event files; evaluations under other protocols, ``eval-*.json``, included): enough for
+    :func:`load_runs`, the tables and a check of every number quoted from them, small enough to commit. A run
+    directory of the same name in ``dest`` is replaced."""
     import shutil
 
     copied = []
@@ -90,7 +91,7 @@ def archive_runs(root: str | Path, dest: str | Path) -> list[Path]:
         target = Path(dest) / run.name
         if target.exists():
             shutil.rmtree(target)
-        for name in ARCHIVED:
+        for name in [*ARCHIVED, *(p.name for p in sorted(run.glob("eval-*.json")))]:  # other eval protocols too
             if (run / name).is_file():
                 (target / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(run / name, target / name)

@@ -67,14 +67,27 @@ def test_every_point_inside_the_crop_survives_the_weak_augmentation():
         assert sorted(labeled.tolist()) == classes and (out["sparse"][~valid] == 255).all()
     index = np.zeros_like(sparse)
     index[sparse != 0] = np.arange(1, (sparse != 0).sum() + 1)  # each point's own id, to follow it
-    part = WeakAug(crop_size=20, scale_range=(0.3, 0.7), flip=True, sparse=("sparse", "index"), sparse_unlabeled=0)
-    for seed in range(10):  # a crop of part of the image: the points that land in it, each with its class
-        _, out, _ = part(image, {"sparse": sparse, "index": index}, np.random.default_rng(seed))
-        landed = out["index"][(out["index"] != 0) & (out["index"] != 255)]
-        assert len(landed) == len(set(landed.tolist())) > 0  # no point lost to another
-        by_id = dict(zip(index[index != 0].tolist(), sparse[index != 0].tolist()))
-        ys, xs = np.nonzero(np.isin(out["index"], landed))
-        assert all(out["sparse"][y, x] == by_id[int(out["index"][y, x])] for y, x in zip(ys, xs))
+    points = np.argwhere(index != 0)
+    for scale_range in ((0.3, 0.7), (1.2, 1.6)):  # shrinking (coordinates) and enlarging (nearest-neighbour)
+        part = WeakAug(crop_size=20, scale_range=scale_range, flip=True, sparse=("sparse", "index"), sparse_unlabeled=0)
+        for seed in range(10):
+            _, out, _ = part(image, {"sparse": sparse, "index": index}, np.random.default_rng(seed))
+            # the same draws as WeakAug's, to say where each point must be: scale, crop corner, flip
+            rng = np.random.default_rng(seed)
+            n = max(1, int(round(64 * float(rng.uniform(*scale_range)))))
+            size = max(n, 20)
+            top, left = int(rng.integers(0, size - 20 + 1)), int(rng.integers(0, size - 20 + 1))
+            flipped = rng.random() < 0.5
+            inside = 0
+            for y, x in points:
+                cy, cx = int((y + 0.5) * n / 64) - top, int((x + 0.5) * n / 64) - left
+                if 0 <= cy < 20 and 0 <= cx < 20:
+                    cx = 19 - cx if flipped else cx
+                    inside += 1
+                    assert out["index"][cy, cx] == index[y, x] and out["sparse"][cy, cx] == sparse[y, x]
+            assert inside > 0
+            if scale_range[1] < 1:  # one pixel per point: nothing else is labeled
+                assert ((out["sparse"] != 0) & (out["sparse"] != 255)).sum() == inside
 
 
 def test_strong_aug_changes_colours_only():

@@ -53,3 +53,22 @@ def test_the_sparse_label_panel_colours_exactly_the_grown_labeled_pixels():
     coloured = (panel == palette_for("digits")[3]).all(-1)
     assert coloured.sum() == 9 and coloured[3:6, 3:6].all()
     assert (panel[0, 0] == 90).all()  # the rest dimmed
+
+
+def test_a_run_on_image_labels_is_evaluated_under_both_protocols(digits_root, tmp_path):
+    """CoSA's reported protocol masks the classes absent from each val image's true labels: a run on image labels
+    writes both evaluations, each naming its protocol, the masked one never below the plain one (it can only
+    remove wrong classes), and the weak table shows it."""
+    import json
+
+    raw = tiny_raw(digits_root, method={"name": "cam"}, train={"iters": 4},
+                   data={"label_kind": "image", "labeled_fraction": None})
+    raw["name"] = "digits-weak-cam"
+    train(from_dict(raw), tmp_path / "runs" / "cam-s0")
+    run = tmp_path / "runs" / "cam-s0"
+    plain, masked = (json.loads((run / f).read_text()) for f in ("eval.json", "eval-whole-masked.json"))
+    assert (plain["eval"]["mask_absent_classes"], masked["eval"]["mask_absent_classes"]) == (False, True)
+    assert masked["pixel_accuracy"] >= plain["pixel_accuracy"]
+    table = registry.build("weak", tmp_path / "runs", tmp_path / "out").table.set_index(["labels", "Method"])
+    row = table.loc[("image labels", "CAM pseudo-masks (two stages)")]
+    assert row["masked protocol mIoU (%)"] == f"{100 * masked['miou']:.2f}"

@@ -81,14 +81,14 @@ class WeakLabels:
 
 
 def ensure_weak_labels(cfg: DataConfig, samples: list[Sample]) -> list[Path]:
-    """Write the simulated weak labels of ``samples`` that are not on disk yet (a no-op for dense labels, image
-    labels, which come from the masks, and a data set's own files); returns the files written."""
+    """Make sure the simulated weak labels of ``samples`` are on disk, written with the configured parameters
+    (a no-op for dense labels, image labels, which come from the masks, and a data set's own files); returns
+    their paths."""
     if cfg.label_kind not in SPARSE_KINDS or not simulated(cfg):
         return []
     reader = WeakLabels(cfg)
-    missing = [s for s in samples if not reader.path(s).is_file()]
-    if not missing:
-        return []
-    return write_simulated_labels(Path(cfg.root), [s.id for s in missing], cfg.label_kind, cfg.num_classes,
+    # every sample, even when all files exist: the writer's manifest notices a change of the simulation's
+    # parameters or protocol (and replaces the old files); files written with the same parameters are kept
+    return write_simulated_labels(Path(cfg.root), [s.id for s in samples], cfg.label_kind, cfg.num_classes,
                                   weak_seed(cfg), clicks=cfg.clicks, out_root=reader.root, dataset=cfg.dataset,
-                                  mask_paths=[s.mask for s in missing])
+                                  mask_paths=[s.mask for s in samples])

@@ -8,7 +8,8 @@ Dense masks follow the rest of the package: class ids 0..C-1 and 255 = ignore.
 Simulation is deterministic from a seed, and an image's seed derives from (seed, sample id) through
 :func:`sample_seed`, so a label never depends on list order; simulating in memory and reading back what
 :func:`write_simulated_labels` wrote give the same array. Objects are connected components of one class with
-8-connectivity (a digit stroke touching only at a corner is one object). Only NumPy and scipy.ndimage /
+4-connectivity (scipy's default: two parts touching only at a corner are two objects, so each gets a label
+whichever connectivity a user counts with). Only NumPy and scipy.ndimage /
 scipy.sparse are used, so the labels never depend on whether an optional package (scikit-image) is installed.
 
 The public weak-label files could not be inspected when this was written: :func:`read_sparse_label` accepts
@@ -51,10 +52,9 @@ CENTRAL_SHARE = 0.75
 STROKE_END_SHARE = 0.25
 #: Version of the simulation protocol, recorded with written labels: a change of the rules above bumps it,
 #: so labels written by older code are re-simulated rather than mixed with new ones.
-PROTOCOL = 1
+PROTOCOL = 2
 #: Written next to simulated label files: the parameters they were made with and the file names written.
 MANIFEST = ".reprokit-weak-labels.json"
-_EIGHT = np.ones((3, 3), bool)
 _NUMPY_MAGIC = (b"\x93NUMPY", b"PK\x03\x04", b"\x80")  # .npy, .npz (zip), pickle protocol >= 2
 
 
@@ -102,8 +102,8 @@ def image_labels(mask, num_classes: int) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------- geometry helpers
 def _components(binary: np.ndarray):
-    """(bounding-box slice, component mask inside it) of each 8-connected component, in raster order."""
-    labels, _ = ndi.label(binary, structure=_EIGHT)
+    """(bounding-box slice, component mask inside it) of each 4-connected component, in raster order."""
+    labels, _ = ndi.label(binary)
     for i, box in enumerate(ndi.find_objects(labels), start=1):
         yield box, labels[box] == i
 
@@ -195,7 +195,7 @@ def simulate_points(mask, num_classes: int, seed: int, background_points: int = 
                     background: int | None = 0) -> np.ndarray:
     """Point labels simulated from a dense mask: uint8 HxW, ``C`` everywhere except the points.
 
-    Every connected component (8-connectivity) of every foreground class gets one point, drawn with the seed
+    Every connected component (4-connectivity) of every foreground class gets one point, drawn with the seed
     among its central pixels (distance to the object's border at least ``CENTRAL_SHARE`` of the largest:
     inside the object, never on its outline when it has an inside). Then ``background_points`` points of class
     ``background`` are placed in the background, spread apart and away from objects, ignore bands and the
@@ -228,7 +228,7 @@ def simulate_points(mask, num_classes: int, seed: int, background_points: int = 
 def simulate_scribbles(mask, num_classes: int, seed: int) -> np.ndarray:
     """Scribble labels simulated from a dense mask: uint8 HxW, ``C`` except along the strokes.
 
-    Every connected component (8-connectivity) of every class present, background included, gets one stroke
+    Every connected component (4-connectivity) of every class present, background included, gets one stroke
     drawn inside it along its middle (see :func:`_stroke`): a background stroke runs through the open
     background, away from objects, ignore bands and the image edge, as an annotator would draw it. Every
     labeled pixel therefore carries the mask's class at that pixel. The seed draws each stroke's central
@@ -526,7 +526,7 @@ def label_statistics(masks_and_sparse: Iterable[tuple[np.ndarray, np.ndarray]], 
     """What a set of sparse labels gives to learn from, measured against the dense masks they came with.
 
     ``masks_and_sparse``: (dense mask, sparse label in the reprokit encoding) pairs. Objects are the
-    8-connected components of each class other than ``background`` and 255. Returns: ``images``, ``objects``,
+    4-connected components of each class other than ``background`` and 255. Returns: ``images``, ``objects``,
     ``labeled_pixels_per_image`` (mean), ``labeled_share`` (labeled pixels / non-ignore pixels, over all
     images), ``labeled_pixels_per_object`` (mean labeled pixels on an object: points per object for points),
     ``objects_touched_share`` (objects with at least one labeled pixel), ``background_labeled_per_image``,

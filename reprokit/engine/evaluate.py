@@ -74,12 +74,13 @@ def evaluate(net: nn.Module, dataset, cfg: EvalConfig, crop: int, num_classes: i
     kept: list[dict] = []
     for batch in tqdm(loader, desc="eval", disable=not (progress and dist.is_main), leave=False):
         image, mask = batch["image"].to(dist.device), batch["mask"].to(dist.device)
+        allowed = true_classes(mask, num_classes) if cfg.mask_absent_classes else None  # the whole image's
         if cfg.mode == "center":
             image, mask = center_crop(image, crop), center_crop(mask, crop)
         with torch.autocast(dist.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             probs = predict_probs(net, image, cfg, crop, num_classes)
-        if cfg.mask_absent_classes:
-            probs = probs.masked_fill(~true_classes(mask, num_classes)[:, :, None, None], -1.0)
+        if allowed is not None:
+            probs = probs.masked_fill(~allowed[:, :, None, None], -1.0)
         pred = probs.argmax(1)
         confusion += metrics.confusion_matrix(pred, mask, num_classes)
         for i in range(len(batch["id"])):
@@ -89,6 +90,11 @@ def evaluate(net: nn.Module, dataset, cfg: EvalConfig, crop: int, num_classes: i
     net.train(was_training)
     iou = metrics.iou(confusion.cpu())
     return {"confusion": confusion.cpu(), "iou": iou, "miou": metrics.mean_iou(confusion.cpu()), "predictions": kept}
+
+
+def protocol_file(cfg: EvalConfig) -> str:
+    """Where an evaluation other than the run's own is written: ``eval-<mode>[-flip][-masked].json``."""
+    return f"eval-{cfg.mode}{'-flip' if cfg.flip else ''}{'-masked' if cfg.mask_absent_classes else ''}.json"
 
 
 def true_classes(mask: torch.Tensor, num_classes: int) -> torch.Tensor:

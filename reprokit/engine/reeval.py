@@ -11,7 +11,7 @@ from reprokit.data.datasets import SegDataset, class_names, resolve_splits
 from reprokit.engine import rundir
 from reprokit.engine.checkpoint import CheckpointError, check_written_by, load_checkpoint
 from reprokit.engine.distributed import init_distributed
-from reprokit.engine.evaluate import eval_summary, evaluate
+from reprokit.engine.evaluate import eval_summary, evaluate, protocol_file
 from reprokit.engine.train import show_progress
 from reprokit.methods import build_method
 
@@ -49,7 +49,6 @@ def reevaluate(run_dir: Path, overrides: list[str] | None = None) -> dict:
     if bad:
         raise CheckpointError(f"reprokit eval accepts only eval.* overrides, got {bad[0]!r}")
     cfg, summary = evaluate_checkpoint(run_dir, overrides)
-    name = "eval.json" if not overrides else (f"eval-{cfg.eval.mode}{'-flip' if cfg.eval.flip else ''}"
-                                              f"{'-masked' if cfg.eval.mask_absent_classes else ''}.json")
+    name = "eval.json" if not overrides else protocol_file(cfg.eval)
     rundir.write_json_atomic(run_dir / name, summary)
     return summary

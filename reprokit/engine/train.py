@@ -2,6 +2,7 @@
 atomic checkpoints with exact resume, and the final evaluation written to the run directory."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -24,7 +25,7 @@ from reprokit.engine.checkpoint import (FORMAT, check_written_by, load_checkpoin
                                        set_rng_state)
 from reprokit.engine.distributed import DistInfo, all_gather_floats, barrier, init_distributed
 from reprokit.engine.ema import ema_update
-from reprokit.engine.evaluate import eval_summary, evaluate
+from reprokit.engine.evaluate import eval_summary, evaluate, protocol_file
 from reprokit.engine.optim import build_optimizer, poly_scheduler
 from reprokit.methods import build_method
 
@@ -275,6 +276,8 @@ class Trainer:
                 f"training stopped and {where}. Lower optim.lr or check the data.")
 
     def final_eval(self) -> dict:
+        """eval.json under the configured protocol; for a run on image-level labels also the other protocol of
+        CoSA's reporting (classes absent from a val image's true labels masked out, or not), in its own file."""
         cfg = self.cfg
         val_ds = SegDataset(self.splits.val, cfg.data, train=False)
         net = self.method.eval_network()
@@ -284,8 +287,15 @@ class Trainer:
         summary = eval_summary(result, self.class_names, cfg.eval)
         checksum = [float(sum(p.detach().double().sum() for p in net.parameters()))]
         summary["rank_param_checksums"] = [c[0] for c in all_gather_floats(checksum, self.dist.device)]
+        other = None
+        if cfg.data.label_kind == "image":
+            other_cfg = dataclasses.replace(cfg.eval, mask_absent_classes=not cfg.eval.mask_absent_classes)
+            other = eval_summary(evaluate(net, val_ds, other_cfg, cfg.eval_crop_size, cfg.data.num_classes, self.dist,
+                                          amp_dtype=self.amp_dtype), self.class_names, other_cfg)
         if self.dist.is_main:
             rundir.write_json_atomic(self.run_dir / "eval.json", summary)
+            if other is not None:
+                rundir.write_json_atomic(self.run_dir / protocol_file(other_cfg), other)
             if result["predictions"]:
                 save_atomic({p["id"]: p["pred"] for p in result["predictions"]}, self.run_dir / "predictions.pt")
             rundir.write_meta(self.run_dir, cfg, {"status": "finished", "step": self.total, "miou": summary["miou"]})

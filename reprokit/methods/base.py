@@ -95,8 +95,8 @@ class Method(nn.Module):
     inspector_layers: tuple[InspectorLayer, ...] = ()
 
     def reads_hidden_masks(self) -> bool:
-        """Whether the step's unlabeled batches carry ``hidden_mask`` (ground truth of unlabeled images, for
-        diagnostics only); the engine does not read those masks otherwise."""
+        """Whether the step's batches carry ``hidden_mask`` (the ground truth of unlabeled images, and of weakly
+        labeled ones, for diagnostics only); the engine does not read those masks otherwise."""
         return False
 
     def __init__(self, cfg: Config, params: Any, num_classes: int):

@@ -124,8 +124,8 @@ def _gmm_log_joint(v: torch.Tensor, weight: torch.Tensor, mean: torch.Tensor, va
 
 def gmm_thresholds(values: torch.Tensor, floor: float = 0.05, iters: int = 100):
     """CoSA's threshold search on a set of max-CAM values: a 3-component 1-D Gaussian mixture over the values
-    above ``floor``, fitted by EM (``iters`` iterations) from means (min, median, max), variances 1 and equal
-    weights (the released code's scikit-learn initialisation, with its 1e-6 variance floor); every value goes to
+    above ``floor``, fitted by EM (``iters`` iterations) from means (min, median, max) as the released code gives
+    them, with variances 1 and equal weights (reprokit's start) and a 1e-6 variance floor; every value goes to
     its most likely component. Returns (low, high) = (largest value of the lowest-mean component, smallest value
     of the highest-mean one), or None when fewer than 3 values pass or a component ends empty."""
     v = values[values > floor].float()

@@ -8,6 +8,7 @@ makes which artefact from which runs is said once, in :mod:`reprokit.viz.registr
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,17 +157,31 @@ def build_weak(inputs: Inputs) -> Built:
             tail = sel[[f"iou/{c}" for c in preset.tail]].mean(axis=1) if len(sel) else sel
             delta = "-" if label == base_label else format_difference(
                 paired_difference(tables.seed_values(runs, name), base))
+            masked = masked_miou(sel["path"]) if len(sel) else pd.Series([], dtype=float)
             lines.append({"labels": kind, "Method": label,
                           "mIoU (%)": tables.fmt(**tables.mean_std(sel["miou"])) if len(sel) else "-",
+                          "masked protocol mIoU (%)": tables.fmt(**tables.mean_std(masked)) if len(masked) else "-",
                           "tail mIoU (%)": tables.fmt(**tables.mean_std(tail)) if len(sel) else "-",
                           "Δ vs the kind's baseline [95 % CI]": delta, "runs": len(sel)})
     table = pd.DataFrame(lines)
     names = [*inputs.named.values(), reference_name]
     caption = (f"{preset.name}, weak and sparse labels on every training image: mIoU and tail-class mIoU "
                f"({', '.join(preset.tail)}), mean ± std (seeds); difference to the first row of each label kind "
-               f"paired by seed, mean [95 % t-interval] (seeds); {inputs.note(names)}")
+               f"paired by seed, mean [95 % t-interval] (seeds); the masked protocol (CoSA's reported one: classes "
+               f"absent from a val image's true labels are not predicted there) where the runs evaluated it; "
+               f"{inputs.note(names)}")
     built = Built(tables.write_table(table, inputs.out / inputs.name, caption), inputs.missing(names), table)
     return inputs.finish(built, inputs.used(names))
+
+
+def masked_miou(run_dirs) -> pd.Series:
+    """mIoU of each run's evaluation under the masked protocol (``eval-*-masked.json``), where it has one."""
+    values = []
+    for run_dir in run_dirs:
+        found = sorted(Path(run_dir).glob("eval-*-masked.json"))
+        if found:
+            values.append(json.loads(found[0].read_text())["miou"])
+    return pd.Series(values, dtype=float)
 
 
 def init_table(runs: pd.DataFrame, init: dict[str, tuple[str, str]]) -> pd.DataFrame:

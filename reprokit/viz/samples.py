@@ -50,34 +50,40 @@ class TrainedRun:
         return self.val[index]["mask"].numpy().astype(np.uint8)
 
 
-def qualitative_grid(runs: dict[str, TrainedRun], indices: list[int]):
-    """Figs. 9/10: one row per validation image: the image, each run's prediction (one column per label of
-    ``runs``, in order) and the ground truth, in the data set's palette."""
-    first = next(iter(runs.values()))
-    dataset = first.cfg.data.dataset
-    cols = ["image", *runs, "ground truth"]
-    fig, axes = plt.subplots(len(indices), len(cols), figsize=(2 * len(cols), 2 * len(indices)), squeeze=False)
-    for r, i in enumerate(indices):
-        panels = [first.image(i), *(colorize(run.predict(i), dataset) for run in runs.values()),
-                  colorize(first.ground_truth(i), dataset)]
+def panel_grid(rows: list[list[np.ndarray]], titles: list[str]):
+    """A figure of image panels, one list per row, the column titles on the first row."""
+    fig, axes = plt.subplots(len(rows), len(titles), figsize=(2 * len(titles), 2 * len(rows)), squeeze=False)
+    for r, panels in enumerate(rows):
         for c, panel in enumerate(panels):
             axes[r, c].imshow(panel, interpolation="nearest")
             axes[r, c].set_xticks([])
             axes[r, c].set_yticks([])
             if r == 0:
-                axes[r, c].set_title(cols[c])
+                axes[r, c].set_title(titles[c], fontsize=9)
     fig.tight_layout()
-    return fig
+    return fig, axes
+
+
+def qualitative_grid(runs: dict[str, TrainedRun], indices: list[int]):
+    """Figs. 9/10: one row per validation image: the image, each run's prediction (one column per label of
+    ``runs``, in order) and the ground truth, in the data set's palette."""
+    first = next(iter(runs.values()))
+    dataset = first.cfg.data.dataset
+    rows = [[first.image(i), *(colorize(run.predict(i), dataset) for run in runs.values()),
+             colorize(first.ground_truth(i), dataset)] for i in indices]
+    return panel_grid(rows, ["image", *runs, "ground truth"])[0]
 
 
 def weak_label_panel(image: np.ndarray, sparse: np.ndarray, dataset: str, num_classes: int) -> np.ndarray:
     """The image, dimmed, with its sparse label's pixels in the palette and enlarged to 3x3 so single points
     show at print size."""
-    labeled = (sparse < num_classes)
+    h, w = sparse.shape
+    padded = np.pad(np.where(sparse < num_classes, sparse, IGNORE_INDEX).astype(np.uint8), 1,
+                    constant_values=IGNORE_INDEX)
     grown = np.full(sparse.shape, IGNORE_INDEX, np.uint8)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            shifted = np.roll(np.where(labeled, sparse, IGNORE_INDEX), (dy, dx), axis=(0, 1))
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            shifted = padded[dy:dy + h, dx:dx + w]
             grown = np.where(shifted != IGNORE_INDEX, shifted, grown)
     panel = (0.45 * image).astype(np.uint8)
     show = grown != IGNORE_INDEX
@@ -94,28 +100,23 @@ def weak_grid(runs: dict[str, TrainedRun], indices: list[int]):
     cfg, dataset = first.cfg.data, first.cfg.data.dataset
     train = first.training_images()
     weak = WeakLabels(cfg)
-    cols = ["image", f"{cfg.label_kind} label", *runs, "ground truth"]
-    fig, axes = plt.subplots(len(indices), len(cols), figsize=(2 * len(cols), 2 * len(indices)), squeeze=False)
-    for r, i in enumerate(indices):
+    rows, names = [], []
+    for i in indices:
         sample = train.samples[i]
         image = np.asarray(Image.open(sample.image).convert("RGB"))
         mask = train[i]["mask"].numpy().astype(np.uint8)
         maps, classes = weak.read(sample, mask)
         label = (weak_label_panel(image, maps["sparse"], dataset, cfg.num_classes) if "sparse" in maps
                  else np.full_like(image, 255))
-        panels = [image, label, *(colorize(run.predict(i, train), dataset) for run in runs.values()),
-                  colorize(mask, dataset)]
-        for c, panel in enumerate(panels):
-            axes[r, c].imshow(panel, interpolation="nearest")
-            axes[r, c].set_xticks([])
-            axes[r, c].set_yticks([])
-            if r == 0:
-                axes[r, c].set_title(cols[c], fontsize=9)
-        if "sparse" not in maps:
-            names = [first.classes[k] for k in classes.nonzero().flatten().tolist() if k != 0]
-            axes[r, 1].text(0.5, 0.5, "\n".join(names) or "background only", ha="center", va="center",
+        rows.append([image, label, *(colorize(run.predict(i, train), dataset) for run in runs.values()),
+                     colorize(mask, dataset)])
+        names.append(None if "sparse" in maps else
+                     [first.classes[k] for k in classes.nonzero().flatten().tolist() if k != 0])
+    fig, axes = panel_grid(rows, ["image", f"{cfg.label_kind} label", *runs, "ground truth"])
+    for r, listed in enumerate(names):  # image-level labels: the class names on the label panel
+        if listed is not None:
+            axes[r, 1].text(0.5, 0.5, "\n".join(listed) or "background only", ha="center", va="center",
                             transform=axes[r, 1].transAxes, fontsize=8)
-    fig.tight_layout()
     return fig
 
 
