@@ -17,23 +17,13 @@ import time
 import torch
 
 from reprokit.configure import load_config
-from reprokit.engine.ema import ema_update
 from reprokit.engine.optim import build_optimizer
 from reprokit.methods import build_method
 
-from bench_step import PAPER, batches  # the sibling script (benchmarks/ is the script's folder on sys.path)
+from bench_step import PAPER, batches, method_step  # the sibling script (benchmarks/ is the script's folder on sys.path)
 
 CONFIGS = {"Mean Teacher": "params/digits/mean_teacher.yaml", "CW-BASS": "params/digits/cw_bass.yaml",
            "FARCLUSS": "params/digits/farcluss.yaml"}
-
-
-def full_step(method, opt, labeled, unlabeled, step: int) -> None:
-    out = method.training_step(labeled, unlabeled, step)
-    opt.zero_grad(set_to_none=True)
-    sum(out.losses.values()).backward()
-    opt.step()
-    for teacher, student, momentum in method.ema_pairs():
-        ema_update(teacher, student, momentum)
 
 
 def contender(config: str, overrides: list[str], device):
@@ -62,7 +52,7 @@ def main() -> None:
         for name, (_, method, opt) in built.items():
             sync()
             start = time.perf_counter()
-            full_step(method, opt, labeled, unlabeled, step)
+            method_step(method, opt, labeled, unlabeled, step)
             sync()
             if step >= 3:
                 times[name].append(time.perf_counter() - start)

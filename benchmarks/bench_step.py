@@ -55,7 +55,8 @@ def bare_step(m, opt, labeled, unlabeled):
     opt.step()
 
 
-def stpg_step(m, opt, labeled, unlabeled, step):
+def method_step(m, opt, labeled, unlabeled, step):
+    """One whole training step of method ``m``: its losses, backward, the optimiser step and its EMA updates."""
     out = m.training_step(labeled, unlabeled, step)
     opt.zero_grad(set_to_none=True)
     sum(out.losses.values()).backward()
@@ -93,7 +94,7 @@ def main() -> None:
         for name in ("bare", "stpg"):
             sync()
             start = time.perf_counter()
-            bare_step(m, opt, labeled, unlabeled) if name == "bare" else stpg_step(m, opt, labeled, unlabeled, step)
+            bare_step(m, opt, labeled, unlabeled) if name == "bare" else method_step(m, opt, labeled, unlabeled, step)
             sync()
             if step >= 3:
                 times[name].append(time.perf_counter() - start)
