@@ -32,12 +32,25 @@ def load_run(run_dir: str | Path) -> dict:
     return row
 
 
+# ``reprokit sweep --rerun-stale`` keeps a stale run it retrains as ``<run id>.replaced-<time>``: the cell's run is
+# the new one under the old name, so the kept one is neither counted nor archived.
+REPLACED_MARK = ".replaced-"
+
+
+def finished_runs(root: str | Path) -> list[Path]:
+    """Every finished run directory (config.yaml and eval.json) under ``root``, recursively, in path order,
+    leaving out the runs a sweep moved aside (``REPLACED_MARK``)."""
+    root = Path(root)
+    return [p.parent for p in sorted(root.rglob("eval.json")) if (p.parent / "config.yaml").is_file()
+            and not any(REPLACED_MARK in part for part in p.parent.relative_to(root).parts)]
+
+
 def load_runs(root: str | Path) -> pd.DataFrame:
-    """Every finished run (a directory holding config.yaml and eval.json) under ``root``, recursively.
+    """Every finished run under ``root`` (:func:`finished_runs`) as one row each.
 
     ``stale`` is True for a run whose code version is not the current package's for its method (or is
     unknown): its numbers need not be what this code would give."""
-    rows = [load_run(p.parent) for p in sorted(Path(root).rglob("eval.json")) if (p.parent / "config.yaml").is_file()]
+    rows = [load_run(run) for run in finished_runs(root)]
     df = pd.DataFrame(rows)
     if len(df):
         current = {m: code_version(method=m) for m in df["method"].unique()}
@@ -80,14 +93,11 @@ def archive_runs(root: str | Path, dest: str | Path) -> list[Path]:
     """Copy the small records of every finished run under ``root`` to ``dest/<run id>/`` (no checkpoints,
     notebooks or event files; evaluations under other protocols, ``eval-*.json``, included): enough for
     :func:`load_runs`, the tables and a check of every number quoted from them, small enough to commit. A run
-    directory of the same name in ``dest`` is replaced."""
+    directory of the same name in ``dest`` is replaced; runs a sweep moved aside are not copied."""
     import shutil
 
     copied = []
-    for eval_file in sorted(Path(root).rglob("eval.json")):
-        run = eval_file.parent
-        if not (run / "config.yaml").is_file():
-            continue
+    for run in finished_runs(root):
         target = Path(dest) / run.name
         if target.exists():
             shutil.rmtree(target)

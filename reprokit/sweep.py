@@ -59,6 +59,7 @@ from reprokit.engine.rundir import code_version, commit_label, recorded_code_ver
 from reprokit.kernels import execute_logged
 from reprokit.progress import SweepDisplay, run_progress
 from reprokit.records import write_json_atomic
+from reprokit.results import REPLACED_MARK
 from reprokit.slurm import SUBMITTED, queue_states, slurm_options, submission, submit
 
 RECORD = "sweep-cell.json"
@@ -230,7 +231,7 @@ def _same_config(cell: Cell) -> bool:
 
 def move_aside(run_dir: Path) -> Path:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    target = run_dir.with_name(f"{run_dir.name}.replaced-{stamp}")
+    target = run_dir.with_name(f"{run_dir.name}{REPLACED_MARK}{stamp}")
     run_dir.rename(target)
     return target
 

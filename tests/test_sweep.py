@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from reprokit.config import ConfigError
+from reprokit.results import archive_runs, finished_runs
 from reprokit.sweep import RECORD, expand, run_sweep, status
 from tests.conftest import tiny_raw
 
@@ -156,3 +157,6 @@ def test_stale_cells_are_reported_and_rerun_on_request(tmp_path, digits_root, mo
     moved = list((tmp_path / "runs").glob("tiny-s1.replaced-*"))
     assert len(moved) == 1 and json.loads((moved[0] / "meta.json").read_text())["code_version"] == "older"
     assert (current.run_dir / "eval.json").is_file()
+    # the run kept aside is not a result: tables and the archive see only the cell's own directory
+    assert finished_runs(tmp_path / "runs") == [current.run_dir]
+    assert [p.name for p in archive_runs(tmp_path / "runs", tmp_path / "archive")] == [current.run_dir.name]
