@@ -17,6 +17,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow,
               pytest.mark.skipif(MISSING, reason=f"{REASON} (make test installs slurm-wlm and munge as root)")]
 
 
+def completion_state(job, wait_s=30.0):
+    """SLURM's final state of `job` as submitit reads it, once the completion log lists the job."""
+    deadline = time.monotonic() + wait_s
+    while "State" not in (info := job.get_info()):
+        assert time.monotonic() < deadline, f"job {job.job_id} never reached the completion log: {info}"
+        time.sleep(0.2)
+    return info["State"]
+
+
 @pytest.mark.timeout(180)
 def test_submitit_jobs_run_on_local_slurm(tmp_path, monkeypatch):
     # nested functions: cloudpickle ships them by value, so the jobs need not import this module
@@ -44,9 +53,10 @@ def test_submitit_jobs_run_on_local_slurm(tmp_path, monkeypatch):
             bad.result()
         assert good.done() and bad.done()
         assert isinstance(bad.exception(), FailedJobError)
-        # the states submitit reads through sacct (the cluster's --completion shim) are SLURM's own
-        assert good.get_info()["State"] == "COMPLETED"
-        assert bad.get_info()["State"] == "FAILED"
+        # the states submitit reads through sacct (the cluster's --completion shim) are SLURM's own; the result
+        # file is written before the job ends, so its completion record may lag result() by a moment
+        assert completion_state(good) == "COMPLETED"
+        assert completion_state(bad) == "FAILED"
 
         # a job that never writes a result: done() must still turn true once SLURM has cancelled it
         slow = executor.submit(linger)
