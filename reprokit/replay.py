@@ -8,6 +8,10 @@ is the sure way; replaying is the cheap one: train the record's exact configurat
 ones), and require every logged loss and diagnostic to come out bit for bit equal. Where the record's run
 directory still holds its final checkpoint, that checkpoint is also evaluated by the current code and the
 whole eval summary must match. The verdict is written as a small JSON record that docs can cite.
+
+Bit for bit holds on the same kind of processor only (``records.machine_description``): a verdict names the
+machine it replayed on and, where the record's sweep cell names one, the machine that recorded it, so a
+DIFFERENT verdict across machines is not taken for a change of code.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import yaml
 from reprokit.configure import from_dict
 from reprokit.engine import rundir
 from reprokit.engine.checkpoint import CheckpointError, load_checkpoint
-from reprokit.records import git_commit
+from reprokit.records import git_commit, machine_description, machine_label, recorded_machine
 
 # metric keys that measure the machine, not the computation
 TIMING_KEYS = ("sec_per_iter",)
@@ -121,7 +125,8 @@ def replay(record_dir: str | Path, steps: int, work_dir: str | Path | None = Non
             "git": git_commit(), "code_version": code_version(method=cfg.method_name), "steps": steps,
             "total_steps": trainer.total, "logged_steps_compared": len(logged), "splits_compared": split_files,
             "splits_differing": splits, "eval": ev, "differences": len(diffs),
-            "first_differences": diffs[:MAX_LISTED], "identical": identical}
+            "first_differences": diffs[:MAX_LISTED], "identical": identical,
+            "machine": machine_description(), "recorded_machine": recorded_machine(record_dir)}
 
 
 def verdict_line(result: dict) -> str:
@@ -139,4 +144,17 @@ def verdict_line(result: dict) -> str:
     detail = f"; first at step {first['step']}, {first['key']}: {first['recorded']} -> {first['replayed']}" \
         if first else ""
     splits = f"; split files differ: {', '.join(result['splits_differing'])}" if result["splits_differing"] else ""
-    return f"{result['run_id']}: DIFFERENT ({result['differences']} values over {what}{detail}{splits})"
+    return (f"{result['run_id']}: DIFFERENT ({result['differences']} values over {what}{detail}{splits})"
+            f"{_machines(result)}")
+
+
+def _machines(result: dict) -> str:
+    """What a DIFFERENT verdict must add about the machines: a difference is only evidence against the code
+    when the record ran on this kind of processor."""
+    here, there = machine_label(result.get("machine")), machine_label(result.get("recorded_machine"))
+    if there is None:
+        return f"; replayed on {here}, and the record does not name its machine: another processor alone " \
+               "changes the numbers"
+    if there != here:
+        return f"; recorded on {there}, replayed on {here}: another processor alone changes the numbers"
+    return ""

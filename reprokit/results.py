@@ -9,11 +9,13 @@ import yaml
 
 from reprokit.engine.rundir import code_version, read_metrics, record_format, recorded_code_version
 from reprokit.methods.stpg_equations import SELECTION_CATEGORIES
+from reprokit.records import CELL_RECORD, machine_label, recorded_machine
 
 
 def load_run(run_dir: str | Path) -> dict:
-    """One row: identity, provenance (git commit, dirty flag, code version; None where unknown), key settings,
-    scalar method parameters (``method.<key>``), mIoU and per-class IoU (``iou/<class>``)."""
+    """One row: identity, provenance (git commit, dirty flag, code version, the machine a sweep ran it on; None
+    where unknown), key settings, scalar method parameters (``method.<key>``), mIoU and per-class IoU
+    (``iou/<class>``)."""
     run_dir = Path(run_dir)
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     meta = json.loads((run_dir / "meta.json").read_text()) if (run_dir / "meta.json").is_file() else {}
@@ -25,7 +27,8 @@ def load_run(run_dir: str | Path) -> dict:
         "labeled_fraction": cfg["data"].get("labeled_fraction"), "labeled_count": meta.get("labeled_count"),
         "split_family": meta.get("split_family"), "config_hash": meta.get("config_hash"),
         "git_commit": (meta.get("git") or {}).get("commit"), "git_dirty": (meta.get("git") or {}).get("dirty"),
-        "code_version": recorded_code_version(meta), "status": meta.get("status"), "miou": ev["miou"],
+        "code_version": recorded_code_version(meta), "machine": machine_label(recorded_machine(run_dir)),
+        "status": meta.get("status"), "miou": ev["miou"],
     }
     row.update({f"method.{k}": v for k, v in cfg["method"].items() if isinstance(v, (int, float, str, bool))})
     row.update({f"iou/{k}": v for k, v in ev["iou"].items()})
@@ -86,7 +89,7 @@ def selection_summary(run_dirs, from_fraction: float = 0.5) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-ARCHIVED = ("config.yaml", "meta.json", "eval.json", "metrics.jsonl", "sweep-cell.json", "splits/labeled.txt")
+ARCHIVED = ("config.yaml", "meta.json", "eval.json", "metrics.jsonl", CELL_RECORD, "splits/labeled.txt")
 
 
 def archive_runs(root: str | Path, dest: str | Path) -> list[Path]:

@@ -58,11 +58,10 @@ from reprokit.configure import load_config
 from reprokit.engine.rundir import code_version, commit_label, recorded_code_version
 from reprokit.kernels import execute_logged
 from reprokit.progress import SweepDisplay, run_progress
-from reprokit.records import write_json_atomic
+from reprokit.records import CELL_RECORD, machine_description, write_json_atomic
 from reprokit.results import REPLACED_MARK
 from reprokit.slurm import SUBMITTED, queue_states, slurm_options, submission, submit
 
-RECORD = "sweep-cell.json"
 EXECUTED = "train.ipynb"
 KERNEL_LOG = "kernel.log"
 IN_FLIGHT = ("queued", "running", "submitted")
@@ -142,7 +141,7 @@ def status(cell: Cell, current_code: dict | None = None, queue: dict | None = No
     'changed' (parameters differ from the record), 'failed', 'new', or, while a process or SLURM job works on
     the cell, 'queued', 'running' or 'submitted' (SLURM job whose state the scheduler could not tell).
     ``queue`` holds SLURM job states already read (``queue_states``); without it the scheduler is asked."""
-    record = _read_json(cell.run_dir / RECORD)
+    record = _read_json(cell.run_dir / CELL_RECORD)
     live = in_flight(record, submission(cell.run_dir), queue)
     if live:
         return live
@@ -201,7 +200,7 @@ def sweep_states(cells: list[Cell]) -> dict[str, str]:
     """Every cell's state, asking the scheduler once for all cells that have SLURM jobs."""
     jobs = set()
     for cell in cells:
-        record, submitted = _read_json(cell.run_dir / RECORD), submission(cell.run_dir)
+        record, submitted = _read_json(cell.run_dir / CELL_RECORD), submission(cell.run_dir)
         if (record is None or record.get("state") == "running") and (submitted or {}).get("cluster") == "slurm":
             jobs.add((record or {}).get("job_id") or submitted["job_id"])
     queue = queue_states(jobs) if jobs else {}
@@ -264,7 +263,7 @@ def execute(cell: Cell, notebook: str, retries: int = 3) -> dict:
     out_nb = cell.run_dir / EXECUTED
     where = {"host": socket.gethostname(), "pid": os.getpid(), "job_id": _job_id()}
     bookkeeping = {"param_hash": cell.param_hash(), "parameters": cell.parameters()}
-    write_json_atomic(cell.run_dir / RECORD, {"cell": cell.cell_id, "state": "running", "ok": False, **where,
+    write_json_atomic(cell.run_dir / CELL_RECORD, {"cell": cell.cell_id, "state": "running", "ok": False, **where,
                                               **bookkeeping})
     result = {"cell": cell.cell_id, "notebook": str(out_nb), "log": str(cell.run_dir / KERNEL_LOG),
               "device": _DEVICE, "ok": False, "error": None}
@@ -284,8 +283,8 @@ def execute(cell: Cell, notebook: str, retries: int = 3) -> dict:
             result["error"] = f"{type(exc).__name__}: {exc}"[:2000]  # kernel start-up failures are retried
             time.sleep(2 * (attempt + 1))
     result["seconds"] = round(time.perf_counter() - start, 1)
-    write_json_atomic(cell.run_dir / RECORD, {**result, "state": "finished", "job_id": where["job_id"],
-                                              **bookkeeping})
+    write_json_atomic(cell.run_dir / CELL_RECORD, {**result, "state": "finished", "job_id": where["job_id"],
+                                                   "machine": machine_description(), **bookkeeping})
     return result
 
 
@@ -338,7 +337,7 @@ def run_sweep(sweep_file: str | Path, jobs: int = 1, devices: list[str] | None =
 
 
 def _job_note(cell: Cell) -> str:
-    record, submitted = _read_json(cell.run_dir / RECORD), submission(cell.run_dir)
+    record, submitted = _read_json(cell.run_dir / CELL_RECORD), submission(cell.run_dir)
     job = (record or {}).get("job_id") or (submitted or {}).get("job_id")
     return f", job {job}" if job else ""
 
@@ -365,12 +364,12 @@ def _run_local(todo, settings, jobs, devices, stagger, display, poll) -> list[di
 
 
 def _local_state(cell: Cell) -> str:
-    return "running" if in_flight(_read_json(cell.run_dir / RECORD), None) == "running" else "queued"
+    return "running" if in_flight(_read_json(cell.run_dir / CELL_RECORD), None) == "running" else "queued"
 
 
 def _run_slurm(todo, settings, options, display, wait_for_jobs, poll, cluster) -> list[dict]:
     for cell in todo:  # the previous attempt's outcome must not pass for this one's
-        (cell.run_dir / RECORD).unlink(missing_ok=True)
+        (cell.run_dir / CELL_RECORD).unlink(missing_ok=True)
     jobs = submit(todo, settings["notebook"], settings["runs"], settings["name"], options, settings["nproc"],
                   cluster)
     display.write(f"submitted {len(jobs)} cells (jobs {jobs[0].job_id} ... {jobs[-1].job_id}); logs under "
@@ -395,7 +394,7 @@ def _run_slurm(todo, settings, options, display, wait_for_jobs, poll, cluster) -
 def _outcome(cell: Cell) -> dict:
     """The result of a cell's SLURM job, from its run directory; a job that left the queue without
     finishing (killed, out of memory, out of time without requeue) is a failure that names its log."""
-    record, submitted = _read_json(cell.run_dir / RECORD), submission(cell.run_dir) or {}
+    record, submitted = _read_json(cell.run_dir / CELL_RECORD), submission(cell.run_dir) or {}
     if record is not None and record.get("state") == "finished":
         return {**record, "job_log": submitted.get("log")}
     return {"cell": cell.cell_id, "ok": False, "notebook": str(cell.run_dir / EXECUTED), "seconds": None,
@@ -424,7 +423,7 @@ def sweep_report(sweep_file: str | Path) -> list[dict]:
 
 
 def _detail(cell: Cell, state: str) -> str:
-    record = _read_json(cell.run_dir / RECORD) or {}
+    record = _read_json(cell.run_dir / CELL_RECORD) or {}
     job = _job_note(cell).lstrip(", ")
     if state in ("done", "stale"):
         ev = _read_json(cell.run_dir / "eval.json") or {}

@@ -8,6 +8,7 @@ import pytest
 
 from reprokit import cli
 from reprokit.engine import rundir
+from reprokit.records import CELL_RECORD, machine_description, machine_label, recorded_machine
 from reprokit.results import load_runs
 from reprokit.viz import registry
 from tests.test_tables import fake_run
@@ -151,6 +152,41 @@ def test_captions_and_sidecars_state_the_code_versions(tmp_path, digits_root, cu
     assert "2 code versions" in (tmp_path / "sum" / "summary.md").read_text()
     registry.build("fig6", root, tmp_path / "fig")
     assert json.loads((tmp_path / "fig" / "fig6.png.provenance.json").read_text())["runs"]
+
+
+def test_a_machine_description_names_the_processor_and_its_kernels():
+    import torch
+
+    machine = machine_description()
+    assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert machine["cpu"] and machine["cpu_count"] >= 1
+    assert machine_label(machine).startswith(f"{machine['cpu']}, {machine['cpu_capability']}")
+    assert machine_label(None) is None
+
+
+def on_machine(run, cpu, capability="AVX2"):
+    (run / CELL_RECORD).write_text(json.dumps({"ok": True, "machine": {
+        "cpu": cpu, "cpu_capability": capability, "cpu_count": 2, "gpu": None}}))
+
+
+def test_tables_name_the_machines_when_runs_come_from_more_than_one(tmp_path, digits_root, current):
+    root = tmp_path / "runs"
+    runs = [versioned_run(root, digits_root, f"ls{s}", "digits-table4-ls", s, 0.4, current, "a" * 40)
+            for s in range(3)]
+    on_machine(runs[0], "CPU A")
+    on_machine(runs[1], "CPU A")
+    (runs[2] / CELL_RECORD).write_text("{not json")
+    assert recorded_machine(runs[2]) is None and recorded_machine(tmp_path) is None
+    machines = load_runs(root).set_index("run_id")["machine"]
+    assert machines[["ls0", "ls1"]].tolist() == ["CPU A, AVX2"] * 2 and pd.isna(machines["ls2"])
+    registry.build("table4", root, tmp_path / "mixed")
+    caption = (tmp_path / "mixed" / "table4.md").read_text().splitlines()[0]
+    assert caption.endswith("; runs of several machines (2 on CPU A, AVX2, 1 on a machine not recorded)")
+    side = json.loads((tmp_path / "mixed" / "table4.md.provenance.json").read_text())
+    assert [r["machine"] for r in side["runs"]] == ["CPU A, AVX2", "CPU A, AVX2", None]
+    on_machine(runs[2], "CPU A")
+    registry.build("table4", root, tmp_path / "one")
+    assert "machine" not in (tmp_path / "one" / "table4.md").read_text().splitlines()[0]
 
 
 def test_results_command_counts_stale_runs(tmp_path, digits_root, capsys, current):

@@ -7,7 +7,8 @@ import pytest
 
 from reprokit.cli import main
 from reprokit.engine.train import train
-from reprokit.replay import ReplayError, compare_metrics, replay
+from reprokit.records import CELL_RECORD, machine_description, machine_label
+from reprokit.replay import ReplayError, compare_metrics, replay, verdict_line
 
 
 @pytest.fixture
@@ -36,6 +37,22 @@ def test_a_changed_value_is_found_with_its_step_and_key(record):
     result = replay(record, steps=4)
     assert not result["identical"]
     assert [(d["step"], d["key"]) for d in result["first_differences"]] == [(4, "loss")]
+
+
+def test_a_different_verdict_says_whether_the_machine_changed(record):
+    _rewrite_metrics(record, lambda lines: lines[0].update({"loss": lines[0]["loss"] + 1e-7}))
+    here = machine_label(machine_description())
+    line = verdict_line(replay(record, steps=2))
+    assert line.endswith(f"; replayed on {here}, and the record does not name its machine: another processor "
+                         "alone changes the numbers")
+    other = {**machine_description(), "cpu_capability": "AVX512"}
+    (record / CELL_RECORD).write_text(json.dumps({"ok": True, "machine": other}))
+    result = replay(record, steps=2)
+    assert result["recorded_machine"] == other and result["machine"] == machine_description()
+    assert f"; recorded on {machine_label(other)}, replayed on {here}: another processor" in verdict_line(result)
+    (record / CELL_RECORD).write_text(json.dumps({"ok": True, "machine": machine_description()}))
+    line = verdict_line(replay(record, steps=2))
+    assert "DIFFERENT" in line and "processor" not in line  # same machine: the difference is the code's
 
 
 def test_a_changed_eval_record_is_found(record):

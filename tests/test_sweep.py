@@ -7,8 +7,9 @@ import pytest
 import yaml
 
 from reprokit.config import ConfigError
+from reprokit.records import CELL_RECORD, machine_description
 from reprokit.results import archive_runs, finished_runs
-from reprokit.sweep import RECORD, expand, run_sweep, status
+from reprokit.sweep import expand, run_sweep, status
 from tests.conftest import tiny_raw
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +61,8 @@ def test_sweep_parallel_skip_failure_isolation_and_change(tmp_path, digits_root)
     for cell in ("tiny-s0", "tiny-s1"):
         run = tmp_path / "runs" / cell
         assert (run / "eval.json").is_file() and (run / "train.ipynb").is_file()
-        assert json.loads((run / RECORD).read_text())["ok"]
+        cell_record = json.loads((run / CELL_RECORD).read_text())
+        assert cell_record["ok"] and cell_record["machine"] == machine_description()
 
     # rerun: the completed cells are skipped, only the failed one runs again
     results = run_sweep(path, jobs=2, stagger=0.0, log=logs.append)
@@ -130,7 +132,7 @@ def finished_cell(cell, meta):
     (cell.run_dir / "config.yaml").write_text(yaml.safe_dump(load_config(cell.config, cell.overrides).to_dict()))
     (cell.run_dir / "eval.json").write_text("{}")
     (cell.run_dir / "meta.json").write_text(json.dumps(meta))
-    (cell.run_dir / RECORD).write_text(json.dumps({"ok": True, "param_hash": cell.param_hash(),
+    (cell.run_dir / CELL_RECORD).write_text(json.dumps({"ok": True, "param_hash": cell.param_hash(),
                                                    "parameters": cell.parameters()}))
 
 

@@ -12,8 +12,9 @@ import pytest
 
 from reprokit.config import ConfigError
 from reprokit.progress import SweepDisplay, run_progress
+from reprokit.records import CELL_RECORD
 from reprokit.slurm import SUBMITTED, CellJob, queue_states, slurm_options
-from reprokit.sweep import RECORD, expand, in_flight, run_sweep, status, sweep_report
+from reprokit.sweep import expand, in_flight, run_sweep, status, sweep_report
 from tests.test_sweep import write_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +72,7 @@ def test_cell_states_from_records_and_the_scheduler(tmp_path, digits_root, monke
     _, (cell,) = expand(write_sweep(tmp_path, digits_root, [{"seeds": [0]}]))
     cell.run_dir.mkdir(parents=True)
     here = {"host": socket.gethostname(), "param_hash": cell.param_hash(), "parameters": cell.parameters()}
-    record = cell.run_dir / RECORD
+    record = cell.run_dir / CELL_RECORD
     record.write_text(json.dumps({"state": "running", "pid": os.getpid(), "job_id": None, **here}))
     assert status(cell) == "running"
     record.write_text(json.dumps({"state": "running", "pid": 2 ** 22 + 7, "job_id": None, **here}))

@@ -1,7 +1,8 @@
 """Provenance: every table or figure file gets ``<file>.provenance.json`` naming the runs it was built from
-(run id, config hash, git commit, code version, stale flag), the notebook and parameters that built it, the
-code that built it, and when; and every caption or title carries a one-line note of the runs' code versions,
-so an artefact mixing code versions or built from stale runs says so where it is read."""
+(run id, config hash, git commit, code version, stale flag, machine), the notebook and parameters that built
+it, the code that built it, and when; and every caption or title carries a one-line note of the runs' code
+versions, so an artefact mixing code versions, built from stale runs or from runs of several recorded
+machines says so where it is read."""
 from __future__ import annotations
 
 import datetime as dt
@@ -14,7 +15,8 @@ from reprokit.engine.rundir import code_version, commit_label
 
 
 def run_records(runs: pd.DataFrame) -> list[dict]:
-    cols = ["run_id", "path", "name", "config_hash", "git_commit", "git_dirty", "code_version", "stale", "seed"]
+    cols = ["run_id", "path", "name", "config_hash", "git_commit", "git_dirty", "code_version", "stale", "machine",
+            "seed"]
     if not len(runs):
         return []
     rows = runs.astype(object).to_dict("records")  # plain Python values (bool, int) for JSON
@@ -47,7 +49,9 @@ def used_runs(runs: pd.DataFrame, names) -> pd.DataFrame:
 def provenance_note(runs: pd.DataFrame) -> str:
     """One line for a caption or title: ``runs of commit abc1234`` when the runs share one code version,
     ``built from runs of N code versions (commits ...)`` when they do not, and the count of stale runs
-    (code other than the current package's) whenever there are any."""
+    (code other than the current package's) whenever there are any; the machines when the runs name more
+    than one, or name one and some runs name none (another processor alone changes the numbers,
+    ``records.machine_description``)."""
     if not len(runs):
         return "no runs"
     commits = ", ".join(sorted({commit_label(c, d) for c, d in zip(runs["git_commit"], runs["git_dirty"])}))
@@ -59,4 +63,9 @@ def provenance_note(runs: pd.DataFrame) -> str:
     if runs["code_version"].isna().all():
         note += " (code version unknown)"
     stale = int(runs["stale"].sum())
-    return note + (f"; {stale} stale run{'s' if stale != 1 else ''}" if stale else "")
+    note += f"; {stale} stale run{'s' if stale != 1 else ''}" if stale else ""
+    machines = runs["machine"].fillna("a machine not recorded").value_counts().sort_index()
+    if len(machines) > 1:
+        on = ", ".join(f"{n} on {m}" for m, n in machines.items())
+        note += f"; runs of several machines ({on})"
+    return note
