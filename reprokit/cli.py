@@ -85,7 +85,8 @@ def _results(args) -> int:
         return 1
     if args.per_run:
         df = df.assign(miou=(100 * df["miou"]).round(2)).sort_values(["name", "run_id"])
-        print(df[["run_id", "name", "seed", "miou", "stale"]].to_string(index=False))
+        listed = df.assign(machine=df["machine"].fillna("not recorded"))
+        print(listed[["run_id", "name", "seed", "miou", "stale", "machine"]].to_string(index=False))
     else:
         print(summary_table(df, ["name", "method"]).to_string(index=False))
     stale = int(df["stale"].sum())
@@ -97,6 +98,11 @@ def _results(args) -> int:
               "reprokit replay")
     else:
         print(f"\nall {len(df)} runs ran the current package's code (code versions {versions})")
+    machines = df["machine"].dropna().unique()
+    if len(machines) > 1 or (len(machines) and df["machine"].isna().any()):
+        print(f"runs of several machines (column 'machine' with --per-run): {', '.join(sorted(machines))}"
+              f"{' and machines not recorded' if df['machine'].isna().any() else ''}; another processor alone "
+              "changes the numbers")
     return 0
 
 

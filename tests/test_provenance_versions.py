@@ -169,7 +169,7 @@ def on_machine(run, cpu, capability="AVX2"):
         "cpu": cpu, "cpu_capability": capability, "cpu_count": 2, "gpu": None}}))
 
 
-def test_tables_name_the_machines_when_runs_come_from_more_than_one(tmp_path, digits_root, current):
+def test_tables_name_the_machines_when_runs_come_from_more_than_one(tmp_path, digits_root, capsys, current):
     root = tmp_path / "runs"
     runs = [versioned_run(root, digits_root, f"ls{s}", "digits-table4-ls", s, 0.4, current, "a" * 40)
             for s in range(3)]
@@ -184,9 +184,14 @@ def test_tables_name_the_machines_when_runs_come_from_more_than_one(tmp_path, di
     assert caption.endswith("; runs of several machines (2 on CPU A, AVX2, 1 on a machine not recorded)")
     side = json.loads((tmp_path / "mixed" / "table4.md.provenance.json").read_text())
     assert [r["machine"] for r in side["runs"]] == ["CPU A, AVX2", "CPU A, AVX2", None]
+    assert cli.main(["results", str(root), "--per-run"]) == 0
+    out = capsys.readouterr().out
+    assert "not recorded" in out.splitlines()[3] and "runs of several machines" in out
     on_machine(runs[2], "CPU A")
     registry.build("table4", root, tmp_path / "one")
     assert "machine" not in (tmp_path / "one" / "table4.md").read_text().splitlines()[0]
+    assert cli.main(["results", str(root)]) == 0
+    assert "several machines" not in capsys.readouterr().out
 
 
 def test_results_command_counts_stale_runs(tmp_path, digits_root, capsys, current):
