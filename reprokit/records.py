@@ -1,5 +1,5 @@
-"""The package's records: the commit of the code and the machine that wrote them, files written atomically,
-and tensor files loaded safely.
+"""The package's records: the commit of the code that wrote them, files written atomically, and tensor
+files loaded safely.
 
 At the bottom of the layers (it imports nothing from reprokit) so that the run directory, the checkpoints,
 the glyph pretraining and the data builders all record provenance, write and load files the same way.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import platform
 import re
 import subprocess
 from pathlib import Path
@@ -30,54 +29,8 @@ def git_commit(cwd: str | Path | None = None) -> dict:
         return {"commit": None, "dirty": None}
 
 
-# a sweep cell's record beside its run: parameters, outcome, and the machine it ran on
+# a sweep cell's record beside its run: parameters, outcome, and where it computed (reprokit.origin)
 CELL_RECORD = "sweep-cell.json"
-
-
-def machine_description() -> dict:
-    """The processor (and GPU) this process computes on.
-
-    The same code, configuration and seed give bit-identical numbers only on the same kind of processor: torch
-    picks its floating-point kernels by instruction set (``cpu_capability``: AVX2, AVX512, ...), and the
-    rounding differences they leave grow through training. A record that says where it ran tells a replay or
-    a rerun that differs whether the code or the machine changed."""
-    import torch
-
-    return {"cpu": _cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "cpu_count": os.cpu_count(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-
-
-def _cpu_model() -> str:
-    """The processor's model name with its vendor's family and model numbers (a hypervisor may shorten the
-    name to the brand alone), else what ``platform`` knows."""
-    try:
-        fields = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0]
-                      .splitlines() if ":" in line)
-    except OSError:
-        fields = {}
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    if "model name" not in fields:
-        return platform.processor() or platform.machine()
-    ids = [f"{k} {fields[k]}" for k in ("cpu family", "model") if k in fields]
-    return f"{fields['model name']} ({', '.join([fields.get('vendor_id', '?'), *ids])})"
-
-
-def machine_label(machine: dict | None) -> str | None:
-    """Short name of a :func:`machine_description` for tables, captions and verdicts (None for None)."""
-    if not machine:
-        return None
-    return f"{machine.get('cpu')}, {machine.get('cpu_capability')}" + (f", {machine['gpu']}" if machine.get("gpu")
-                                                                      else "")
-
-
-def recorded_machine(run_dir: str | Path) -> dict | None:
-    """The machine a sweep cell ran on, from its :data:`CELL_RECORD`; None for a run outside a sweep or one
-    recorded before cells named their machine."""
-    try:
-        return json.loads((Path(run_dir) / CELL_RECORD).read_text()).get("machine")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def temp_path(path: Path) -> Path:

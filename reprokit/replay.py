@@ -9,9 +9,9 @@ ones), and require every logged loss and diagnostic to come out bit for bit equa
 directory still holds its final checkpoint, that checkpoint is also evaluated by the current code and the
 whole eval summary must match. The verdict is written as a small JSON record that docs can cite.
 
-Bit for bit holds on the same kind of processor only (``records.machine_description``): a verdict names the
-machine it replayed on and, where the record's sweep cell names one, the machine that recorded it, so a
-DIFFERENT verdict across machines is not taken for a change of code.
+Bit for bit holds on the same kind of processor, from the same pretrained weights, only (``reprokit.origin``):
+a verdict names the machine it replayed on and the weights it started from and, where the record's sweep cell
+names them, the record's, so a DIFFERENT verdict across machines is not taken for a change of code.
 """
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ import yaml
 from reprokit.configure import from_dict
 from reprokit.engine import rundir
 from reprokit.engine.checkpoint import CheckpointError, load_checkpoint
-from reprokit.records import git_commit, machine_description, machine_label, recorded_machine
+from reprokit.origin import backbone_description, machine_description, machine_label, recorded_origin
+from reprokit.records import git_commit
 
 # metric keys that measure the machine, not the computation
 TIMING_KEYS = ("sec_per_iter",)
@@ -126,7 +127,8 @@ def replay(record_dir: str | Path, steps: int, work_dir: str | Path | None = Non
             "total_steps": trainer.total, "logged_steps_compared": len(logged), "splits_compared": split_files,
             "splits_differing": splits, "eval": ev, "differences": len(diffs),
             "first_differences": diffs[:MAX_LISTED], "identical": identical,
-            "machine": machine_description(), "recorded_machine": recorded_machine(record_dir)}
+            "machine": machine_description(), "backbone": backbone_description(cfg.model),
+            **{f"recorded_{k}": v for k, v in recorded_origin(record_dir).items()}}
 
 
 def verdict_line(result: dict) -> str:
@@ -145,16 +147,21 @@ def verdict_line(result: dict) -> str:
         if first else ""
     splits = f"; split files differ: {', '.join(result['splits_differing'])}" if result["splits_differing"] else ""
     return (f"{result['run_id']}: DIFFERENT ({result['differences']} values over {what}{detail}{splits})"
-            f"{_machines(result)}")
+            f"{_origin(result)}")
 
 
-def _machines(result: dict) -> str:
-    """What a DIFFERENT verdict must add about the machines: a difference is only evidence against the code
-    when the record ran on this kind of processor."""
+def _origin(result: dict) -> str:
+    """What a DIFFERENT verdict must add about where the two computed: a difference is only evidence against
+    the code when the record ran on this kind of processor from the same pretrained weights."""
     here, there = machine_label(result.get("machine")), machine_label(result.get("recorded_machine"))
     if there is None:
-        return f"; replayed on {here}, and the record does not name its machine: another processor alone " \
+        note = f"; replayed on {here}, and the record does not name its machine: another processor alone " \
                "changes the numbers"
-    if there != here:
-        return f"; recorded on {there}, replayed on {here}: another processor alone changes the numbers"
-    return ""
+    elif there != here:
+        note = f"; recorded on {there}, replayed on {here}: another processor alone changes the numbers"
+    else:
+        note = ""
+    digest = [(b or {}).get("sha256") for b in (result.get("recorded_backbone"), result.get("backbone"))]
+    if digest[0] and digest[0] != digest[1]:
+        note += f"; the record started from other pretrained weights ({digest[0]}, here {digest[1]})"
+    return note

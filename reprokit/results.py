@@ -9,7 +9,8 @@ import yaml
 
 from reprokit.engine.rundir import code_version, read_metrics, record_format, recorded_code_version
 from reprokit.methods.stpg_equations import SELECTION_CATEGORIES
-from reprokit.records import CELL_RECORD, machine_label, recorded_machine
+from reprokit.origin import machine_label, recorded_origin
+from reprokit.records import CELL_RECORD
 
 
 def load_run(run_dir: str | Path) -> dict:
@@ -27,7 +28,7 @@ def load_run(run_dir: str | Path) -> dict:
         "labeled_fraction": cfg["data"].get("labeled_fraction"), "labeled_count": meta.get("labeled_count"),
         "split_family": meta.get("split_family"), "config_hash": meta.get("config_hash"),
         "git_commit": (meta.get("git") or {}).get("commit"), "git_dirty": (meta.get("git") or {}).get("dirty"),
-        "code_version": recorded_code_version(meta), "machine": machine_label(recorded_machine(run_dir)),
+        "code_version": recorded_code_version(meta), "machine": machine_label(recorded_origin(run_dir).get("machine")),
         "status": meta.get("status"), "miou": ev["miou"],
     }
     row.update({f"method.{k}": v for k, v in cfg["method"].items() if isinstance(v, (int, float, str, bool))})

@@ -58,7 +58,8 @@ from reprokit.configure import load_config
 from reprokit.engine.rundir import code_version, commit_label, recorded_code_version
 from reprokit.kernels import execute_logged
 from reprokit.progress import SweepDisplay, run_progress
-from reprokit.records import CELL_RECORD, machine_description, write_json_atomic
+from reprokit.origin import machine_description, run_backbone
+from reprokit.records import CELL_RECORD, write_json_atomic
 from reprokit.results import REPLACED_MARK
 from reprokit.slurm import SUBMITTED, queue_states, slurm_options, submission, submit
 
@@ -284,7 +285,8 @@ def execute(cell: Cell, notebook: str, retries: int = 3) -> dict:
             time.sleep(2 * (attempt + 1))
     result["seconds"] = round(time.perf_counter() - start, 1)
     write_json_atomic(cell.run_dir / CELL_RECORD, {**result, "state": "finished", "job_id": where["job_id"],
-                                                   "machine": machine_description(), **bookkeeping})
+                                                   "machine": machine_description(),
+                                                   "backbone": run_backbone(cell.run_dir), **bookkeeping})
     return result
 
 

@@ -5,10 +5,14 @@ import subprocess
 
 import pandas as pd
 import pytest
+import yaml
 
 from reprokit import cli
 from reprokit.engine import rundir
-from reprokit.records import CELL_RECORD, machine_description, machine_label, recorded_machine
+from reprokit.configure import load_config
+from reprokit.models.pretrain import weights_path
+from reprokit.origin import backbone_description, machine_description, machine_label, recorded_origin, run_backbone
+from reprokit.records import CELL_RECORD
 from reprokit.results import load_runs
 from reprokit.viz import registry
 from tests.test_tables import fake_run
@@ -164,6 +168,24 @@ def test_a_machine_description_names_the_processor_and_its_kernels():
     assert machine_label(None) is None
 
 
+def test_a_backbone_description_digests_the_weights_a_run_starts_from(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPROKIT_PRETRAINED_DIR", str(tmp_path / "pretrained"))
+    cfg = load_config("params/digits/table4/ls.yaml")
+    assert backbone_description(load_config("params/digits/table4/ls.yaml", ["model.pretrained=none"]).model) is None
+    path = weights_path(cfg.model)
+    assert backbone_description(cfg.model) == {"file": path.name, "sha256": None, "heldout_top1": None}
+    path.parent.mkdir()
+    path.write_bytes(b"weights of one machine")
+    path.with_name(path.name + ".json").write_text(json.dumps({"heldout_top1": 0.98}))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
+    first = run_backbone(run)
+    assert first["file"] == path.name and first["heldout_top1"] == 0.98 and len(first["sha256"]) == 16
+    path.write_bytes(b"weights of another machine")
+    assert run_backbone(run)["sha256"] != first["sha256"] and run_backbone(tmp_path) is None
+
+
 def on_machine(run, cpu, capability="AVX2"):
     (run / CELL_RECORD).write_text(json.dumps({"ok": True, "machine": {
         "cpu": cpu, "cpu_capability": capability, "cpu_count": 2, "gpu": None}}))
@@ -176,7 +198,7 @@ def test_tables_name_the_machines_when_runs_come_from_more_than_one(tmp_path, di
     on_machine(runs[0], "CPU A")
     on_machine(runs[1], "CPU A")
     (runs[2] / CELL_RECORD).write_text("{not json")
-    assert recorded_machine(runs[2]) is None and recorded_machine(tmp_path) is None
+    assert recorded_origin(runs[2]) == {} and recorded_origin(tmp_path) == {}
     machines = load_runs(root).set_index("run_id")["machine"]
     assert machines[["ls0", "ls1"]].tolist() == ["CPU A, AVX2"] * 2 and pd.isna(machines["ls2"])
     registry.build("table4", root, tmp_path / "mixed")

@@ -7,7 +7,8 @@ import pytest
 
 from reprokit.cli import main
 from reprokit.engine.train import train
-from reprokit.records import CELL_RECORD, machine_description, machine_label
+from reprokit.origin import machine_description, machine_label
+from reprokit.records import CELL_RECORD
 from reprokit.replay import ReplayError, compare_metrics, replay, verdict_line
 
 
@@ -53,6 +54,11 @@ def test_a_different_verdict_says_whether_the_machine_changed(record):
     (record / CELL_RECORD).write_text(json.dumps({"ok": True, "machine": machine_description()}))
     line = verdict_line(replay(record, steps=2))
     assert "DIFFERENT" in line and "processor" not in line  # same machine: the difference is the code's
+    (record / CELL_RECORD).write_text(json.dumps({"ok": True, "machine": machine_description(),
+                                                  "backbone": {"file": "glyphs-x.pt", "sha256": "0123abcd"}}))
+    result = replay(record, steps=2)  # the tiny record starts from scratch: no backbone here
+    assert result["backbone"] is None and result["recorded_backbone"]["sha256"] == "0123abcd"
+    assert verdict_line(result).endswith("; the record started from other pretrained weights (0123abcd, here None)")
 
 
 def test_a_changed_eval_record_is_found(record):

@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from reprokit.config import ConfigError
-from reprokit.records import CELL_RECORD, machine_description
+from reprokit.origin import machine_description
+from reprokit.records import CELL_RECORD
 from reprokit.results import archive_runs, finished_runs
 from reprokit.sweep import expand, run_sweep, status
 from tests.conftest import tiny_raw

@@ -1,0 +1,88 @@
+"""Where a record computed, which its code version cannot say: the machine (the processor's kind decides the
+floating-point kernels torch runs) and the pretrained weights the run started from. Sweep cells record both
+(``sweep-cell.json``); replays and tables read them back to tell a change of code from a change of origin."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+
+import yaml
+
+from reprokit.config import ModelConfig
+from reprokit.configure import from_dict
+from reprokit.models.pretrain import weights_path
+from reprokit.records import CELL_RECORD
+
+
+def machine_description() -> dict:
+    """The processor (and GPU) this process computes on.
+
+    The same code, configuration and seed give bit-identical numbers only on the same kind of processor: torch
+    picks its floating-point kernels by instruction set (``cpu_capability``: AVX2, AVX512, ...), and the
+    rounding differences they leave grow through training. A record that says where it ran tells a replay or
+    a rerun that differs whether the code or the machine changed."""
+    import torch
+
+    return {"cpu": _cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_count": os.cpu_count(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def _cpu_model() -> str:
+    """The processor's model name with its vendor's family and model numbers (a hypervisor may shorten the
+    name to the brand alone), else what ``platform`` knows."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0]
+                      .splitlines() if ":" in line)
+    except OSError:
+        fields = {}
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    if "model name" not in fields:
+        return platform.processor() or platform.machine()
+    ids = [f"{k} {fields[k]}" for k in ("cpu family", "model") if k in fields]
+    return f"{fields['model name']} ({', '.join([fields.get('vendor_id', '?'), *ids])})"
+
+
+def machine_label(machine: dict | None) -> str | None:
+    """Short name of a :func:`machine_description` for tables, captions and verdicts (None for None)."""
+    if not machine:
+        return None
+    return f"{machine.get('cpu')}, {machine.get('cpu_capability')}" + (f", {machine['gpu']}" if machine.get("gpu")
+                                                                      else "")
+
+
+def recorded_origin(run_dir: str | Path) -> dict:
+    """What a sweep cell recorded of its origin (``machine``, ``backbone``), from its ``CELL_RECORD``; empty for
+    a run outside a sweep or one recorded before cells named them."""
+    try:
+        record = json.loads((Path(run_dir) / CELL_RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: record.get(k) for k in ("machine", "backbone") if isinstance(record, dict) and record.get(k)}
+
+
+def backbone_description(model_cfg: ModelConfig) -> dict | None:
+    """The pretrained weights a run with ``model_cfg`` starts from: file, digest, and the held-out accuracy
+    their provenance records; None when it starts from scratch.
+
+    Glyph pretraining is itself a training run on this machine: another processor builds other weights, and
+    every method's numbers move with them, so the digest says whether two runs shared their start."""
+    if model_cfg.pretrained != "glyphs":
+        return None
+    path = weights_path(model_cfg)
+    if not path.is_file():
+        return {"file": path.name, "sha256": None, "heldout_top1": None}
+    sidecar = path.with_name(path.name + ".json")
+    top1 = json.loads(sidecar.read_text()).get("heldout_top1") if sidecar.is_file() else None
+    return {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16], "heldout_top1": top1}
+
+
+def run_backbone(run_dir: str | Path) -> dict | None:
+    """:func:`backbone_description` for the configuration a run directory recorded (None without one)."""
+    cfg_file = Path(run_dir) / "config.yaml"
+    if not cfg_file.is_file():
+        return None
+    return backbone_description(from_dict(yaml.safe_load(cfg_file.read_text()), str(cfg_file)).model)
