@@ -77,13 +77,21 @@ def _pretrain(args) -> int:
 
 def _results(args) -> int:
     from reprokit.engine.rundir import code_version
-    from reprokit.results import load_runs, summary_table
+    from reprokit.results import compare_runs, load_runs, summary_table
 
     df = load_runs(args.root)
     if df.empty:
         print(f"no finished runs under {args.root}", file=sys.stderr)
         return 1
-    if args.per_run:
+    if args.against:
+        table = compare_runs(df, load_runs(args.against))
+        if table.empty:
+            print(f"no run id of {args.root} is also under {args.against}", file=sys.stderr)
+            return 1
+        table[["miou", "miou_reference"]] = (100 * table[["miou", "miou_reference"]]).round(2)
+        print(f"mIoU (%) of {args.root} against the same cells under {args.against}:")
+        print(table.to_string(index=False))
+    elif args.per_run:
         df = df.assign(miou=(100 * df["miou"]).round(2)).sort_values(["name", "run_id"])
         listed = df.assign(machine=df["machine"].fillna("not recorded"))
         print(listed[["run_id", "name", "seed", "miou", "stale", "machine"]].to_string(index=False))
@@ -227,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("results", help="summarise finished runs under a folder")
     r.add_argument("root", nargs="?", default="runs")
     r.add_argument("--per-run", action="store_true", help="one line per run (mIoU in percent) instead of per group")
+    r.add_argument("--against", metavar="OTHER_ROOT",
+                   help="compare with the same cells (run ids) under OTHER_ROOT: paired differences per config")
     r.set_defaults(func=_results)
     a = sub.add_parser("archive", help="copy finished runs' small records (no checkpoints) to commit them")
     a.add_argument("root")

@@ -11,6 +11,7 @@ from reprokit.engine.rundir import code_version, read_metrics, record_format, re
 from reprokit.methods.stpg_equations import SELECTION_CATEGORIES
 from reprokit.origin import machine_label, recorded_origin
 from reprokit.records import CELL_RECORD
+from reprokit.stats import format_difference, format_seed_differences, paired_difference
 
 
 def load_run(run_dir: str | Path) -> dict:
@@ -67,6 +68,22 @@ def summary_table(df: pd.DataFrame, by: list[str], value: str = "miou") -> pd.Da
     runs are stale."""
     grouped = df.groupby(by, dropna=False)
     return grouped[value].agg(["mean", "std", "count"]).join(grouped["stale"].sum()).reset_index()
+
+
+def compare_runs(runs: pd.DataFrame, reference: pd.DataFrame, value: str = "miou") -> pd.DataFrame:
+    """The same cells run twice (same run id in two folders: two machines, two commits): per config name, the
+    mean of ``value`` in each and the paired difference ``runs - reference`` over the seeds both have, with
+    its 95 % t-interval and the per-seed differences. Cells in one folder only are left out."""
+    if runs.empty or reference.empty:
+        return pd.DataFrame()
+    both = runs.merge(reference, on="run_id", suffixes=("", "_ref"))
+    rows = []
+    for name, group in both.groupby("name"):
+        diff = paired_difference(group.set_index("seed")[value], group.set_index("seed")[f"{value}_ref"])
+        rows.append({"name": name, "seeds": diff["n"], value: group[value].mean(),
+                     f"{value}_reference": group[f"{value}_ref"].mean(), "difference": format_difference(diff, False),
+                     "per seed": format_seed_differences(diff)})
+    return pd.DataFrame(rows)
 
 
 def load_metrics(run_dir: str | Path) -> pd.DataFrame:

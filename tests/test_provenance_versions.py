@@ -13,7 +13,7 @@ from reprokit.configure import load_config
 from reprokit.models.pretrain import weights_path
 from reprokit.origin import backbone_description, machine_description, machine_label, recorded_origin, run_backbone
 from reprokit.records import CELL_RECORD
-from reprokit.results import load_runs
+from reprokit.results import compare_runs, load_runs
 from reprokit.viz import registry
 from tests.test_tables import fake_run
 
@@ -223,6 +223,22 @@ def test_results_command_counts_stale_runs(tmp_path, digits_root, capsys, curren
     assert cli.main(["results", str(root)]) == 0
     out = capsys.readouterr().out
     assert "stale" in out.splitlines()[0] and "1 of 2 runs stale" in out and "code versions stpg v-now" in out
+
+
+def test_results_against_another_folder_pairs_the_same_cells(tmp_path, digits_root, capsys, current):
+    here, there = tmp_path / "here", tmp_path / "there"
+    for seed, (a, b) in enumerate([(0.50, 0.48), (0.52, 0.49), (0.51, 0.50)]):
+        versioned_run(here, digits_root, f"ls-s{seed}", "ls", seed, a, current, "a" * 40)
+        versioned_run(there, digits_root, f"ls-s{seed}", "ls", seed, b, current, "a" * 40)
+    versioned_run(there, digits_root, "mt-s0", "mt", 0, 0.6, current, "a" * 40)  # under one folder only
+    table = compare_runs(load_runs(here), load_runs(there))
+    assert table["name"].tolist() == ["ls"] and table.loc[0, "seeds"] == 3
+    assert table.loc[0, "difference"] == "+2.00 [-0.48, +4.48]"  # mean 2, std 1, t(0.975, 2) = 4.303
+    assert table.loc[0, "per seed"] == "s0 +2.00, s1 +3.00, s2 +1.00"
+    assert cli.main(["results", str(here), "--against", str(there)]) == 0
+    assert "+2.00 [-0.48, +4.48]" in capsys.readouterr().out
+    assert cli.main(["results", str(here), "--against", str(tmp_path / "none")]) == 1
+    assert "no run id of" in capsys.readouterr().err
 
 
 def test_per_run_listing_and_archive_keep_what_tables_need(tmp_path, digits_root, capsys, current):
