@@ -77,7 +77,7 @@ def _pretrain(args) -> int:
 
 def _results(args) -> int:
     from reprokit.engine.rundir import code_version
-    from reprokit.results import compare_runs, load_runs, summary_table
+    from reprokit.results import NO_MACHINE, compare_runs, load_runs, machine_counts, summary_table
 
     df = load_runs(args.root)
     if df.empty:
@@ -93,7 +93,7 @@ def _results(args) -> int:
         print(table.to_string(index=False))
     elif args.per_run:
         df = df.assign(miou=(100 * df["miou"]).round(2)).sort_values(["name", "run_id"])
-        listed = df.assign(machine=df["machine"].fillna("not recorded"))
+        listed = df.assign(machine=df["machine"].fillna(NO_MACHINE))
         print(listed[["run_id", "name", "seed", "miou", "stale", "machine"]].to_string(index=False))
     else:
         print(summary_table(df, ["name", "method"]).to_string(index=False))
@@ -106,11 +106,10 @@ def _results(args) -> int:
               "reprokit replay")
     else:
         print(f"\nall {len(df)} runs ran the current package's code (code versions {versions})")
-    machines = df["machine"].dropna().unique()
-    if len(machines) > 1 or (len(machines) and df["machine"].isna().any()):
-        print(f"runs of several machines (column 'machine' with --per-run): {', '.join(sorted(machines))}"
-              f"{' and machines not recorded' if df['machine'].isna().any() else ''}; another processor alone "
-              "changes the numbers")
+    machines = machine_counts(df)
+    if len(machines) > 1:
+        print(f"runs of several machines (column 'machine' with --per-run): "
+              f"{', '.join(f'{n} on {m}' for m, n in machines.items())}; another processor alone changes the numbers")
     return 0
 
 

@@ -37,6 +37,16 @@ def load_run(run_dir: str | Path) -> dict:
     return row
 
 
+NO_MACHINE = "a machine not recorded"
+
+
+def machine_counts(runs: pd.DataFrame) -> pd.Series:
+    """Runs per recorded machine, ``NO_MACHINE`` standing for the runs whose records name none. More than one
+    entry means the runs mix machines (or cannot show they do not): another processor alone changes the
+    numbers, so captions and ``reprokit results`` say so."""
+    return runs["machine"].fillna(NO_MACHINE).value_counts().sort_index()
+
+
 # ``reprokit sweep --rerun-stale`` keeps a stale run it retrains as ``<run id>.replaced-<time>``: the cell's run is
 # the new one under the old name, so the kept one is neither counted nor archived.
 REPLACED_MARK = ".replaced-"

@@ -208,7 +208,9 @@ def test_tables_name_the_machines_when_runs_come_from_more_than_one(tmp_path, di
     assert [r["machine"] for r in side["runs"]] == ["CPU A, AVX2", "CPU A, AVX2", None]
     assert cli.main(["results", str(root), "--per-run"]) == 0
     out = capsys.readouterr().out
-    assert "not recorded" in out.splitlines()[3] and "runs of several machines" in out
+    assert "not recorded" in out.splitlines()[3]
+    assert "runs of several machines (column 'machine' with --per-run): 2 on CPU A, AVX2, 1 on a machine not " \
+           "recorded;" in out
     on_machine(runs[2], "CPU A")
     registry.build("table4", root, tmp_path / "one")
     assert "machine" not in (tmp_path / "one" / "table4.md").read_text().splitlines()[0]

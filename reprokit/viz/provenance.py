@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from reprokit.engine.rundir import code_version, commit_label
+from reprokit.results import machine_counts
 
 
 def run_records(runs: pd.DataFrame) -> list[dict]:
@@ -50,8 +51,7 @@ def provenance_note(runs: pd.DataFrame) -> str:
     """One line for a caption or title: ``runs of commit abc1234`` when the runs share one code version,
     ``built from runs of N code versions (commits ...)`` when they do not, and the count of stale runs
     (code other than the current package's) whenever there are any; the machines when the runs name more
-    than one, or name one and some runs name none (another processor alone changes the numbers,
-    ``records.machine_description``)."""
+    than one, or name one and some runs name none (``results.machine_counts``)."""
     if not len(runs):
         return "no runs"
     commits = ", ".join(sorted({commit_label(c, d) for c, d in zip(runs["git_commit"], runs["git_dirty"])}))
@@ -64,7 +64,7 @@ def provenance_note(runs: pd.DataFrame) -> str:
         note += " (code version unknown)"
     stale = int(runs["stale"].sum())
     note += f"; {stale} stale run{'s' if stale != 1 else ''}" if stale else ""
-    machines = runs["machine"].fillna("a machine not recorded").value_counts().sort_index()
+    machines = machine_counts(runs)
     if len(machines) > 1:
         on = ", ".join(f"{n} on {m}" for m, n in machines.items())
         note += f"; runs of several machines ({on})"
