@@ -17,5 +17,5 @@ test: env
 test-fast: env
 	$(PY) -m pytest -q -m "not slow and not e2e"
 
-clean:
-	rm -rf runs data .pytest_cache
+clean:  # keeps the shipped glyph backbone (data/pretrained)
+	rm -rf runs data/digits .pytest_cache

@@ -64,14 +64,24 @@ def _pretrain(args) -> int:
     from reprokit.configure import load_config
     from reprokit.models.pretrain import ensure_pretrained, weights_path
     from reprokit.engine.train import show_progress
+    from reprokit.origin import backbone_description
 
     cfg = load_config(args.config, args.set)
     torch.set_num_threads(args.threads)
-    cached = weights_path(cfg.model).is_file() and not args.force
+    before = backbone_description(cfg.model)["sha256"]
+    cached = before is not None and not args.force
     path = ensure_pretrained(cfg.model, progress=show_progress(), force=args.force)
     meta = json.loads(path.with_name(path.name + ".json").read_text())
+    digest = backbone_description(cfg.model)["sha256"]
     built = f"built in {meta['wall_seconds']:.1f} s"
-    print(f"{path}: held-out top-1 {100 * meta['heldout_top1']:.2f} %, {f'cached ({built})' if cached else built}")
+    print(f"{path}: held-out top-1 {100 * meta['heldout_top1']:.2f} %, sha256 {digest}, "
+          f"{f'cached ({built})' if cached else built}")
+    if args.force and before is not None:
+        # the repository ships the weights its records start from; a rebuild tells whether this machine
+        # reproduces them (another processor builds other weights: docs/measurements.md, "Another processor")
+        print(f"the weights it replaced: sha256 {before}, "
+              + ("the same" if digest == before else "DIFFERENT: `git checkout data/pretrained` restores the "
+                 "shipped ones"))
     return 0
 
 

@@ -9,11 +9,12 @@ import torch
 
 from reprokit.cli import main
 from reprokit.config import ConfigError, ModelConfig
-from reprokit.configure import from_dict
+from reprokit.configure import from_dict, load_config
 from reprokit.data.glyphs import (CLASSES, DUPLICATES, EXCLUDED, GlyphSetSpec, build_glyph_set, render_glyph,
                                   render_masters)
 from reprokit.models import pretrain
 from reprokit.models.deeplab import CheckpointKeyError, build_network
+from reprokit.origin import backbone_description
 
 TINY_GLYPHS = GlyphSetSpec(n_train_per_class=2, n_heldout_per_class=1)
 TINY_RECIPE = pretrain.PretrainRecipe(glyphs=TINY_GLYPHS, steps=3, batch_size=16)
@@ -120,6 +121,15 @@ def test_cli_prints_path_and_accuracy(tiny_cache, capsys):
     assert main(args) == 0 and main(args) == 0
     first, second = capsys.readouterr().out.splitlines()
     assert "held-out top-1" in first and "built in" in first and "cached" in second and len(tiny_cache) == 1
+    digest = first.split("sha256 ")[1].split(",")[0]
+    assert len(digest) == 16 and f"sha256 {digest}, cached" in second
+    assert main(args + ["--force"]) == 0  # same machine, same seed: the rebuild reproduces the weights
+    rebuilt, verdict = capsys.readouterr().out.splitlines()
+    assert f"sha256 {digest}, built" in rebuilt and verdict == f"the weights it replaced: sha256 {digest}, the same"
+    weights = pretrain.weights_path(load_config(str(base), ["model.width=8"]).model)
+    torch.save({"other": torch.zeros(1)}, weights)
+    assert main(args + ["--force"]) == 0
+    assert "DIFFERENT" in capsys.readouterr().out.splitlines()[1] and len(tiny_cache) == 3
 
 
 def test_config_accepts_glyphs_none_and_files_for_narrow_backbones_but_not_imagenet():
@@ -130,3 +140,16 @@ def test_config_accepts_glyphs_none_and_files_for_narrow_backbones_but_not_image
         from_dict({"train": {"iters": 1}}).hash()  # "none" and null are one configuration
     with pytest.raises(ConfigError, match="'model.pretrained': 'imagenet' needs model.width 64"):
         from_dict({"train": {"iters": 1}, "model": {"width": 16, "pretrained": "imagenet"}})
+
+
+def test_the_shipped_backbone_is_the_one_the_machine_check_records_start_from(monkeypatch):
+    """The repository ships the digits backbone so that every machine starts from the same weights; the records
+    in docs/runs/machine-check were trained from it, so replacing it would cut them off from the code."""
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("REPROKIT_PRETRAINED_DIR", raising=False)
+    shipped = backbone_description(load_config("params/digits/table4/ls.yaml").model)
+    cells = [json.loads(p.read_text()) for p in root.glob("docs/runs/machine-check/*/sweep-cell.json")]
+    recorded = [cell["backbone"] for cell in cells if cell.get("backbone")]
+    assert len(recorded) >= 8 and all(b == shipped for b in recorded), (shipped, recorded)
+    assert shipped["sha256"] is not None and shipped["heldout_top1"] > 0.98
