@@ -20,7 +20,8 @@ def test_select_keeps_the_order_asked_and_refuses_unknown_names():
 def test_runs_per_preset_follow_the_data_set_and_reuse_table4_runs():
     table5 = registry.select(["table5"])[0].needs("voc")
     assert table5 == ["voc-table5-cons", "voc-table5-cons_lmis", "voc-table4-stpg", "voc-table4-dm_dcl"]
-    assert registry.select(["fig8"])[0].needs("cityscapes") == ["cityscapes-fig8-bank", "cityscapes-fig8-lambda"]
+    assert registry.select(["fig8"])[0].needs("cityscapes") == ["cityscapes-fig8-bank", "cityscapes-fig8-lambda",
+                                                                "cityscapes-table4-stpg"]
     assert registry.select(["tables_1_3"])[0].needs("digits") == []  # finds its STPG runs by protocol
     assert "digits-oracle" in registry.select(["summary"])[0].needs("digits")
     with pytest.raises(ValueError, match="unknown figures preset 'kitti'; presets are digits, cityscapes, voc"):

@@ -2,6 +2,7 @@
 equal the inputs (means, stds, gains, deltas to the paper)."""
 import json
 import math
+import shutil
 
 import pandas as pd
 import pytest
@@ -97,15 +98,26 @@ def test_fig6_bars_use_the_per_class_numbers(tmp_path, digits_root):
     assert (tmp_path / "fig" / "fig6.pdf").read_bytes()[:4] == b"%PDF"
 
 
-def test_fig8_curve_groups_by_the_swept_parameter(tmp_path, digits_root):
+def test_fig8_curves_take_their_default_point_from_the_method_cell(tmp_path, digits_root):
     root = tmp_path / "runs"
-    for n, m in [(0, 0.5), (64, 0.55), (256, 0.6)]:
+    for n, m in [(0, 0.5), (64, 0.55)]:
         fake_run(root, f"b{n}", "digits-fig8-bank", 0, m, dataset_raw=digits_root, bank_size=n)
+    for lam, m in [(0.0, 0.45), (1.0, 0.58)]:  # this sweep ran the default value itself
+        fake_run(root, f"l{lam}", "digits-fig8-lambda", 0, m, dataset_raw=digits_root, lambda_u=lam)
+    for seed, m in [(0, 0.6), (1, 0.7)]:  # STPG's own cells, the paper's N and lambda_u
+        fake_run(root, f"stpg{seed}", "digits-table4-stpg", seed, m, dataset_raw=digits_root)
     runs = load_runs(root)
-    assert sorted(runs["method.bank_size"]) == [0, 64, 256]
+    assert sorted(runs[runs["name"] != "digits-fig8-lambda"]["method.bank_size"]) == [0, 64, 256, 256]
     built = registry.build("fig8", root, tmp_path / "fig")
-    assert built.missing == ["digits-fig8-lambda"]
+    assert built.missing == []
+    curve = {p: list(zip(t["value"], t["miou"], t["run_id"])) for p, t in built.table.groupby("parameter")}
+    assert sorted(curve["bank_size"]) == [(0, 0.5, "b0"), (64, 0.55, "b64"), (256, 0.6, "stpg0")]
+    assert sorted(curve["lambda_u"]) == [(0.0, 0.45, "l0.0"), (1.0, 0.58, "l1.0")]
     assert (tmp_path / "fig" / "fig8_bank_size.png").is_file()
+    side = json.loads((tmp_path / "fig" / "fig8_bank_size.png.provenance.json").read_text())
+    assert sorted(r["run_id"] for r in side["runs"]) == ["b0", "b64", "l0.0", "l1.0", "stpg0"]
+    shutil.rmtree(root / "l0.0"), shutil.rmtree(root / "l1.0")
+    assert registry.build("fig8", root, tmp_path / "fig2").missing == ["digits-fig8-lambda"]
 
 
 def test_selection_summary_averages_the_late_steps(tmp_path):

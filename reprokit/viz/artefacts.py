@@ -227,12 +227,31 @@ def build_fig6(inputs: Inputs) -> Built:
 
 
 def build_fig8(inputs: Inputs) -> Built:
-    """Fig. 8: mIoU against each swept hyper-parameter (the labels of ``named``), the paper's curve beside."""
-    built = Built(missing=inputs.missing())
-    for column, name in inputs.named.items():
-        fig = plots.hyper_curve(inputs.runs, name, f"method.{column}", FIG8_AXES[column], tables.paper_curve(column))
-        built.files += plots.save_figure(fig, inputs.out / f"fig8_{column}", inputs.note([name]))
-    return inputs.finish(built)
+    """Fig. 8: mIoU against each swept hyper-parameter (``FIG8_AXES``), the paper's curve beside. The method's
+    own cell (``named["default"]``: STPG with the paper's N and lambda_u) is each curve's default point at the
+    seeds its sweep ran, so the sweeps do not train that configuration again (:func:`swept_with_default`)."""
+    built, curves = Built(missing=inputs.missing()), []
+    for column, xlabel in FIG8_AXES.items():
+        name = inputs.named[column]
+        curve = swept_with_default(inputs.runs, name, inputs.named["default"], f"method.{column}")
+        fig = plots.hyper_curve(curve.assign(name=name), name, f"method.{column}", xlabel, tables.paper_curve(column))
+        built.files += plots.save_figure(fig, inputs.out / f"fig8_{column}", provenance.provenance_note(curve))
+        curves.append(curve.assign(parameter=column, value=curve[f"method.{column}"]) if len(curve) else curve)
+    used = pd.concat(curves)
+    built.table = used[["parameter", "value", "seed", "run_id", "miou"]] if len(used) else used
+    return inputs.finish(built, used)
+
+
+def swept_with_default(runs: pd.DataFrame, name: str, default: str, column: str) -> pd.DataFrame:
+    """The runs of the sweep config ``name`` and, at each seed it ran, the run of ``default`` (the same
+    configuration at its default ``column`` value) unless the sweep itself ran that value at that seed."""
+    swept = runs_of(runs, name)
+    if not len(swept):
+        return swept
+    base = runs_of(runs, default)
+    base = base[base["seed"].isin(set(swept["seed"]))]
+    ran = set(zip(swept["seed"], swept[column]))
+    return pd.concat([swept, base.loc[[(s, v) not in ran for s, v in zip(base["seed"], base[column])]]])
 
 
 def first_run_dir(runs: pd.DataFrame, name: str) -> Path | None:

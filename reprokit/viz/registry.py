@@ -99,7 +99,8 @@ ARTEFACTS = (
              lambda p: {"supervised": p.table4["L_s"], "STPG": p.table4["STPG (all)"]},
              (Param("per_class", 256, "decoder features per class drawn for the t-SNE"),), loads_networks=True),
     Artefact("fig8", "Fig. 8: memory bank size and lambda_u", artefacts.build_fig8,
-             lambda p: {"bank_size": p.config("fig8-bank"), "lambda_u": p.config("fig8-lambda")}),
+             lambda p: {"bank_size": p.config("fig8-bank"), "lambda_u": p.config("fig8-lambda"),
+                        "default": p.table4["STPG (all)"]}),
     Artefact("fig9", "Figs. 9/10: qualitative results", artefacts.build_fig9, lambda p: p.methods,
              (Param("images", 4, "validation images shown, one row each"),), loads_networks=True),
 )
