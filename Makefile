@@ -1,6 +1,6 @@
 # The two set-up commands of the README:
-#   make main   bootstrap .venv, build the digit scenes and the glyph-pretrained backbone, run the quick sweep,
-#               rebuild figures/ from the runs
+#   make main   bootstrap .venv (not the end-to-end tests' Debian packages), build the digit scenes, run the
+#               quick sweep from the shipped backbone, rebuild figures/ from the runs
 #   make test   bootstrap .venv and run the whole test suite (slow end-to-end tests included)
 PY := .venv/bin/python
 .PHONY: main test test-fast env clean
@@ -8,7 +8,8 @@ PY := .venv/bin/python
 env:
 	@bash scripts/bootstrap.sh
 
-main: env
+main:
+	@E2E_PACKAGES=0 bash scripts/bootstrap.sh
 	$(PY) -m reprokit.main --size quick
 
 test: env
