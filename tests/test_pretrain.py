@@ -14,7 +14,7 @@ from reprokit.data.glyphs import (CLASSES, DUPLICATES, EXCLUDED, GlyphSetSpec, b
                                   render_masters)
 from reprokit.models import pretrain
 from reprokit.models.deeplab import CheckpointKeyError, build_network
-from reprokit.origin import backbone_description
+from reprokit.origin import backbone_description, recorded_origin
 
 TINY_GLYPHS = GlyphSetSpec(n_train_per_class=2, n_heldout_per_class=1)
 TINY_RECIPE = pretrain.PretrainRecipe(glyphs=TINY_GLYPHS, steps=3, batch_size=16)
@@ -143,8 +143,8 @@ def test_config_accepts_glyphs_none_and_files_for_narrow_backbones_but_not_image
 
 
 def recorded_backbones(folder: Path) -> list[dict]:
-    cells = [json.loads(p.read_text()) for p in folder.glob("*/sweep-cell.json")]
-    return [cell["backbone"] for cell in cells if cell.get("backbone")]
+    origins = [recorded_origin(run_dir) for run_dir in sorted(folder.iterdir()) if run_dir.is_dir()]
+    return [origin["backbone"] for origin in origins if "backbone" in origin]
 
 
 def test_the_shipped_backbone_is_the_one_the_benchmark_records_start_from(monkeypatch):
