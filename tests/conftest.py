@@ -10,6 +10,20 @@ from reprokit.configure import from_dict
 from reprokit.data.digits import DigitScenesSpec, build_digit_scenes
 
 os.environ.setdefault("REPROKIT_PROGRESS", "0")
+
+
+def _share_cores_among_workers() -> None:
+    """Under pytest-xdist (`make test`), give each worker its share of the cores for torch's intra-op
+    threads: every worker defaulting to all cores oversubscribes them, and OpenMP's spinning threads then
+    slow the whole suite down. Runs that set ``train.threads`` still set their own."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+_share_cores_among_workers()
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SPEC = DigitScenesSpec(n_train=48, n_val=12, size=32, min_scale=12, max_scale=20, min_digits=1, max_digits=3)
 
