@@ -4,17 +4,23 @@ A Jupyter kernel writes start-up banners and transport warnings ("Kernel is runn
 encryption", once per kernel) to the stdout and stderr it inherits. A sweep starts one kernel per cell, so a
 terminal or a batch log would fill with that noise and hide the lines that matter. Here each kernel gets a
 log file of its own instead: nothing is thrown away, and a failure report can point at the file.
+
+Each kernel also gets the training allocator of :mod:`reprokit.allocator` (tcmalloc where the machine has it).
 """
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
 
+from reprokit.allocator import with_allocator
+
 
 class _LoggedKernelManager(AsyncKernelManager):
-    """Starts the kernel process with stdout and stderr appended to ``log_path`` (set on a subclass)."""
+    """Starts the kernel process with stdout and stderr appended to ``log_path`` (set on a subclass) and
+    the training allocator preloaded."""
 
     log_path: str = ""
 
@@ -22,6 +28,7 @@ class _LoggedKernelManager(AsyncKernelManager):
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor after we close ours
             kw.setdefault("stdout", log)
             kw.setdefault("stderr", subprocess.STDOUT)
+            kw["env"] = with_allocator(kw.get("env") or dict(os.environ))
             await super()._async_launch_kernel(kernel_cmd, **kw)
 
 

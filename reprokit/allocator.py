@@ -1,0 +1,37 @@
+"""The memory allocator of the training processes a sweep starts.
+
+A CPU training step here allocates and frees thousands of small and medium tensors (autograd buffers of a
+narrow network on 48-pixel crops), and tcmalloc serves that pattern faster than glibc's malloc (PyTorch's CPU
+tuning guides recommend it for the same reason). No number changes: an allocator decides where a tensor
+lives, never what is computed in it (docs/measurements.md has the timings and the bit-for-bit check).
+
+Kernels of a sweep start with tcmalloc preloaded when the machine has it (Debian: libtcmalloc-minimal4,
+which ``scripts/bootstrap.sh`` installs where it may). ``REPROKIT_ALLOCATOR=system`` keeps glibc's malloc.
+A process cannot change its own allocator once started, so ``reprokit train`` run by hand uses whatever it
+was started with (``LD_PRELOAD=libtcmalloc_minimal.so.4 reprokit train ...``).
+"""
+from __future__ import annotations
+
+import ctypes.util
+import os
+
+ENV_SWITCH = "REPROKIT_ALLOCATOR"
+CHOICES = ("tcmalloc", "system")
+
+
+def tcmalloc_library() -> str | None:
+    """The soname of the machine's tcmalloc (the minimal build: no heap profiler), or None without one."""
+    return ctypes.util.find_library("tcmalloc_minimal") or ctypes.util.find_library("tcmalloc")
+
+
+def with_allocator(env: dict[str, str]) -> dict[str, str]:
+    """A copy of ``env`` for a training subprocess: tcmalloc first in LD_PRELOAD unless ``env`` chooses the
+    system allocator or the machine has no tcmalloc. An existing LD_PRELOAD is kept after it."""
+    choice = env.get(ENV_SWITCH, "tcmalloc")
+    if choice not in CHOICES:
+        raise ValueError(f"environment variable {ENV_SWITCH}={choice!r}: expected one of {list(CHOICES)}")
+    library = tcmalloc_library() if choice == "tcmalloc" else None
+    preload = [p for p in env.get("LD_PRELOAD", "").replace(":", " ").split() if p]
+    if library is None or any(os.path.basename(p).startswith(library.split(".so")[0]) for p in preload):
+        return dict(env)
+    return {**env, "LD_PRELOAD": " ".join([library, *preload])}

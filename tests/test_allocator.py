@@ -1,0 +1,46 @@
+"""The allocator a sweep's training kernels start with (reprokit.allocator)."""
+import os
+
+import nbformat
+import pytest
+
+from reprokit import allocator
+from reprokit.allocator import ENV_SWITCH, tcmalloc_library, with_allocator
+
+needs_tcmalloc = pytest.mark.skipif(tcmalloc_library() is None and not os.environ.get("REPROKIT_REQUIRE_E2E"),
+                                    reason="no tcmalloc on this machine (scripts/bootstrap.sh installs it as root)")
+
+
+def test_tcmalloc_goes_first_and_keeps_an_existing_preload(monkeypatch):
+    monkeypatch.setattr(allocator, "tcmalloc_library", lambda: "libtcmalloc_minimal.so.4")
+    env = with_allocator({"LD_PRELOAD": "/opt/libfoo.so", "PATH": "/bin"})
+    assert env["LD_PRELOAD"] == "libtcmalloc_minimal.so.4 /opt/libfoo.so" and env["PATH"] == "/bin"
+    assert with_allocator(env) == env, "preloaded once, not twice"
+    assert with_allocator({"LD_PRELOAD": "/usr/lib/libtcmalloc_minimal.so.4"})["LD_PRELOAD"] == \
+        "/usr/lib/libtcmalloc_minimal.so.4"
+
+
+def test_the_system_allocator_on_request_or_without_tcmalloc(monkeypatch):
+    monkeypatch.setattr(allocator, "tcmalloc_library", lambda: "libtcmalloc_minimal.so.4")
+    assert "LD_PRELOAD" not in with_allocator({ENV_SWITCH: "system"})
+    monkeypatch.setattr(allocator, "tcmalloc_library", lambda: None)
+    assert "LD_PRELOAD" not in with_allocator({})
+
+
+def test_an_unknown_choice_names_the_variable_and_the_choices():
+    with pytest.raises(ValueError, match=rf"{ENV_SWITCH}='jemalloc'.*'tcmalloc', 'system'"):
+        with_allocator({ENV_SWITCH: "jemalloc"})
+
+
+@needs_tcmalloc
+@pytest.mark.parametrize("choice, loaded", [("tcmalloc", True), ("system", False)])
+def test_a_sweep_kernel_runs_with_the_chosen_allocator(tmp_path, monkeypatch, choice, loaded):
+    from reprokit.kernels import execute_logged
+
+    monkeypatch.setenv(ENV_SWITCH, choice)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("maps = open('/proc/self/maps').read()\n"
+                                          "open('maps.txt', 'w').write(maps)")]
+    nbformat.write(nb, tmp_path / "in.ipynb")
+    execute_logged(tmp_path / "in.ipynb", tmp_path / "out.ipynb", {}, tmp_path / "kernel.log", cwd=str(tmp_path))
+    assert ("libtcmalloc" in (tmp_path / "maps.txt").read_text()) is loaded
