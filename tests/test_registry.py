@@ -1,5 +1,7 @@
 """The artefact registry is the one place an artefact is declared: its runs per preset, its notebook and
 parameters, and what ``reprokit figures`` does with unknown or runless artefacts. No kernel starts here."""
+from pathlib import Path
+
 import papermill as pm
 import pytest
 
@@ -73,3 +75,16 @@ def test_figures_skip_artefacts_without_any_run_and_refuse_unknown_names(tmp_pat
     assert cli.main(["figures", "--runs", str(tmp_path), "--only", "fig77"]) == 2
     assert cli.main(["figures", "--runs", str(tmp_path), "--preset", "kitti"]) == 2
     assert "unknown figures preset 'kitti'" in capsys.readouterr().err
+
+
+def test_figures_start_the_artefacts_that_load_networks_first(tmp_path, monkeypatch):
+    """Fig. 7's t-SNE is the longest build: queued behind the tables it would finish alone on one core."""
+    import reprokit.figures as figures
+
+    started = []
+    monkeypatch.setattr(figures, "missing_runs", lambda runs, preset: {})
+    monkeypatch.setattr(figures, "execute_logged", lambda notebook, *a, **k: started.append(Path(notebook).stem))
+    errors = regenerate(tmp_path / "runs", tmp_path / "out", only=["summary", "table4", "fig7", "fig9"], jobs=1,
+                        log=lambda line: None)
+    assert errors == dict.fromkeys(["fig7", "fig9", "summary", "table4"])
+    assert set(started[:2]) == {"fig7", "fig9"} and set(started[2:]) == {"summary", "table4"}
