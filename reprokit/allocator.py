@@ -35,3 +35,8 @@ def with_allocator(env: dict[str, str]) -> dict[str, str]:
     if library is None or any(os.path.basename(p).startswith(library.split(".so")[0]) for p in preload):
         return dict(env)
     return {**env, "LD_PRELOAD": " ".join([library, *preload])}
+
+
+def allocator_name(env: dict[str, str]) -> str:
+    """'tcmalloc' or 'system': the allocator of a process started with ``env`` (for a run's records)."""
+    return "tcmalloc" if "libtcmalloc" in env.get("LD_PRELOAD", "") else "system"

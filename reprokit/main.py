@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reprokit.data.digits import ensure_digit_scenes
+from reprokit.engine.rundir import read_metrics
 from reprokit.figures import regenerate
 from reprokit.sweep import expand, run_sweep
 from reprokit.viz.registry import NAMES, select
@@ -73,6 +74,17 @@ def pretrain_weights(config: str, threads: int) -> None:
             torch.set_num_threads(previous)
 
 
+def mean_step_seconds(run_dir: Path) -> float | None:
+    """Mean logged seconds per training step of a run: how fast the host ran it. On one machine type the
+    same cells' steps drift by up to a factor of two between days (docs/measurements.md, "Main job and
+    tests"), so the job's wall time is read beside this."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    times = [r["sec_per_iter"] for r in read_metrics(path)[0] if isinstance(r.get("sec_per_iter"), (int, float))]
+    return round(sum(times) / len(times), 4) if times else None
+
+
 def run_main_job(size: str, out: Path, jobs: int = 2, data_root: str = "data/digits") -> dict:
     job = SIZES[size]
     start = time.perf_counter()
@@ -86,7 +98,9 @@ def run_main_job(size: str, out: Path, jobs: int = 2, data_root: str = "data/dig
     timing = {"size": size, "cells_run": len(results), "failed": [r["cell"] for r in results if not r["ok"]],
               "pretrain_seconds": round(pretrained - start, 1), "train_seconds": round(trained - pretrained, 1),
               "figures_seconds": round(time.perf_counter() - trained, 1),
-              "total_seconds": round(time.perf_counter() - start, 1), "peak_rss_mib": peak_rss_mib()}
+              "total_seconds": round(time.perf_counter() - start, 1), "peak_rss_mib": peak_rss_mib(),
+              "cells": {r["cell"]: {"seconds": r["seconds"],
+                                    "sec_per_step": mean_step_seconds(Path(runs) / r["cell"])} for r in results}}
     (out / f"main_{size}.timing.json").write_text(json.dumps(timing, indent=2))
     print(f"main job ({size}): {timing['total_seconds']:.0f} s in all ({timing['pretrain_seconds']:.0f} s "
           f"pretraining, {timing['train_seconds']:.0f} s training, {timing['figures_seconds']:.0f} s figures), "

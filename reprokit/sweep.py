@@ -53,6 +53,7 @@ from pathlib import Path
 
 import yaml
 
+from reprokit.allocator import allocator_name, with_allocator
 from reprokit.config import ConfigError, apply_overrides, config_digest, read_yaml
 from reprokit.configure import load_config
 from reprokit.engine.rundir import code_version, commit_label, recorded_code_version
@@ -286,6 +287,7 @@ def execute(cell: Cell, notebook: str, retries: int = 3) -> dict:
     result["seconds"] = round(time.perf_counter() - start, 1)
     write_json_atomic(cell.run_dir / CELL_RECORD, {**result, "state": "finished", "job_id": where["job_id"],
                                                    "machine": machine_description(),
+                                                   "allocator": allocator_name(with_allocator(dict(os.environ))),
                                                    "backbone": run_backbone(cell.run_dir), **bookkeeping})
     return result
 

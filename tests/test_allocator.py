@@ -5,7 +5,7 @@ import nbformat
 import pytest
 
 from reprokit import allocator
-from reprokit.allocator import ENV_SWITCH, tcmalloc_library, with_allocator
+from reprokit.allocator import ENV_SWITCH, allocator_name, tcmalloc_library, with_allocator
 
 needs_tcmalloc = pytest.mark.skipif(tcmalloc_library() is None and not os.environ.get("REPROKIT_REQUIRE_E2E"),
                                     reason="no tcmalloc on this machine (scripts/bootstrap.sh installs it as root)")
@@ -44,3 +44,8 @@ def test_a_sweep_kernel_runs_with_the_chosen_allocator(tmp_path, monkeypatch, ch
     nbformat.write(nb, tmp_path / "in.ipynb")
     execute_logged(tmp_path / "in.ipynb", tmp_path / "out.ipynb", {}, tmp_path / "kernel.log", cwd=str(tmp_path))
     assert ("libtcmalloc" in (tmp_path / "maps.txt").read_text()) is loaded
+
+
+def test_the_allocator_is_named_from_the_preload():
+    assert allocator_name({"LD_PRELOAD": "libfoo.so /usr/lib/libtcmalloc_minimal.so.4"}) == "tcmalloc"
+    assert allocator_name({"LD_PRELOAD": "libfoo.so"}) == allocator_name({}) == "system"

@@ -22,7 +22,10 @@ def test_main_job_trains_builds_artefacts_and_records_timing(tmp_path, digits_ro
     timing = main.run_main_job("tiny", tmp_path / "figures", jobs=1, data_root=cfg["data"]["root"])
     assert built == [(str(tmp_path / "tiny.yaml"), 1)]
     assert timing["failed"] == [] and timing["cells_run"] == 1 and timing["peak_rss_mib"] > 50
-    assert json.loads((tmp_path / "figures" / "main_tiny.timing.json").read_text())["pretrain_seconds"] >= 0
+    recorded = json.loads((tmp_path / "figures" / "main_tiny.timing.json").read_text())
+    assert recorded["pretrain_seconds"] >= 0 and list(recorded["cells"]) == ["digits-table4-ls-s0"]
+    cell = recorded["cells"]["digits-table4-ls-s0"]
+    assert cell["seconds"] > 0 and 0 < cell["sec_per_step"] < cell["seconds"]
     assert "| supervised |" in (tmp_path / "figures" / "summary.md").read_text()
 
 

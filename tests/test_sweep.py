@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from reprokit.allocator import tcmalloc_library
 from reprokit.config import ConfigError
 from reprokit.origin import machine_description
 from reprokit.records import CELL_RECORD
@@ -64,6 +65,7 @@ def test_sweep_parallel_skip_failure_isolation_and_change(tmp_path, digits_root)
         assert (run / "eval.json").is_file() and (run / "train.ipynb").is_file()
         cell_record = json.loads((run / CELL_RECORD).read_text())
         assert cell_record["ok"] and cell_record["machine"] == machine_description()
+        assert cell_record["allocator"] == ("tcmalloc" if tcmalloc_library() else "system")
 
     # rerun: the completed cells are skipped, only the failed one runs again
     results = run_sweep(path, jobs=2, stagger=0.0, log=logs.append)
