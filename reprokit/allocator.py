@@ -15,6 +15,8 @@ from __future__ import annotations
 import ctypes.util
 import os
 
+from reprokit.config import ConfigError
+
 ENV_SWITCH = "REPROKIT_ALLOCATOR"
 CHOICES = ("tcmalloc", "system")
 
@@ -29,7 +31,7 @@ def with_allocator(env: dict[str, str]) -> dict[str, str]:
     system allocator or the machine has no tcmalloc. An existing LD_PRELOAD is kept after it."""
     choice = env.get(ENV_SWITCH, "tcmalloc")
     if choice not in CHOICES:
-        raise ValueError(f"environment variable {ENV_SWITCH}={choice!r}: expected one of {list(CHOICES)}")
+        raise ConfigError(f"environment variable {ENV_SWITCH}={choice!r}: expected one of {list(CHOICES)}")
     library = tcmalloc_library() if choice == "tcmalloc" else None
     preload = [p for p in env.get("LD_PRELOAD", "").replace(":", " ").split() if p]
     if library is None or any(os.path.basename(p).startswith(library.split(".so")[0]) for p in preload):

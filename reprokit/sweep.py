@@ -299,6 +299,7 @@ def run_sweep(sweep_file: str | Path, jobs: int = 1, devices: list[str] | None =
     local executor (``jobs`` processes) or as SLURM jobs; returns one result per executed cell (none for
     SLURM cells when not ``wait_for_jobs``). ``cluster`` is submitit's ("local" stands in for SLURM in tests)."""
     settings, cells = expand(sweep_file)
+    with_allocator(dict(os.environ))  # a bad REPROKIT_ALLOCATOR stops the sweep here, before any cell starts
     if executor not in ("local", "slurm"):
         raise ConfigError(f"--executor: expected local or slurm (got {executor!r})")
     options = slurm_options(settings["slurm"], list(slurm), where=f"{settings['file']}: slurm") \

@@ -6,6 +6,8 @@ import pytest
 
 from reprokit import allocator
 from reprokit.allocator import ENV_SWITCH, allocator_name, tcmalloc_library, with_allocator
+from reprokit.config import ConfigError
+from tests.test_notebooks import ROOT
 
 needs_tcmalloc = pytest.mark.skipif(tcmalloc_library() is None and not os.environ.get("REPROKIT_REQUIRE_E2E"),
                                     reason="no tcmalloc on this machine (scripts/bootstrap.sh installs it as root)")
@@ -27,9 +29,18 @@ def test_the_system_allocator_on_request_or_without_tcmalloc(monkeypatch):
     assert "LD_PRELOAD" not in with_allocator({})
 
 
-def test_an_unknown_choice_names_the_variable_and_the_choices():
-    with pytest.raises(ValueError, match=rf"{ENV_SWITCH}='jemalloc'.*'tcmalloc', 'system'"):
+def test_an_unknown_choice_stops_a_sweep_before_any_cell_and_names_the_variable(tmp_path, monkeypatch):
+    from reprokit.sweep import run_sweep
+
+    with pytest.raises(ConfigError, match=rf"{ENV_SWITCH}='jemalloc'.*'tcmalloc', 'system'"):
         with_allocator({ENV_SWITCH: "jemalloc"})
+    (tmp_path / "s.yaml").write_text(f"name: s\nruns: {tmp_path / 'runs'}\nblocks:\n"
+                                     "  - configs: [params/digits/table4/ls.yaml]\n    seeds: [0]\n")
+    monkeypatch.setenv(ENV_SWITCH, "jemalloc")
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(ConfigError, match=ENV_SWITCH):
+        run_sweep(tmp_path / "s.yaml", log=lambda line: None)
+    assert not (tmp_path / "runs").exists(), "no cell started"
 
 
 @needs_tcmalloc
