@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/bench_allocator.py --steps 150        # the quick job's four cells
 
 For each config, two training processes start at the same moment, one per allocator (reprokit.allocator),
-and run the same steps of the same run (1 thread each, all of STPG's phases on from step 0); then the pair
-runs again with the cores swapped. Both sides see the same machine load, so the ratio holds where the
+and run the same steps of the same run (1 thread each, the unsupervised losses and all of STPG's phases on
+from step 0); then the pair runs again, started in the other order. Both sides see the same machine load, so the ratio holds where the
 absolute times do not. Each process also prints the logged losses, and the script fails unless both
 allocators log the same values bit for bit.
 """
