@@ -7,8 +7,10 @@ lives, never what is computed in it (docs/measurements.md has the timings and th
 
 Kernels of a sweep start with tcmalloc preloaded when the machine has it (Debian: libtcmalloc-minimal4,
 which ``scripts/bootstrap.sh`` installs where it may). ``REPROKIT_ALLOCATOR=system`` keeps glibc's malloc.
-A process cannot change its own allocator once started, so ``reprokit train`` run by hand uses whatever it
-was started with (``LD_PRELOAD=libtcmalloc_minimal.so.4 reprokit train ...``).
+A process cannot change its own allocator once started, so the commands that train (``reprokit train``,
+``pretrain``, ``replay``), typed in a shell or started by the train notebook in JupyterLab, replace
+themselves by the same command with tcmalloc preloaded (:func:`restart_with_allocator`) before they import
+torch.
 """
 from __future__ import annotations
 
@@ -42,3 +44,12 @@ def with_allocator(env: dict[str, str]) -> dict[str, str]:
 def allocator_name(env: dict[str, str]) -> str:
     """'tcmalloc' or 'system': the allocator of a process started with ``env`` (for a run's records)."""
     return "tcmalloc" if "libtcmalloc" in env.get("LD_PRELOAD", "") else "system"
+
+
+def restart_with_allocator(command: list[str]) -> None:
+    """Replace this process by ``command`` (the program first, as in ``os.execv``) with the environment of
+    :func:`with_allocator`, unless that environment is this process's own: then return. The process id
+    stays, so a launcher that waits for it (a shell, torchrun, the train notebook) sees nothing happen."""
+    env = with_allocator(dict(os.environ))
+    if env.get("LD_PRELOAD") != os.environ.get("LD_PRELOAD"):
+        os.execve(command[0], command, env)

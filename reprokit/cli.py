@@ -273,20 +273,34 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
         _python_show_warning(message, category, filename, lineno, file, line)
 
 
+# the commands whose speed the allocator decides (reprokit.allocator)
+TRAINING_COMMANDS = ("train", "pretrain", "replay")
+
+
 def main(argv: list[str] | None = None) -> int:
+    from reprokit.allocator import restart_with_allocator
+
+    args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
+    try:
+        if argv is None and args.command in TRAINING_COMMANDS:  # a command line, not a call from Python;
+            # restarted before torch is imported, which the new process would import again
+            restart_with_allocator([sys.executable, "-m", "reprokit", *sys.argv[1:]])
+        return args.func(args)
+    except _input_errors() as exc:  # evaluated only when something is raised, after the restart
+        print(f"reprokit: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _input_errors() -> tuple[type[Exception], ...]:
+    """The errors of bad input that a command reports in one line (imported late: some modules import torch)."""
     from reprokit.config import ConfigError
     from reprokit.data.errors import DataError
     from reprokit.engine.checkpoint import CheckpointError
     from reprokit.engine.rundir import RunDirError
     from reprokit.replay import ReplayError
 
-    args = build_parser().parse_args(argv)
-    warnings.showwarning = _show_warning
-    try:
-        return args.func(args)
-    except (ConfigError, DataError, CheckpointError, RunDirError, ReplayError) as exc:
-        print(f"reprokit: error: {exc}", file=sys.stderr)
-        return 2
+    return ConfigError, DataError, CheckpointError, RunDirError, ReplayError
 
 
 if __name__ == "__main__":

@@ -91,6 +91,15 @@ class Cell:
         text = json.dumps({"parameters": self.parameters(), "config": spec}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def config_name(self) -> str:
+        """The experiment name its run will carry (the config's ``name`` after the overrides): what artefacts
+        ask for."""
+        return load_config(self.config, self.overrides).name
+
+    def finished(self) -> bool:
+        """Whether an execution of it has ended, well or not (its record is no longer 'running')."""
+        return (_read_json(self.run_dir / CELL_RECORD) or {}).get("state") == "finished"
+
 
 def _slug(key: str, value) -> str:
     return f"{key.split('.')[-1]}{value}".replace("/", "_").replace(" ", "")

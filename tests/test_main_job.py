@@ -2,6 +2,8 @@
 record with peak memory."""
 import json
 import re
+import threading
+from concurrent.futures import Future
 
 import pytest
 import yaml
@@ -27,6 +29,59 @@ def test_main_job_trains_builds_artefacts_and_records_timing(tmp_path, digits_ro
     cell = recorded["cells"]["digits-table4-ls-s0"]
     assert cell["seconds"] > 0 and 0 < cell["sec_per_step"] < cell["seconds"]
     assert "| supervised |" in (tmp_path / "figures" / "summary.md").read_text()
+
+
+def quick_cells(tmp_path):
+    """The quick job's cells with their run folders under ``tmp_path``, and their config names."""
+    from reprokit.sweep import Cell
+
+    configs = {"ls": "table4/ls", "stpg": "table4/stpg", "mt": "table4/mt", "fixmatch": "fixmatch"}
+    cells = {k: Cell(f"{k}-s0", str(ROOT / "params/digits" / f"{c}.yaml"), [], tmp_path / f"{k}-s0")
+             for k, c in configs.items()}
+    return cells, {c.cell_id: c.config_name() for c in cells.values()}
+
+
+def finish(*cells, state="finished"):
+    for cell in cells:
+        cell.run_dir.mkdir(parents=True, exist_ok=True)
+        (cell.run_dir / "sweep-cell.json").write_text(json.dumps({"cell": cell.cell_id, "state": state}))
+
+
+def test_an_artefact_is_ready_when_a_slot_idles_and_the_runs_it_reads_are_trained(tmp_path):
+    cells, names = quick_cells(tmp_path)
+    fig6, fig7, table4, tables = registry.select(["fig6", "fig7", "table4", "tables_1_3"])
+    ready = lambda waiting, jobs=2: main.ready_artefact(waiting, list(cells.values()), names, jobs)  # noqa: E731
+    assert names["stpg-s0"] == "digits-table4-stpg" and names["fixmatch-s0"] == "digits-fixmatch-1_8"
+    finish(cells["ls"], cells["mt"])
+    finish(cells["stpg"], state="running")
+    assert ready([fig7, tables]) is None  # STPG and FixMatch still hold both slots
+    assert ready([fig7, tables], jobs=3) is tables  # a slot idles; Fig. 7 waits for STPG, Tables 1-3 read no cell
+    finish(cells["stpg"])
+    assert ready([fig6, fig7]) is fig7  # Fig. 6 also reads FixMatch, which still trains
+    # Table 4's +DM rows are no cell of this job: they are not waited for
+    assert ready([fig6, table4]) is table4
+    finish(cells["fixmatch"])
+    assert ready([fig6]) is None  # every cell finished: the rest is built after the sweeps, both slots at once
+
+
+def test_artefacts_are_built_in_the_idle_slot_while_the_last_cell_trains(tmp_path, monkeypatch):
+    cells, names = quick_cells(tmp_path)
+    finish(cells["ls"], cells["mt"], cells["stpg"])
+    training, built = Future(), []
+
+    def regenerate(runs, out, preset, jobs, only):
+        built.append((only, training.done()))
+        if only == ["table4"]:  # FixMatch ends while Table 4 is built; the sweep returns a little later
+            finish(cells["fixmatch"])
+            threading.Timer(0.2, training.set_result, [[]]).start()
+        return dict.fromkeys(only)
+
+    monkeypatch.setattr(main, "regenerate", regenerate)
+    errors = main.build_beside_training(training, list(cells.values()), names, "runs", tmp_path,
+                                        ("summary", "table4", "fig6", "fig7"), jobs=2, poll=0.01)
+    # the network artefact first; Fig. 6 and the summary read FixMatch and are left for after the sweeps
+    assert built == [(["fig7"], False), (["table4"], False)] and errors == {"fig7": None, "table4": None}
+    assert main.build_beside_training(training, list(cells.values()), names, "runs", tmp_path, ("fig6",), 2) == {}
 
 
 def test_pretrain_weights_is_a_no_op_without_glyphs(tmp_path, digits_root, monkeypatch):
