@@ -30,11 +30,11 @@ want=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)-$EXTRAS
 if ! [[ -x "$VENV/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   echo "bootstrap: installing reprokit[$EXTRAS] into $VENV (pinned by constraints.txt)" >&2
   [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
   # uv installs the same pinned set about seven times faster than pip (the CUDA wheels of torch are ~4 GB
-  # to unpack); pip stays the fallback wherever uv cannot be had.
+  # to unpack); pip stays the fallback wherever uv cannot be had, and only it needs a current pip.
   if "$VENV/bin/python" -m pip install -q -c constraints.txt uv && uv_install; then :
-  else "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[$EXTRAS]"; fi
+  else "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel \
+    && "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[$EXTRAS]"; fi
   "$VENV/bin/python" -m ipykernel install --sys-prefix --name python3 >/dev/null
   echo "$want" > "$stamp"
 fi
