@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes.util
 import os
+import sys
 
 from reprokit.config import ConfigError
 
@@ -47,9 +48,10 @@ def allocator_name(env: dict[str, str]) -> str:
 
 
 def restart_with_allocator(command: list[str]) -> None:
-    """Replace this process by ``command`` (the program first, as in ``os.execv``) with the environment of
-    :func:`with_allocator`, unless that environment is this process's own: then return. The process id
-    stays, so a launcher that waits for it (a shell, torchrun, the train notebook) sees nothing happen."""
+    """Replace this Python process by ``command`` (its interpreter's arguments, ``sys.orig_argv``) with the
+    environment of :func:`with_allocator`, unless that environment is this process's own: then return.
+    The process id stays, so a launcher that waits for it (a shell, torchrun, the train notebook) sees
+    nothing happen."""
     env = with_allocator(dict(os.environ))
     if env.get("LD_PRELOAD") != os.environ.get("LD_PRELOAD"):
-        os.execve(command[0], command, env)
+        os.execve(sys.executable, command, env)

@@ -279,28 +279,29 @@ TRAINING_COMMANDS = ("train", "pretrain", "replay")
 
 def main(argv: list[str] | None = None) -> int:
     from reprokit.allocator import restart_with_allocator
+    from reprokit.config import ConfigError
 
     args = build_parser().parse_args(argv)
     warnings.showwarning = _show_warning
-    try:
-        if argv is None and args.command in TRAINING_COMMANDS:  # a command line, not a call from Python;
-            # restarted before torch is imported, which the new process would import again
-            restart_with_allocator([sys.executable, "-m", "reprokit", *sys.argv[1:]])
-        return args.func(args)
-    except _input_errors() as exc:  # evaluated only when something is raised, after the restart
-        print(f"reprokit: error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _input_errors() -> tuple[type[Exception], ...]:
-    """The errors of bad input that a command reports in one line (imported late: some modules import torch)."""
-    from reprokit.config import ConfigError
+    if argv is None and args.command in TRAINING_COMMANDS:  # a command line, not a call from Python:
+        try:  # restarted as it was started (interpreter options too), before torch is imported
+            restart_with_allocator(sys.orig_argv)
+        except ConfigError as exc:
+            return _input_error(exc)
     from reprokit.data.errors import DataError
     from reprokit.engine.checkpoint import CheckpointError
     from reprokit.engine.rundir import RunDirError
     from reprokit.replay import ReplayError
 
-    return ConfigError, DataError, CheckpointError, RunDirError, ReplayError
+    try:
+        return args.func(args)
+    except (ConfigError, DataError, CheckpointError, RunDirError, ReplayError) as exc:
+        return _input_error(exc)
+
+
+def _input_error(exc: Exception) -> int:
+    print(f"reprokit: error: {exc}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from pathlib import Path
 from reprokit.data.digits import ensure_digit_scenes
 from reprokit.engine.rundir import read_metrics
 from reprokit.figures import regenerate
-from reprokit.sweep import Cell, expand, run_sweep
+from reprokit.sweep import Cell, expand, run_sweep, sweep_states
 from reprokit.viz.registry import NAMES, Artefact, select
 
 
@@ -39,6 +40,9 @@ class MainJob:
     def __post_init__(self):
         select(self.artefacts)  # a misspelt artefact fails here, not after the training
 
+
+# under the output folder, untracked: artefacts built while cells still train (run_main_job)
+BESIDE_TRAINING = ".beside-training"
 
 SIZES = {
     "quick": MainJob(("params/sweeps/quick.yaml",), "params/digits/base.yaml",
@@ -87,35 +91,55 @@ def mean_step_seconds(run_dir: Path) -> float | None:
     return round(sum(times) / len(times), 4) if times else None
 
 
-def ready_artefact(waiting: list[Artefact], cells: list[Cell], names: dict[str, str], jobs: int,
+def cells_to_train(sweeps: tuple[str, ...]) -> list[Cell]:
+    """The cells of ``sweeps`` that the job will train or wait for: all but those already done (and the
+    stale ones, which the main job does not rerun; ``reprokit sweep --rerun-stale`` does)."""
+    cells = [cell for sweep in sweeps for cell in expand(sweep)[1]]
+    states = sweep_states(cells)
+    return [c for c in cells if states[c.cell_id] not in ("done", "stale")]
+
+
+def ready_artefact(waiting: list[Artefact], cells: list[Cell], names: dict[str, str], jobs: int, since: float,
                    preset: str = "digits") -> Artefact | None:
-    """The first of ``waiting`` that can be built now beside the training: a job slot idles (fewer cells
-    unfinished than ``jobs``) and no unfinished cell trains a run it reads (``names``: cell id -> config
-    name). Runs the job does not train are not waited for: the artefact builds without them, as it would
-    after the training. None once every cell has finished: the sweeps are returning, and what is left is
-    built after them, ``jobs`` at a time."""
-    left = [c for c in cells if not c.finished()]
+    """The first of ``waiting`` that can be built now beside the training of ``cells`` (the cells the job
+    trains, which count as finished once they have ended at or after ``since``): a job slot idles (fewer
+    cells unfinished than ``jobs``) and no unfinished cell trains a run it reads (``names``: cell id ->
+    config name). Runs the job does not train are not waited for: the artefact builds without them, as it
+    would after the training. None once every cell has finished: the sweeps are returning, and what is left
+    is built after them, ``jobs`` at a time."""
+    left = [c for c in cells if not c.finished(since)]
     if not 0 < len(left) < jobs:
         return None
     training = {names[c.cell_id] for c in left}
     return next((a for a in waiting if not training & set(a.needs(preset))), None)
 
 
-def build_beside_training(training: Future, cells: list[Cell], names: dict[str, str], runs: str, out: Path,
-                          artefacts: tuple[str, ...], jobs: int, preset: str = "digits", poll: float = 2.0) -> dict:
+def build_beside_training(training: Future, cells: list[Cell], names: dict[str, str], since: float, runs: str,
+                          staging: Path, artefacts: tuple[str, ...], jobs: int, preset: str = "digits",
+                          poll: float = 2.0) -> dict:
     """While ``training`` (the sweeps) runs, build each artefact as soon as :func:`ready_artefact` allows,
-    one at a time in the idle slot; those that load networks first, as in reprokit.figures. Returns
-    {artefact: None or error} of those built."""
+    one at a time in the idle slot, those that load networks first (as in reprokit.figures), into
+    ``staging``. Returns {artefact: None or error} of those built."""
     waiting = sorted(select(artefacts), key=lambda a: not a.loads_networks)
     built: dict = {}
     while waiting and not training.done():
-        artefact = ready_artefact(waiting, cells, names, jobs, preset)
+        artefact = ready_artefact(waiting, cells, names, jobs, since, preset)
         if artefact is None:
             wait([training], timeout=poll)
             continue
         waiting.remove(artefact)
-        built.update(regenerate(runs, out, preset, jobs, [artefact.name]))
+        built.update(regenerate(runs, staging, preset, jobs, [artefact.name]))
     return built
+
+
+def move_into(staging: Path, out: Path) -> None:
+    """Move every file under ``staging`` to the same place under ``out`` (replacing what is there), then
+    remove ``staging``."""
+    for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+        target = out / path.relative_to(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path.replace(target)
+    shutil.rmtree(staging)
 
 
 def run_main_job(size: str, out: Path, jobs: int = 2, data_root: str = "data/digits") -> dict:
@@ -125,13 +149,19 @@ def run_main_job(size: str, out: Path, jobs: int = 2, data_root: str = "data/dig
     pretrain_weights(job.pretrain, jobs)
     pretrained = time.perf_counter()
     runs = expand(job.sweeps[0])[0]["runs"]  # a job's sweeps share one runs folder
-    cells = [cell for sweep in job.sweeps for cell in expand(sweep)[1]]
+    cells, since = cells_to_train(job.sweeps), time.time()
     names = {c.cell_id: c.config_name() for c in cells}  # a cell whose config does not load fails here, first
+    # A training cell records whether git's tracked files differ from the commit when it ends: artefacts
+    # built beside it go to an untracked folder first, or the cell would call itself "dirty".
+    staging = out / BESIDE_TRAINING
+    shutil.rmtree(staging, ignore_errors=True)
     with ThreadPoolExecutor(1) as pool:
         training = pool.submit(lambda: [r for sweep in job.sweeps for r in run_sweep(sweep, jobs)])
-        errors = build_beside_training(training, cells, names, runs, out, job.artefacts, jobs)
+        errors = build_beside_training(training, cells, names, since, runs, staging, job.artefacts, jobs)
         results = training.result()
     trained = time.perf_counter()
+    if staging.is_dir():
+        move_into(staging, out)
     early = list(errors)
     rest = [a for a in job.artefacts if a not in errors]
     if rest:

@@ -96,9 +96,14 @@ class Cell:
         ask for."""
         return load_config(self.config, self.overrides).name
 
-    def finished(self) -> bool:
-        """Whether an execution of it has ended, well or not (its record is no longer 'running')."""
-        return (_read_json(self.run_dir / CELL_RECORD) or {}).get("state") == "finished"
+    def finished(self, since: float = 0.0) -> bool:
+        """Whether an execution of it that ended at or after ``since`` (seconds since the epoch) is on
+        record, well or not; an older record says nothing about an execution started later."""
+        path = self.run_dir / CELL_RECORD
+        try:  # the sweep may be moving the run folder aside right now
+            return path.stat().st_mtime >= since and json.loads(path.read_text()).get("state") == "finished"
+        except FileNotFoundError:
+            return False
 
 
 def _slug(key: str, value) -> str:

@@ -33,8 +33,10 @@ if ! [[ -x "$VENV/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]];
   # uv installs the same pinned set about seven times faster than pip (the CUDA wheels of torch are ~4 GB
   # to unpack); pip stays the fallback wherever uv cannot be had, and only it needs a current pip.
   if "$VENV/bin/python" -m pip install -q -c constraints.txt uv && uv_install; then :
-  else "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel \
-    && "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[$EXTRAS]"; fi
+  else
+    "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
+    "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[$EXTRAS]"
+  fi
   "$VENV/bin/python" -m ipykernel install --sys-prefix --name python3 >/dev/null
   echo "$want" > "$stamp"
 fi

@@ -68,34 +68,41 @@ def test_a_training_command_line_restarts_itself_with_tcmalloc_and_a_call_from_p
     started = []
     monkeypatch.setattr(allocator, "tcmalloc_library", lambda: "libtcmalloc_minimal.so.4")
     monkeypatch.delenv("LD_PRELOAD", raising=False)
+    monkeypatch.delenv(ENV_SWITCH, raising=False)
     monkeypatch.setattr(os, "execve", lambda path, args, env: started.append((path, args, env["LD_PRELOAD"])))
-    monkeypatch.setattr("sys.argv", ["reprokit", "train", "--config", "missing.yaml"])
+    started_as = ["/venv/bin/python", "-u", "/venv/bin/reprokit", "train", "--config", "missing.yaml"]
+    monkeypatch.setattr("sys.orig_argv", started_as)
+    monkeypatch.setattr("sys.argv", started_as[2:])
     assert cli.main() == 2  # execve is a stand-in that returns, so the command goes on and finds no config
-    assert started == [(cli.sys.executable, [cli.sys.executable, "-m", "reprokit", "train", "--config", "missing.yaml"],
-                        "libtcmalloc_minimal.so.4")]
+    assert started == [(cli.sys.executable, started_as, "libtcmalloc_minimal.so.4")], "restarted as started"
     assert cli.main(["train", "--config", "missing.yaml"]) == 2 and len(started) == 1, "no restart from Python"
     monkeypatch.setattr("sys.argv", ["reprokit", "results", "missing"])
     cli.main()
     monkeypatch.setenv("LD_PRELOAD", "libtcmalloc_minimal.so.4")
     monkeypatch.setattr("sys.argv", ["reprokit", "pretrain", "--config", "missing.yaml"])
     assert cli.main() == 2 and len(started) == 1, "results does not train; a preloaded process goes on"
+    monkeypatch.delenv("LD_PRELOAD")
+    monkeypatch.setenv(ENV_SWITCH, "jemalloc")
+    assert cli.main() == 2 and len(started) == 1, "a bad choice is an input error, not a restart"
 
 
 @needs_tcmalloc
 @pytest.mark.parametrize("command, restarts", [("pretrain", True), ("results", False)])
 def test_the_restarted_command_keeps_its_process_and_has_tcmalloc_mapped(tmp_path, command, restarts):
-    """Every interpreter start runs a sitecustomize that records its process id and whether tcmalloc is
-    mapped: a training command starts twice in one process, the second time with tcmalloc."""
+    """Every interpreter start runs a sitecustomize that records its process id, whether tcmalloc is
+    mapped and whether it was started with ``-u``: a training command starts twice in one process, the second
+    time with tcmalloc and with the interpreter options of the first (``-u``)."""
     import subprocess
     import sys
 
     (tmp_path / "sitecustomize.py").write_text(
-        "import os\nwith open(os.environ['STARTS'], 'a') as f:\n"
-        "    f.write(f\"{os.getpid()} {'libtcmalloc' in open('/proc/self/maps').read()}\\n\")\n")
+        "import os, sys\nwith open(os.environ['STARTS'], 'a') as f:\n"
+        "    f.write(f\"{os.getpid()} {'libtcmalloc' in open('/proc/self/maps').read()} {'-u' in sys.orig_argv}\\n\")\n")
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", ENV_SWITCH)}
     env.update(PYTHONPATH=str(tmp_path), STARTS=str(tmp_path / "starts.txt"))
     args = {"pretrain": ["--config", str(tmp_path / "missing.yaml")], "results": [str(tmp_path)]}[command]
-    subprocess.run([sys.executable, "-m", "reprokit", command, *args], env=env, cwd=ROOT, capture_output=True)
+    subprocess.run([sys.executable, "-u", "-m", "reprokit", command, *args], env=env, cwd=ROOT, capture_output=True,
+                   timeout=120)
     starts = [line.split() for line in (tmp_path / "starts.txt").read_text().splitlines()]
-    assert [loaded for _, loaded in starts] == (["False", "True"] if restarts else ["False"])
-    assert len({pid for pid, _ in starts}) == 1
+    assert [loaded for _, loaded, _ in starts] == (["False", "True"] if restarts else ["False"])
+    assert len({pid for pid, _, _ in starts}) == 1 and {unbuffered for _, _, unbuffered in starts} == {"True"}

@@ -3,6 +3,7 @@ record with peak memory."""
 import json
 import re
 import threading
+import time
 from concurrent.futures import Future
 
 import pytest
@@ -15,20 +16,31 @@ from tests.test_sweep import ROOT, write_sweep
 
 @pytest.mark.slow
 def test_main_job_trains_builds_artefacts_and_records_timing(tmp_path, digits_root, monkeypatch):
-    sweep = write_sweep(tmp_path, digits_root, [{"seeds": [0], "name": "digits-table4-ls"}])
+    """Two job slots: the short cell ends first, and Table 4, which reads only it, is built while the long
+    one still trains; the summary reads both and follows the training."""
+    long = ["train.iters=500", "train.ckpt_every=500", "train.log_every=500"]
+    sweep = write_sweep(tmp_path, digits_root, [{"seeds": [0], "name": "digits-table4-ls"},
+                                                {"seeds": [0], "name": "digits-fixmatch-1_8", "set": long}])
     cfg = yaml.safe_load((tmp_path / "tiny.yaml").read_text())
     built = []
     monkeypatch.setattr(main, "pretrain_weights", lambda config, threads: built.append((config, threads)))
-    monkeypatch.setitem(main.SIZES, "tiny", main.MainJob((str(sweep),), str(tmp_path / "tiny.yaml"), ("summary",)))
+    monkeypatch.setitem(main.SIZES, "tiny", main.MainJob((str(sweep),), str(tmp_path / "tiny.yaml"),
+                                                         ("summary", "table4")))
     monkeypatch.chdir(ROOT)  # the artefact notebooks are found relative to the repository
-    timing = main.run_main_job("tiny", tmp_path / "figures", jobs=1, data_root=cfg["data"]["root"])
-    assert built == [(str(tmp_path / "tiny.yaml"), 1)]
-    assert timing["failed"] == [] and timing["cells_run"] == 1 and timing["peak_rss_mib"] > 50
-    recorded = json.loads((tmp_path / "figures" / "main_tiny.timing.json").read_text())
-    assert recorded["pretrain_seconds"] >= 0 and list(recorded["cells"]) == ["digits-table4-ls-s0"]
+    out = tmp_path / "figures"
+    timing = main.run_main_job("tiny", out, jobs=2, data_root=cfg["data"]["root"])
+    assert built == [(str(tmp_path / "tiny.yaml"), 2)]
+    assert timing["failed"] == [] and timing["cells_run"] == 2 and timing["peak_rss_mib"] > 50
+    assert timing["built_beside_training"] == ["table4"]
+    assert (out / "table4.md").is_file() and (out / "notebooks" / "table4.ipynb").is_file()
+    assert not (out / main.BESIDE_TRAINING).exists()
+    recorded = json.loads((out / "main_tiny.timing.json").read_text())
+    assert recorded["pretrain_seconds"] >= 0
+    assert sorted(recorded["cells"]) == ["digits-fixmatch-1_8-s0", "digits-table4-ls-s0"]
     cell = recorded["cells"]["digits-table4-ls-s0"]
     assert cell["seconds"] > 0 and 0 < cell["sec_per_step"] < cell["seconds"]
-    assert "| supervised |" in (tmp_path / "figures" / "summary.md").read_text()
+    assert "| supervised |" in (out / "summary.md").read_text()
+    assert main.cells_to_train((str(sweep),)) == [], "a second run trains nothing"
 
 
 def quick_cells(tmp_path):
@@ -50,8 +62,15 @@ def finish(*cells, state="finished"):
 def test_an_artefact_is_ready_when_a_slot_idles_and_the_runs_it_reads_are_trained(tmp_path):
     cells, names = quick_cells(tmp_path)
     fig6, fig7, table4, tables = registry.select(["fig6", "fig7", "table4", "tables_1_3"])
-    ready = lambda waiting, jobs=2: main.ready_artefact(waiting, list(cells.values()), names, jobs)  # noqa: E731
+    finish(cells["stpg"])  # a record of an earlier execution: this job trains STPG again
+    since = time.time() + 1  # records written before the job started are older than this
+
+    def ready(waiting, jobs=2):
+        return main.ready_artefact(waiting, list(cells.values()), names, jobs, since)
+
     assert names["stpg-s0"] == "digits-table4-stpg" and names["fixmatch-s0"] == "digits-fixmatch-1_8"
+    assert not cells["stpg"].finished(since) and cells["stpg"].finished()
+    time.sleep(1.1)
     finish(cells["ls"], cells["mt"])
     finish(cells["stpg"], state="running")
     assert ready([fig7, tables]) is None  # STPG and FixMatch still hold both slots
@@ -69,19 +88,44 @@ def test_artefacts_are_built_in_the_idle_slot_while_the_last_cell_trains(tmp_pat
     finish(cells["ls"], cells["mt"], cells["stpg"])
     training, built = Future(), []
 
+    def end_training():
+        if not training.done():
+            training.set_result([])
+
     def regenerate(runs, out, preset, jobs, only):
-        built.append((only, training.done()))
+        built.append((only, out, training.done()))
         if only == ["table4"]:  # FixMatch ends while Table 4 is built; the sweep returns a little later
             finish(cells["fixmatch"])
-            threading.Timer(0.2, training.set_result, [[]]).start()
+            threading.Timer(0.2, end_training).start()
         return dict.fromkeys(only)
 
+    threading.Timer(10, end_training).start()  # a regression fails the assertions below instead of hanging
     monkeypatch.setattr(main, "regenerate", regenerate)
-    errors = main.build_beside_training(training, list(cells.values()), names, "runs", tmp_path,
+    errors = main.build_beside_training(training, list(cells.values()), names, 0.0, "runs", tmp_path / "staged",
                                         ("summary", "table4", "fig6", "fig7"), jobs=2, poll=0.01)
     # the network artefact first; Fig. 6 and the summary read FixMatch and are left for after the sweeps
-    assert built == [(["fig7"], False), (["table4"], False)] and errors == {"fig7": None, "table4": None}
-    assert main.build_beside_training(training, list(cells.values()), names, "runs", tmp_path, ("fig6",), 2) == {}
+    staged = tmp_path / "staged"
+    assert built == [(["fig7"], staged, False), (["table4"], staged, False)]
+    assert errors == {"fig7": None, "table4": None}
+    assert main.build_beside_training(training, list(cells.values()), names, 0.0, "runs", staged, ("fig6",), 2) == {}
+
+
+def test_staged_artefacts_replace_the_outputs_and_the_staging_folder_goes(tmp_path):
+    out, staged = tmp_path / "figures", tmp_path / "figures" / main.BESIDE_TRAINING
+    (out / "notebooks").mkdir(parents=True)
+    (out / "table4.md").write_text("old")
+    (out / "fig6.png").write_text("kept")
+    (staged / "notebooks").mkdir(parents=True)
+    (staged / "table4.md").write_text("new")
+    (staged / "notebooks" / "table4.ipynb").write_text("{}")
+    main.move_into(staged, out)
+    assert (out / "table4.md").read_text() == "new" and (out / "fig6.png").read_text() == "kept"
+    assert (out / "notebooks" / "table4.ipynb").is_file() and not staged.exists()
+
+
+def test_the_job_trains_only_cells_not_done(tmp_path, digits_root):
+    sweep = write_sweep(tmp_path, digits_root, [{"seeds": [0, 1], "name": "digits-table4-ls"}])
+    assert [c.cell_id for c in main.cells_to_train((str(sweep),))] == ["digits-table4-ls-s0", "digits-table4-ls-s1"]
 
 
 def test_pretrain_weights_is_a_no_op_without_glyphs(tmp_path, digits_root, monkeypatch):
