@@ -25,7 +25,10 @@ CHOICES = ("tcmalloc", "system")
 
 
 def tcmalloc_library() -> str | None:
-    """The soname of the machine's tcmalloc (the minimal build: no heap profiler), or None without one."""
+    """The soname of the machine's tcmalloc (the minimal build: no heap profiler), or None without one or
+    off Linux, where the dynamic loader does not read LD_PRELOAD."""
+    if not sys.platform.startswith("linux"):
+        return None
     return ctypes.util.find_library("tcmalloc_minimal") or ctypes.util.find_library("tcmalloc")
 
 

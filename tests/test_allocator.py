@@ -29,6 +29,13 @@ def test_the_system_allocator_on_request_or_without_tcmalloc(monkeypatch):
     assert "LD_PRELOAD" not in with_allocator({})
 
 
+def test_no_preload_off_linux(monkeypatch):
+    """macOS's loader ignores LD_PRELOAD: a preload there would only restart commands for nothing and
+    name an allocator the process does not have."""
+    monkeypatch.setattr("sys.platform", "darwin")
+    assert tcmalloc_library() is None and "LD_PRELOAD" not in with_allocator({})
+
+
 def test_an_unknown_choice_stops_a_sweep_before_any_cell_and_names_the_variable(tmp_path, monkeypatch):
     from reprokit.sweep import run_sweep
 
