@@ -20,6 +20,12 @@ def missing_runs(runs_dir: str | Path, preset: str) -> dict[str, list[str]]:
     return {a.name: missing for a in ARTEFACTS if (missing := [n for n in a.needs(preset) if n not in have])}
 
 
+def longest_first(artefacts) -> list:
+    """The artefacts that load networks first: they take longest (Fig. 7's t-SNE above all), and started
+    first they do not leave one job slot working alone at the end."""
+    return sorted(artefacts, key=lambda a: not a.loads_networks)
+
+
 def regenerate(runs_dir: str | Path, out: str | Path, preset: str = "digits", jobs: int = 2,
                only: list[str] | None = None, notebooks_dir: str | Path = "notebooks", log=print) -> dict:
     """Execute the notebooks of the artefacts ``only`` (default: all), ``jobs`` at a time; executed copies go
@@ -38,9 +44,7 @@ def regenerate(runs_dir: str | Path, out: str | Path, preset: str = "digits", jo
         if a.name in missing:
             log(f"{a.name}: missing runs {', '.join(missing[a.name])}")
     skipped = [a.name for a in chosen if a.needs(preset) and set(missing.get(a.name, [])) == set(a.needs(preset))]
-    # the artefacts that load networks take longest (Fig. 7's t-SNE above all): started first, they do not
-    # leave one job slot working alone at the end
-    todo = sorted((a for a in chosen if a.name not in skipped), key=lambda a: not a.loads_networks)
+    todo = longest_first(a for a in chosen if a.name not in skipped)
     if skipped:
         log(f"skipped (none of their runs exist): {', '.join(skipped)}")
 

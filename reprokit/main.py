@@ -6,8 +6,9 @@ tables and figures from the run directories.
 
 Finished cells are skipped, so a rerun only trains what is missing; an interrupted cell resumes from its
 checkpoint. An artefact whose runs are all trained is built as soon as a job slot idles, while the last
-cells still train, so the job's end is not a queue of artefacts on cores that trained nothing for minutes. The quick size runs the frozen digits protocol with one seed and a shorter schedule (the
-summary, Table 4 and Figs. 6, 7 and 9); the full size is the benchmark measurement (5 seeds), the
+cells still train, so the job's end is not a queue of artefacts on cores that trained nothing for minutes.
+The quick size runs the frozen digits protocol with one seed and a shorter schedule (the summary, Table 4
+and Figs. 6, 7 and 9); the full size is the benchmark measurement (5 seeds), the
 ablations (3 seeds), Fig. 8 and CW-BASS and FARCLUSS (5 seeds, their component ablations 3), and rebuilds
 every artefact.
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from reprokit.data.digits import ensure_digit_scenes
 from reprokit.engine.rundir import read_metrics
-from reprokit.figures import regenerate
+from reprokit.figures import longest_first, regenerate
 from reprokit.sweep import Cell, expand, run_sweep, sweep_states
 from reprokit.viz.registry import NAMES, Artefact, select
 
@@ -118,9 +119,8 @@ def build_beside_training(training: Future, cells: list[Cell], names: dict[str, 
                           staging: Path, artefacts: tuple[str, ...], jobs: int, preset: str = "digits",
                           poll: float = 2.0) -> dict:
     """While ``training`` (the sweeps) runs, build each artefact as soon as :func:`ready_artefact` allows,
-    one at a time in the idle slot, those that load networks first (as in reprokit.figures), into
-    ``staging``. Returns {artefact: None or error} of those built."""
-    waiting = sorted(select(artefacts), key=lambda a: not a.loads_networks)
+    one at a time in the idle slot, longest first, into ``staging``. Returns {artefact: None or error} of those built."""
+    waiting = longest_first(select(artefacts))
     built: dict = {}
     while waiting and not training.done():
         artefact = ready_artefact(waiting, cells, names, jobs, since, preset)
