@@ -14,7 +14,9 @@ import yaml
 from reprokit.config import ModelConfig
 from reprokit.configure import from_dict
 from reprokit.models.pretrain import weights_path
-from reprokit.records import CELL_RECORD
+
+# a sweep cell's record beside its run: parameters, outcome, and where it computed
+CELL_RECORD = "sweep-cell.json"
 
 
 def machine_description() -> dict:

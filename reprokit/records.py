@@ -29,10 +29,6 @@ def git_commit(cwd: str | Path | None = None) -> dict:
         return {"commit": None, "dirty": None}
 
 
-# a sweep cell's record beside its run: parameters, outcome, and where it computed (reprokit.origin)
-CELL_RECORD = "sweep-cell.json"
-
-
 def temp_path(path: Path) -> Path:
     """Where an atomic write of ``path`` stages its bytes: a hidden sibling named after the file and the
     writing process (``.checkpoint.pt.tmp1234``)."""

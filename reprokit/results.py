@@ -9,8 +9,7 @@ import yaml
 
 from reprokit.engine.rundir import code_version, read_metrics, record_format, recorded_code_version
 from reprokit.methods.stpg_equations import SELECTION_CATEGORIES
-from reprokit.origin import machine_label, recorded_origin
-from reprokit.records import CELL_RECORD
+from reprokit.origin import CELL_RECORD, machine_label, recorded_origin
 from reprokit.stats import format_difference, format_seed_differences, paired_difference
 
 

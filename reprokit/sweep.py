@@ -60,7 +60,8 @@ from reprokit.engine.rundir import code_version, commit_label, recorded_code_ver
 from reprokit.kernels import execute_logged
 from reprokit.progress import SweepDisplay, run_progress
 from reprokit.origin import machine_description, run_backbone
-from reprokit.records import CELL_RECORD, write_json_atomic
+from reprokit.origin import CELL_RECORD
+from reprokit.records import write_json_atomic
 from reprokit.results import REPLACED_MARK
 from reprokit.slurm import SUBMITTED, queue_states, slurm_options, submission, submit
 

@@ -12,7 +12,7 @@ from reprokit.engine import rundir
 from reprokit.configure import load_config
 from reprokit.models.pretrain import weights_path
 from reprokit.origin import backbone_description, machine_description, machine_label, recorded_origin, run_backbone
-from reprokit.records import CELL_RECORD
+from reprokit.origin import CELL_RECORD
 from reprokit.results import compare_runs, load_runs
 from reprokit.viz import registry
 from tests.test_tables import fake_run

@@ -8,7 +8,7 @@ import pytest
 from reprokit.cli import main
 from reprokit.engine.train import train
 from reprokit.origin import machine_description, machine_label
-from reprokit.records import CELL_RECORD
+from reprokit.origin import CELL_RECORD
 from reprokit.replay import ReplayError, compare_metrics, replay, verdict_line
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from reprokit.config import ConfigError
 from reprokit.progress import SweepDisplay, run_progress
-from reprokit.records import CELL_RECORD
+from reprokit.origin import CELL_RECORD
 from reprokit.slurm import SUBMITTED, CellJob, queue_states, slurm_options
 from reprokit.sweep import expand, in_flight, run_sweep, status, sweep_report
 from tests.test_sweep import write_sweep
