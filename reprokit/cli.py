@@ -34,7 +34,7 @@ def _eval(args) -> int:
 def _data_check(args) -> int:
     from reprokit.configure import load_config
     from reprokit.data.check import check_data
-    from reprokit.engine.train import show_progress
+    from reprokit.engine.loop import show_progress
 
     cfg = load_config(args.config, args.set)
     print(f"reprokit data check: {args.config} ({cfg.data.dataset} at {cfg.data.root}, "
@@ -63,7 +63,7 @@ def _pretrain(args) -> int:
 
     from reprokit.configure import load_config
     from reprokit.models.pretrain import ensure_pretrained, weights_path
-    from reprokit.engine.train import show_progress
+    from reprokit.engine.loop import show_progress
     from reprokit.origin import backbone_description
 
     cfg = load_config(args.config, args.set)
@@ -86,7 +86,7 @@ def _pretrain(args) -> int:
 
 
 def _results(args) -> int:
-    from reprokit.engine.rundir import code_version
+    from reprokit.codeversion import SCHEME, CodeVersions
     from reprokit.results import NO_MACHINE, compare_runs, load_runs, machine_counts, summary_table
 
     df = load_runs(args.root)
@@ -108,7 +108,9 @@ def _results(args) -> int:
     else:
         print(summary_table(df, ["name", "method"]).to_string(index=False))
     stale = int(df["stale"].sum())
-    versions = ", ".join(f"{m} {code_version(method=m)}" for m in sorted(df["method"].unique()))
+    today = CodeVersions()
+    versions = ", ".join(f"{m} on {d} {today.today(SCHEME, m, d)}"
+                         for m, d in sorted(set(zip(df["method"], df["dataset"]))))
     if stale:
         print(f"\n{stale} of {len(df)} runs stale (column 'stale'): they ran other code than the current package "
               f"(code versions {versions}), or code that cannot be identified, so this code may give other "

@@ -96,7 +96,7 @@ def compare_eval(record_dir: Path) -> dict | None:
 def replay(record_dir: str | Path, steps: int, work_dir: str | Path | None = None) -> dict:
     """Retrain the run recorded in ``record_dir`` for ``steps`` steps with the current code and compare it
     with the record (see the module docstring); returns the verdict (``identical`` is its summary)."""
-    from reprokit.engine.rundir import code_version
+    from reprokit.codeversion import code_version, record_version
     from reprokit.engine.train import Trainer
 
     record_dir = Path(record_dir)
@@ -122,8 +122,9 @@ def replay(record_dir: str | Path, steps: int, work_dir: str | Path | None = Non
     identical = not diffs and not splits and not (ev or {}).get("differing_keys")
     return {"run_id": meta.get("run_id", record_dir.name), "record": str(record_dir),
             "recorded_commit": (meta.get("git") or {}).get("commit"),
-            "recorded_code_version": rundir.recorded_code_version(meta),
-            "git": git_commit(), "code_version": code_version(method=cfg.method_name), "steps": steps,
+            "recorded_code_version": (record_version(meta) or (None, None))[1],
+            "git": git_commit(), "code_version": code_version(method=cfg.method_name, dataset=cfg.data.dataset),
+            "steps": steps,
             "total_steps": trainer.total, "logged_steps_compared": len(logged), "splits_compared": split_files,
             "splits_differing": splits, "eval": ev, "differences": len(diffs),
             "first_differences": diffs[:MAX_LISTED], "identical": identical,

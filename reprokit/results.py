@@ -7,30 +7,35 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from reprokit.engine.rundir import code_version, read_metrics, record_format, recorded_code_version
+from reprokit.codeversion import CodeVersions, record_version
+from reprokit.engine.rundir import read_metrics, record_format
 from reprokit.methods.stpg_equations import SELECTION_CATEGORIES
 from reprokit.origin import CELL_RECORD, machine_label, recorded_origin
 from reprokit.stats import format_difference, format_seed_differences, paired_difference
 
 
-def load_run(run_dir: str | Path) -> dict:
-    """One row: identity, provenance (git commit, dirty flag, code version, the machine a sweep ran it on; None
-    where unknown), key settings, scalar method parameters (``method.<key>``), mIoU and per-class IoU
-    (``iou/<class>``)."""
+def load_run(run_dir: str | Path, versions: CodeVersions | None = None) -> dict:
+    """One row: identity, provenance (git commit, dirty flag, code version and the scheme it was digested with,
+    the machine a sweep ran it on; None where unknown), key settings, scalar method parameters
+    (``method.<key>``), mIoU and per-class IoU (``iou/<class>``); with ``versions``, ``stale``: whether the run
+    ran other code than today's package (:meth:`CodeVersions.is_current`)."""
     run_dir = Path(run_dir)
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     meta = json.loads((run_dir / "meta.json").read_text()) if (run_dir / "meta.json").is_file() else {}
     record_format(meta, run_dir / "meta.json")
     ev = json.loads((run_dir / "eval.json").read_text())
+    version = record_version(meta)
     row = {
         "run_id": run_dir.name, "path": str(run_dir), "name": cfg.get("name"), "method": cfg["method"]["name"],
         "dataset": cfg["data"]["dataset"], "backbone": cfg["model"]["backbone"], "seed": cfg["train"]["seed"],
         "labeled_fraction": cfg["data"].get("labeled_fraction"), "labeled_count": meta.get("labeled_count"),
         "split_family": meta.get("split_family"), "config_hash": meta.get("config_hash"),
         "git_commit": (meta.get("git") or {}).get("commit"), "git_dirty": (meta.get("git") or {}).get("dirty"),
-        "code_version": recorded_code_version(meta), "machine": machine_label(recorded_origin(run_dir).get("machine")),
+        "code_version": version and version[1], "code_scheme": version and version[0], "machine": machine_label(recorded_origin(run_dir).get("machine")),
         "status": meta.get("status"), "miou": ev["miou"],
     }
+    if versions is not None:
+        row["stale"] = not versions.is_current(meta)
     row.update({f"method.{k}": v for k, v in cfg["method"].items() if isinstance(v, (int, float, str, bool))})
     row.update({f"iou/{k}": v for k, v in ev["iou"].items()})
     return row
@@ -62,14 +67,11 @@ def finished_runs(root: str | Path) -> list[Path]:
 def load_runs(root: str | Path) -> pd.DataFrame:
     """Every finished run under ``root`` (:func:`finished_runs`) as one row each.
 
-    ``stale`` is True for a run whose code version is not the current package's for its method (or is
-    unknown): its numbers need not be what this code would give."""
-    rows = [load_run(run) for run in finished_runs(root)]
-    df = pd.DataFrame(rows)
-    if len(df):
-        current = {m: code_version(method=m) for m in df["method"].unique()}
-        df["stale"] = df["code_version"].ne(df["method"].map(current)) | df["code_version"].isna()
-    return df
+    ``stale`` is True for a run whose code version, digested the way its record was, is neither the current
+    package's for its method and data set nor certified bit-identical to it (or is unknown): its numbers need
+    not be what this code would give."""
+    versions = CodeVersions()
+    return pd.DataFrame([load_run(run, versions) for run in finished_runs(root)])
 
 
 def summary_table(df: pd.DataFrame, by: list[str], value: str = "miou") -> pd.DataFrame:

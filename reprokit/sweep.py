@@ -56,7 +56,8 @@ import yaml
 from reprokit.allocator import allocator_name, with_allocator
 from reprokit.config import ConfigError, apply_overrides, config_digest, read_yaml
 from reprokit.configure import load_config
-from reprokit.engine.rundir import code_version, commit_label, recorded_code_version
+from reprokit.codeversion import CodeVersions
+from reprokit.engine.rundir import commit_label
 from reprokit.kernels import execute_logged
 from reprokit.progress import SweepDisplay, run_progress
 from reprokit.origin import machine_description, run_backbone
@@ -152,9 +153,9 @@ def expand(sweep_file: str | Path) -> tuple[dict, list[Cell]]:
     return settings, cells
 
 
-def status(cell: Cell, current_code: dict | None = None, queue: dict | None = None) -> str:
-    """'done' (skip), 'stale' (done, but by other code than the package's now for the cell's method;
-    ``current_code`` caches those versions by method across calls),
+def status(cell: Cell, versions: CodeVersions | None = None, queue: dict | None = None) -> str:
+    """'done' (skip), 'stale' (done, but by other code than the package's now for the cell's method and data
+    set: :meth:`CodeVersions.is_current`; ``versions`` caches today's versions across calls),
     'changed' (parameters differ from the record), 'failed', 'new', or, while a process or SLURM job works on
     the cell, 'queued', 'running' or 'submitted' (SLURM job whose state the scheduler could not tell).
     ``queue`` holds SLURM job states already read (``queue_states``); without it the scheduler is asked."""
@@ -170,12 +171,7 @@ def status(cell: Cell, current_code: dict | None = None, queue: dict | None = No
         return "changed"
     if not (record.get("ok") and (cell.run_dir / "eval.json").is_file()):
         return "failed"
-    meta = _meta(cell)
-    ran = recorded_code_version(meta)
-    current = current_code if current_code is not None else {}
-    if meta.get("method") not in current:
-        current[meta.get("method")] = code_version(method=meta.get("method"))
-    return "done" if ran is not None and ran == current[meta.get("method")] else "stale"
+    return "done" if (versions or CodeVersions()).is_current(_meta(cell)) else "stale"
 
 
 def in_flight(record: dict | None, submitted: dict | None, queue: dict | None = None) -> str | None:
@@ -221,8 +217,8 @@ def sweep_states(cells: list[Cell]) -> dict[str, str]:
         if (record is None or record.get("state") == "running") and (submitted or {}).get("cluster") == "slurm":
             jobs.add((record or {}).get("job_id") or submitted["job_id"])
     queue = queue_states(jobs) if jobs else {}
-    current: dict = {}
-    return {cell.cell_id: status(cell, current, queue) for cell in cells}
+    versions = CodeVersions()
+    return {cell.cell_id: status(cell, versions, queue) for cell in cells}
 
 
 def _meta(cell: Cell) -> dict:

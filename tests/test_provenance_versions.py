@@ -1,125 +1,42 @@
-"""Numbers of one code version: the package digest, its record in meta.json, its derivation from git for older
-runs, the stale flag, and the provenance notes of tables and figures."""
+"""Numbers of one code version: its record in meta.json, the stale flag, the machines, and the provenance notes
+of tables and figures (how a code version is computed: test_code_versions.py)."""
 import json
-import subprocess
 
 import pandas as pd
 import pytest
 import yaml
 
 from reprokit import cli
+from reprokit.codeversion import SCHEME, code_version
 from reprokit.engine import rundir
 from reprokit.configure import load_config
 from reprokit.models.pretrain import weights_path
-from reprokit.origin import backbone_description, machine_description, machine_label, recorded_origin, run_backbone
-from reprokit.origin import CELL_RECORD
+from reprokit.origin import (CELL_RECORD, backbone_description, machine_description, machine_label, recorded_origin,
+                             run_backbone)
 from reprokit.results import compare_runs, load_runs
 from reprokit.viz import registry
 from tests.test_tables import fake_run
 
 
-@pytest.fixture
-def package(tmp_path):
-    pkg = tmp_path / "repo" / "pkg"
-    for sub in ("methods", "viz", "__pycache__"):
-        (pkg / sub).mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "methods" / "mod.py").write_text("x = 1\n")
-    (pkg / "viz" / "plot.py").write_text("y = 1\n")
-    (pkg / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"\0")
-    (pkg / "notes.txt").write_text("not shipped")
-    return pkg
-
-
-def test_code_version_follows_the_training_code_only(package):
-    before = rundir.code_version(package)
-    (package / "notes.txt").write_text("edited")
-    (package / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"\1")
-    (package / "viz" / "plot.py").write_text("y = 2\n")  # figure code reads finished runs only
-    assert rundir.code_version(package) == before
-    (package / "methods" / "mod.py").write_text("x = 2\n")
-    edited = rundir.code_version(package)
-    assert edited != before
-    (package / "methods" / "mod.py").rename(package / "methods" / "renamed.py")
-    assert rundir.code_version(package) not in (before, edited)
-
-
-def _method_module(name: str, imports: str = "") -> str:
-    return f"{imports}class M: pass\n\n\nMETHOD = MethodEntry(\"{name}\", M, \"{name}\")\n"
-
-
-def test_a_method_runs_version_covers_its_code_not_other_methods(package):
-    methods = package / "methods"
-    (methods / "base.py").write_text("class MethodEntry: pass\n")
-    (methods / "plain.py").write_text(_method_module("plain"))
-    (methods / "built_on.py").write_text(_method_module("built_on", "from reprokit.methods.plain import M\n"))
-    before = {m: rundir.code_version(package, m) for m in ("plain", "built_on", None)}
-    assert before["plain"] != before["built_on"] == before[None]  # built_on imports every method there is
-    (methods / "newcomer.py").write_text(_method_module("newcomer"))  # a new method stales no other method
-    assert {m: rundir.code_version(package, m) for m in ("plain", "built_on")} == \
-        {m: before[m] for m in ("plain", "built_on")}
-    assert rundir.code_version(package) != before[None]
-    (methods / "built_on.py").write_text(_method_module("built_on", "from reprokit.methods.plain import M\nz = 1\n"))
-    assert rundir.code_version(package, "plain") == before["plain"]
-    assert rundir.code_version(package, "built_on") != before["built_on"]
-    (methods / "plain.py").write_text(_method_module("plain") + "w = 1\n")  # what built_on imports is its code
-    assert rundir.code_version(package, "plain") != before["plain"]
-    changed = rundir.code_version(package, "built_on")
-    (methods / "base.py").write_text("class MethodEntry: pass\nv = 2\n")  # shared code: every method's
-    assert rundir.code_version(package, "built_on") != changed
-    assert rundir.code_version(package, "unknown") == rundir.code_version(package)
-
-
-def test_the_package_declares_each_method_once_where_the_code_version_finds_it():
-    from reprokit.methods import registry
-
-    files = [(p.relative_to(rundir.PACKAGE_DIR).as_posix(), p.read_bytes())
-             for p in sorted((rundir.PACKAGE_DIR / "methods").glob("*.py"))]
-    declared = {name.decode() for _, data in files for name in rundir._METHOD_DECLARATION.findall(data)}
-    assert declared == set(registry())
-
-
-def test_code_version_of_a_commit_equals_that_of_its_checkout(package):
-    repo = package.parent
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    subprocess.run(["git", "add", "pkg"], cwd=repo, check=True)
-    subprocess.run([*git, "commit", "-qm", "one"], cwd=repo, check=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
-                            check=True).stdout.strip()
-    committed = rundir.code_version(package)
-    (package / "methods" / "mod.py").write_text("x = 3\n")  # uncommitted edit: the commit's version is unchanged
-    assert rundir.code_version_at(commit, package) == committed != rundir.code_version(package)
-    assert rundir.code_version_at("0" * 40, package) is None
-
-
-def test_recorded_code_version_prefers_the_record_and_trusts_only_clean_commits(monkeypatch):
-    monkeypatch.setattr(rundir, "code_version_at", lambda commit, method=None: f"v-{commit}")
-    assert rundir.recorded_code_version({"code_version": "abc", "git": {"commit": "c1", "dirty": False}}) == "abc"
-    assert rundir.recorded_code_version({"git": {"commit": "c1", "dirty": False}}) == "v-c1"
-    assert rundir.recorded_code_version({"git": {"commit": "c1", "dirty": True}}) is None
-    assert rundir.recorded_code_version({"git": {"commit": None, "dirty": None}}) is None
-    assert rundir.recorded_code_version({}) is None
-
-
 def test_meta_records_the_code_version_next_to_the_commit(tmp_path, tiny_cfg):
     rundir.write_meta(tmp_path, tiny_cfg(), {"status": "running"})
     meta = json.loads((tmp_path / "meta.json").read_text())
-    assert meta["code_version"] == rundir.code_version(method="supervised") and "commit" in meta["git"]
+    assert meta["code_version"] == code_version(method="supervised", dataset="digits") and "commit" in meta["git"]
+    assert meta["code_version_scheme"] == SCHEME
 
 
 @pytest.fixture
 def current(monkeypatch):
     """The current code version, pinned so that edits to the package while the tests run change nothing."""
-    for module in ("reprokit.results", "reprokit.viz.provenance", "reprokit.engine.rundir"):
-        monkeypatch.setattr(f"{module}.code_version", lambda package_dir=None, method=None: "v-now")
+    monkeypatch.setattr("reprokit.codeversion.CodeVersions.today", lambda self, scheme, method, dataset: "v-now")
+    monkeypatch.setattr("reprokit.viz.provenance.code_version", lambda: "v-now")
     return "v-now"
 
 
 def versioned_run(root, digits_root, run_id, name, seed, miou, version, commit):
     d = fake_run(root, run_id, name, seed, miou, dataset_raw=digits_root)
     meta = json.loads((d / "meta.json").read_text())
-    meta.update({"code_version": version, "git": {"commit": commit, "dirty": False}})
+    meta.update({"code_version": version, "code_version_scheme": SCHEME, "git": {"commit": commit, "dirty": False}})
     (d / "meta.json").write_text(json.dumps(meta))
     (d / "metrics.jsonl").write_text(json.dumps({"step": 1}) + "\n")
     return d
@@ -224,7 +141,7 @@ def test_results_command_counts_stale_runs(tmp_path, digits_root, capsys, curren
     versioned_run(root, digits_root, "b", "x", 1, 0.5, "older", "b" * 40)
     assert cli.main(["results", str(root)]) == 0
     out = capsys.readouterr().out
-    assert "stale" in out.splitlines()[0] and "1 of 2 runs stale" in out and "code versions stpg v-now" in out
+    assert "stale" in out.splitlines()[0] and "1 of 2 runs stale" in out and "code versions stpg on digits v-now" in out
 
 
 def test_results_against_another_folder_pairs_the_same_cells(tmp_path, digits_root, capsys, current):

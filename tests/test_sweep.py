@@ -140,11 +140,12 @@ def finished_cell(cell, meta):
 
 
 def test_stale_cells_are_reported_and_rerun_on_request(tmp_path, digits_root, monkeypatch):
-    monkeypatch.setattr("reprokit.sweep.code_version", lambda method=None: "v-now")  # edits elsewhere in the tree change nothing
+    # edits elsewhere in the tree while the tests run change nothing
+    monkeypatch.setattr("reprokit.codeversion.CodeVersions.today", lambda self, scheme, method, dataset: "v-now")
     path = write_sweep(tmp_path, digits_root, [{"seeds": [0, 1]}])
     _, (current, old) = expand(path)
-    finished_cell(current, {"code_version": "v-now", "git": {"commit": "a" * 40, "dirty": False}})
-    finished_cell(old, {"code_version": "older", "git": {"commit": "b" * 40, "dirty": False}})
+    finished_cell(current, {"code_version": "v-now", "code_version_scheme": 2, "git": {"commit": "a" * 40, "dirty": False}})
+    finished_cell(old, {"code_version": "older", "code_version_scheme": 2, "git": {"commit": "b" * 40, "dirty": False}})
     assert (status(current), status(old)) == ("done", "stale")
 
     logs = []

@@ -14,7 +14,8 @@ from reprokit.cli import main as cli_main
 from reprokit.config import ConfigError
 from reprokit.configure import from_dict
 from reprokit.engine.checkpoint import load_checkpoint
-from reprokit.engine.train import NonFiniteLossError, Trainer, train
+from reprokit.engine.loop import NonFiniteLossError
+from reprokit.engine.train import Trainer, train
 from reprokit.results import load_runs
 from tests.conftest import tiny_raw
 

@@ -12,7 +12,7 @@ from reprokit.engine import rundir
 from reprokit.engine.checkpoint import CheckpointError, check_written_by, load_checkpoint
 from reprokit.engine.distributed import init_distributed
 from reprokit.engine.evaluate import eval_summary, evaluate, protocol_file
-from reprokit.engine.train import show_progress
+from reprokit.engine.loop import show_progress
 from reprokit.methods import build_method
 
 

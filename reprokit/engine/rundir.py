@@ -1,12 +1,9 @@
 """The run directory: the single record of an experiment (config, provenance, metrics, evaluation)."""
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
+import math
 import platform
-import re
-import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -15,94 +12,13 @@ import torch
 import yaml
 
 import reprokit
+from reprokit.codeversion import SCHEME, code_version
 from reprokit.config import Config, ConfigError
 from reprokit.configure import from_dict
-from reprokit.engine.checkpoint import load_checkpoint
+from reprokit.data.check import check_before_training
+from reprokit.data.datasets import Splits, record_splits
+from reprokit.engine.checkpoint import load_checkpoint, save_atomic
 from reprokit.records import git_commit, remove_stale_temps, write_json_atomic, write_text_atomic
-
-
-PACKAGE_DIR = Path(reprokit.__file__).resolve().parent
-# The code that decides a run's numbers: configuration, data, models, methods, the engine and the metric.
-# Tables, figures, sweeps and the inspector only read finished runs, so editing them leaves runs current.
-TRAINING_CODE = ("__init__.py", "config.py", "configure.py", "labels.py", "metrics.py", "data/", "models/",
-                 "methods/", "engine/")
-# A method's module declares its registry entry on a line of its own, ``METHOD = MethodEntry("name", ...)``
-# (reprokit.methods); the code version finds method modules and what they import by reading these lines, so
-# it works the same on files in git that are never imported.
-_METHOD_DECLARATION = re.compile(rb'^METHOD = MethodEntry\(\s*"(\w+)"', re.M)
-_METHODS_IMPORT = re.compile(rb"^\s*(?:from|import) reprokit\.methods\.(\w+)", re.M)
-
-
-def _digest(files: list[tuple[str, bytes]]) -> str:
-    """Digest of (relative path, bytes) pairs in path order: the same files give the same version wherever
-    they are read from (the working tree or a git commit)."""
-    h = hashlib.sha256()
-    for rel, data in sorted(files):
-        h.update(f"{rel}\0{len(data)}\0".encode())
-        h.update(data)
-    return h.hexdigest()[:12]
-
-
-def _is_source(rel: str) -> bool:
-    return rel.endswith(".py") and rel.startswith(TRAINING_CODE) and "__pycache__" not in rel.split("/")
-
-
-def code_of_method(files: list[tuple[str, bytes]], method: str | None) -> list[tuple[str, bytes]]:
-    """The training files a run of ``method`` executes: all of them except the modules of other methods that
-    neither the shared code nor ``method``'s module imports (directly or through other method modules).
-
-    So adding or editing one method leaves the runs of the others current. ``method`` None, or a tree whose
-    methods do not declare themselves (commits before this scheme), keeps every file."""
-    owners = {name.decode(): rel for rel, data in files for name in _METHOD_DECLARATION.findall(data)}
-    if method is None or method not in owners:
-        return files
-    method_files = set(owners.values())
-    by_module = {rel[len("methods/"):-len(".py")]: rel for rel, _ in files if rel.startswith("methods/")}
-    contents = dict(files)
-    todo = [rel for rel, _ in files if rel not in method_files] + [owners[method]]
-    needed = set()
-    while todo:
-        rel = todo.pop()
-        if rel not in needed:
-            needed.add(rel)
-            todo += [by_module[m.decode()] for m in _METHODS_IMPORT.findall(contents[rel])
-                     if m.decode() in by_module]
-    return [(rel, data) for rel, data in files if rel in needed]
-
-
-def code_version(package_dir: str | Path | None = None, method: str | None = None) -> str:
-    """Short digest of the package's training code (``TRAINING_CODE``) as it is on disk now; with ``method``,
-    of the part a run of that method executes (:func:`code_of_method`).
-
-    A git commit says nothing about uncommitted edits; this digest is exact for any tree, committed or not,
-    so two runs with the same code version ran the same code."""
-    root = Path(package_dir or PACKAGE_DIR)
-    files = [(p.relative_to(root).as_posix(), p.read_bytes()) for p in root.rglob("*") if p.is_file()]
-    return _digest(code_of_method([(rel, data) for rel, data in files if _is_source(rel)], method))
-
-
-@functools.lru_cache(maxsize=None)
-def code_version_at(commit: str, package_dir: str | Path | None = None, method: str | None = None) -> str | None:
-    """The code version of the package's files as stored in git ``commit`` (None when the repository
-    lacks that commit); lets runs written before meta.json recorded a code version be compared."""
-    cwd = Path(package_dir or PACKAGE_DIR)
-    try:
-        listing = subprocess.run(["git", "ls-tree", "-r", "-z", commit, "--", "."], cwd=cwd, capture_output=True,
-                                 check=True).stdout.decode()
-        blobs = [(entry.split("\t", 1)[1], entry.split()[2]) for entry in listing.split("\0")
-                 if entry and entry.split()[1] == "blob"]
-        blobs = [(rel, sha) for rel, sha in blobs if _is_source(rel)]
-        data = subprocess.run(["git", "cat-file", "--batch"], cwd=cwd, capture_output=True, check=True,
-                              input="".join(f"{sha}\n" for _, sha in blobs).encode()).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    files, pos = [], 0
-    for rel, _ in blobs:  # each answer: "<sha> blob <size>\n<content>\n"
-        header_end = data.index(b"\n", pos)
-        size = int(data[pos:header_end].split()[2])
-        files.append((rel, data[header_end + 1:header_end + 1 + size]))
-        pos = header_end + 1 + size + 1
-    return _digest(code_of_method(files, method))
 
 
 def commit_label(commit: str | None, dirty: bool | None) -> str:
@@ -111,18 +27,6 @@ def commit_label(commit: str | None, dirty: bool | None) -> str:
     if not isinstance(commit, str) or not commit:
         return "unknown commit"
     return commit[:7] + ("+dirty" if dirty is True else "")
-
-
-def recorded_code_version(meta: dict) -> str | None:
-    """The code version a run ran: recorded in its meta.json, or derived from its git commit for runs written
-    before that field existed. A run of a tree with uncommitted changes cannot be derived (the commit is not
-    what ran), so it stays unknown (None)."""
-    if meta.get("code_version"):
-        return meta["code_version"]
-    git = meta.get("git") or {}
-    if not git.get("commit") or git.get("dirty") is not False:
-        return None
-    return code_version_at(git["commit"], method=meta.get("method"))
 
 
 # The run record format (config.yaml, meta.json, metrics.jsonl, eval.json) this version writes, in meta.json's
@@ -243,7 +147,8 @@ def write_meta(run_dir: Path, cfg: Config, extra: dict) -> None:
         "dataset": cfg.data.dataset,
         "seed": cfg.train.seed,
         "git": git_commit(),
-        "code_version": code_version(method=cfg.method_name),
+        "code_version": code_version(method=cfg.method_name, dataset=cfg.data.dataset),
+        "code_version_scheme": SCHEME,
         "reprokit_version": reprokit.__version__,
         "torch_version": torch.__version__,
         "host": platform.node(),
@@ -285,3 +190,61 @@ def truncate_metrics(path: Path, last_step: int) -> None:
     kept = [r for r in records if r.get("step", 0) <= last_step]
     if torn or len(kept) < len(records):
         write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+class RunRecord:
+    """Everything a training run writes into its directory besides checkpoints: config.yaml (checked against
+    an earlier start), meta.json at each stage, metrics.jsonl and TensorBoard events as steps are logged, and
+    the evaluation files. The data are checked here too, before the directory is touched, so bad input leaves
+    no trace. The loop (:class:`reprokit.engine.loop.TrainingLoop`) calls these on its main rank and never reads
+    anything back, so record keeping cannot move a number."""
+
+    def __init__(self, run_dir: Path, cfg: Config):
+        self.run_dir, self.cfg = run_dir, cfg
+        self._metrics = self._events = None
+
+    def check_data(self, splits: Splits, progress: bool) -> None:
+        check_before_training(splits, self.cfg.data, progress=progress)
+
+    def prepare(self) -> None:
+        prepare(self.run_dir, self.cfg)
+
+    def started(self, start_step: int, splits: Splits, info: dict) -> None:
+        """Training (re)starts at ``start_step``: metrics logged after it are dropped, the splits recorded."""
+        truncate_metrics(self.run_dir / "metrics.jsonl", start_step)
+        write_meta(self.run_dir, self.cfg, {
+            "status": "running", **info, "split_family": splits.family, "labeled_count": len(splits.labeled),
+            "unlabeled_count": len(splits.unlabeled), "splits": record_splits(splits, self.run_dir), "error": None})
+
+    def saved(self, step: int, total: int) -> None:
+        write_meta(self.run_dir, self.cfg, {"status": "running", "step": step, "total_steps": total})
+
+    def failed(self, exc: BaseException) -> None:
+        write_meta(self.run_dir, self.cfg, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+
+    def open_log(self, start_step: int) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._events = SummaryWriter(str(self.run_dir / "tb"), purge_step=start_step)
+        self._metrics = open(self.run_dir / "metrics.jsonl", "a")
+
+    def log(self, record: dict) -> None:
+        """One logged step: a whole line of metrics.jsonl (flushed) and its finite scalars as events."""
+        self._metrics.write(json.dumps(record) + "\n")
+        self._metrics.flush()
+        for key, value in record.items():
+            if key != "step" and math.isfinite(value):
+                self._events.add_scalar(key, value, record["step"])
+
+    def close_log(self) -> None:
+        self._metrics.close()
+        self._events.close()
+
+    def finished(self, summary: dict, others: dict[str, dict], predictions: dict, total: int) -> None:
+        """eval.json, the evaluations under other protocols (file name -> summary), the kept predictions."""
+        write_json_atomic(self.run_dir / "eval.json", summary)
+        for name, other in others.items():
+            write_json_atomic(self.run_dir / name, other)
+        if predictions:
+            save_atomic(predictions, self.run_dir / "predictions.pt")
+        write_meta(self.run_dir, self.cfg, {"status": "finished", "step": total, "miou": summary["miou"]})

@@ -63,9 +63,9 @@ InspectorLayer = CategoryLayer | LabelLayer | HeatLayer
 
 @dataclass(frozen=True)
 class MethodEntry:
-    """A method's registry entry, declared in its own module as ``METHOD = MethodEntry("name", ...)`` (one line
-    start, as written: the code version reads it to tell method modules apart, see
-    :func:`reprokit.engine.rundir.code_of_method`)."""
+    """A method's registry entry, declared at the top level of its own module as ``METHOD = MethodEntry("name",
+    ...)``: the code version reads that assignment from the source to find the module a run of the method
+    starts from (:func:`reprokit.codeversion.method_modules`)."""
 
     name: str  # the config's ``method.name``
     cls: type  # the method, a :class:`Method`

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from reprokit.engine.rundir import code_version, commit_label
+from reprokit.codeversion import code_version
+from reprokit.engine.rundir import commit_label
 from reprokit.results import machine_counts
 
 
@@ -55,8 +56,10 @@ def provenance_note(runs: pd.DataFrame) -> str:
     if not len(runs):
         return "no runs"
     commits = ", ".join(sorted({commit_label(c, d) for c, d in zip(runs["git_commit"], runs["git_dirty"])}))
-    # methods run different parts of the code (rundir.code_of_method): mixed code is one method's runs differing
-    versions = runs.assign(v=runs["code_version"].fillna("unknown")).groupby("method")["v"].nunique().max()
+    # methods run different parts of the code (codeversion.training_closure): mixed code is one method's runs
+    # differing; current runs ran today's code, or code certified bit-identical to it, whatever digest they carry
+    version = runs["code_version"].fillna("unknown").where(runs["stale"], "current")
+    versions = runs.assign(v=version).groupby("method")["v"].nunique().max()
     plural = "s" if "," in commits else ""
     note = (f"runs of commit{plural} {commits}" if versions == 1
             else f"built from runs of {versions} code versions (commits {commits})")

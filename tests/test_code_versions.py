@@ -1,0 +1,164 @@
+"""A run's code version is the code it executes: the static import closure of the loop, its method, its data set
+and the model, each module digested without docstrings, comments or layout; records keep the scheme they were
+digested with, and certificates carry older versions forward."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from reprokit import codeversion
+from reprokit.codeversion import CodeVersions, code_version, code_version_at, normalised, record_version
+from reprokit.methods import registry
+
+METHODS = sorted(registry())
+
+
+@pytest.fixture
+def package(tmp_path):
+    """A copy of the package's sources, to edit."""
+    pkg = tmp_path / "repo" / "reprokit"
+    shutil.copytree(codeversion.PACKAGE_DIR, pkg, ignore=shutil.ignore_patterns("__pycache__", "*.csv"))
+    return pkg
+
+
+def versions(pkg, dataset="digits"):
+    return {m: code_version(pkg, m, dataset) for m in METHODS}
+
+
+def edit(path, old, new):
+    text = path.read_text()
+    assert old in text, f"{path} no longer holds {old!r}: pick another line to edit"
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_the_normal_form_is_pinned():
+    """Changing how modules are normalised changes every digest: this text is the scheme's definition."""
+    source = b'"""doc"""\nimport a  # note\n\n\ndef f(x,  y=1):\n    """doc"""\n    return x+y\n'
+    assert normalised(source) == (
+        "Module(body=[Import(names=[alias(name='a')]),FunctionDef(name='f',args=arguments(args=[arg(arg='x'),"
+        "arg(arg='y')],defaults=[Constant(value=1)]),body=[Return(value=BinOp(left=Name(id='x',ctx=Load()),"
+        "op=Add(),right=Name(id='y',ctx=Load())))])])")
+
+
+def test_docstrings_comments_and_layout_change_no_version(package):
+    before = versions(package)
+    edit(package / "engine" / "loop.py", '"""The training loop shared', '"""The one training loop shared')
+    edit(package / "methods" / "stpg_equations.py", "\n\n\ndef ", "\n\n\n# a comment\ndef ")
+    edit(package / "methods" / "cosa.py", "import torch\n", "import torch  # the tensors\n")
+    edit(package / "models" / "deeplab.py", "from __future__ import annotations\n",
+         "from __future__ import annotations\n\n\n")
+    assert versions(package) == before
+
+
+def test_an_edit_in_one_method_moves_that_method_only(package):
+    before = versions(package)
+    edit(package / "methods" / "cosa.py", "import torch\n", "import torch\nUNUSED = 1\n")
+    after = versions(package)
+    assert [m for m in METHODS if after[m] != before[m]] == ["cosa"]
+
+
+def test_an_edit_in_the_loop_moves_every_method(package):
+    before = versions(package)
+    edit(package / "engine" / "loop.py", "import torch\n", "import torch\nUNUSED = 1\n")
+    after = versions(package)
+    assert all(after[m] != before[m] for m in METHODS)
+
+
+@pytest.mark.parametrize("module", ["inspect/core.py", "engine/rundir.py", "engine/reeval.py", "data/check.py",
+                                    "engine/train.py", "results.py", "sweep.py", "viz/tables.py"])
+def test_code_that_only_runs_around_training_moves_no_version(package, module):
+    before = versions(package)
+    (package / module).write_text((package / module).read_text() + "\nUNUSED = 1\n")
+    assert versions(package) == before
+
+
+def test_a_data_set_module_moves_the_runs_on_it():
+    files = codeversion.tree_files()
+    edited = {**files, "data/voc.py": files["data/voc.py"] + b"\nUNUSED = 1\n"}
+    assert codeversion.digest_of(edited, "stpg", "voc") != codeversion.digest_of(files, "stpg", "voc")
+
+
+def test_the_static_closure_holds_every_module_training_imports():
+    """What the loop and every method import when they run (the registry loads all method modules) is in the
+    union of the closures: the static reading misses no import. And none of the code that inspects or records
+    finished runs is imported by training."""
+    probe = ("import sys; import reprokit.engine.loop, reprokit.methods as m; m.registry(); "
+             "print('\\n'.join(sorted(k for k in sys.modules if k.startswith('reprokit'))))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    files = codeversion.tree_files()
+    closure = set().union(*(codeversion.training_closure(files, m, "digits") for m in METHODS))
+    modules = {codeversion._module_name(rel) for rel in closure}
+    assert set(loaded) <= modules, set(loaded) - modules
+    outside = {"reprokit.engine.rundir", "reprokit.engine.reeval", "reprokit.data.check", "reprokit.inspect.core",
+               "reprokit.results", "reprokit.configure", "reprokit.codeversion"}
+    assert not outside & (modules | set(loaded))
+
+
+def test_each_method_module_is_found_where_the_registry_finds_it():
+    found = codeversion.method_modules(codeversion.tree_files())
+    assert {name: f"methods/{entry.cls.__module__.rsplit('.', 1)[1]}.py" for name, entry in registry().items()} \
+        == found
+
+
+def git(repo, *args):
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false", *args],
+                          cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_the_version_of_a_commit_equals_that_of_the_same_tree_on_disk(package):
+    repo = package.parent
+    git(repo, "init", "-q")
+    git(repo, "add", "reprokit")
+    git(repo, "commit", "-qm", "one")
+    commit = git(repo, "rev-parse", "HEAD")
+    on_disk = versions(package)
+    assert {m: code_version_at(commit, package, m, "digits") for m in METHODS} == on_disk
+    edit(package / "methods" / "stpg.py", "import torch\n", "import torch\nUNUSED = 1\n")  # uncommitted
+    assert code_version_at(commit, package, "stpg", "digits") == on_disk["stpg"] != code_version(package, "stpg",
+                                                                                                   "digits")
+    assert code_version_at("0" * 40, package, "stpg", "digits") is None
+
+
+def test_a_record_is_compared_in_the_scheme_it_was_digested_with(package, tmp_path):
+    repo = package.parent
+    git(repo, "init", "-q")
+    git(repo, "add", "reprokit")
+    git(repo, "commit", "-qm", "one")
+    commit = git(repo, "rev-parse", "HEAD")
+    now = code_version(package, "stpg", "digits")
+    scheme1_now = codeversion.scheme1_version(codeversion.tree_files(package), "stpg")
+    run = {"method": "stpg", "dataset": "digits"}
+    assert record_version({**run, "code_version": "x", "code_version_scheme": 2}, package) == (2, "x")
+    # an older record naming a clean commit: its scheme-2 version is recomputed from that commit
+    assert record_version({**run, "code_version": "old1", "git": {"commit": commit, "dirty": False}}, package) \
+        == (2, now)
+    # a dirty tree's record keeps its own scheme-1 digest, compared with today's scheme-1 digest
+    dirty = {**run, "code_version": scheme1_now, "git": {"commit": commit, "dirty": True}}
+    assert record_version(dirty, package) == (1, scheme1_now)
+    assert record_version({**run, "git": {"commit": commit, "dirty": True}}, package) is None
+    current = CodeVersions(package, tmp_path / "no-certificates")
+    assert current.is_current(dirty) and current.is_current({**run, "code_version_scheme": 2, "code_version": now})
+    (package / "methods" / "stpg.py").write_text((package / "methods" / "stpg.py").read_text() + "\nUNUSED = 1\n")
+    later = CodeVersions(package, tmp_path / "no-certificates")
+    assert not later.is_current(dirty) and not later.is_current({**run, "code_version_scheme": 2,
+                                                                  "code_version": now})
+
+
+def test_certificates_carry_a_version_forward_along_a_chain(package, tmp_path):
+    now = code_version(package, "stpg", "digits")
+    certs = tmp_path / "certificates"
+    certs.mkdir()
+    (certs / "a.json").write_text(json.dumps({"versions": [{"method": "stpg", "dataset": "digits", "old": "v1",
+                                                            "new": "v2"}]}))
+    (certs / "b.json").write_text(json.dumps({"versions": [{"method": "stpg", "dataset": "digits", "old": "v2",
+                                                            "new": now}]}))
+    versions_now = CodeVersions(package, certs)
+    record = {"method": "stpg", "dataset": "digits", "code_version_scheme": 2}
+    assert versions_now.is_current({**record, "code_version": "v1"})
+    assert not versions_now.is_current({**record, "code_version": "v0"})
+    assert not versions_now.is_current({**record, "method": "cosa", "code_version": "v1"})
+    (certs / "c.json").write_text("{not json")
+    with pytest.raises(ValueError, match="c.json: not a code-version certificate"):
+        CodeVersions(package, certs)
