@@ -23,6 +23,20 @@ def _train(args) -> int:
     return 0
 
 
+def _certify(args) -> int:
+    from reprokit.certify import certify, sweep_candidates
+
+    sweeps = args.sweep or sorted(Path("params/sweeps").glob("*.yaml"))
+    report = certify(args.old, args.new, sweep_candidates(sweeps), steps=args.steps, jobs=args.jobs,
+                     out=Path(args.out) if args.out else None)
+    if not report["identical"]:
+        print("not certified: the codes differ (above); rerun what the change moves", file=sys.stderr)
+        return 1
+    print(f"certificate: {report['certificate']}" if report.get("certificate")
+          else "nothing to certify: no configuration runs changed code")
+    return 0
+
+
 def _eval(args) -> int:
     from reprokit.engine.reeval import reevaluate
 
@@ -253,6 +267,19 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("root")
     a.add_argument("dest")
     a.set_defaults(func=_archive)
+    cf = sub.add_parser("certify", help="train the configurations a change of training code touches on the old "
+                        "and the new code; certify the change when every run is bit-identical")
+    cf.add_argument("old", help="the older commit")
+    cf.add_argument("new", nargs="?", help="the newer commit (default: the working tree)")
+    cf.add_argument("--sweep", action="append", default=[], metavar="FILE",
+                    help="sweep file whose digits configurations are compared (repeatable; default: every sweep "
+                    "file of params/sweeps)")
+    cf.add_argument("--steps", type=int, help="steps per run (default: the fewest, at least 40, that cross every "
+                    "phase boundary of the configuration)")
+    cf.add_argument("--jobs", type=int, default=2, choices=(1, 2), help="run the old and the new code side by side "
+                    "(2, one thread each) or one after the other")
+    cf.add_argument("--out", help="folder of the certificate (default docs/certificates)")
+    cf.set_defaults(func=_certify)
     rp = sub.add_parser("replay", help="retrain recorded runs' first steps with the current code and check that "
                                        "every logged value comes out bit for bit the same")
     rp.add_argument("records", nargs="+", metavar="RUN_DIR", help="run directories or archived records")
@@ -293,11 +320,12 @@ def main(argv: list[str] | None = None) -> int:
     from reprokit.data.errors import DataError
     from reprokit.engine.checkpoint import CheckpointError
     from reprokit.engine.rundir import RunDirError
+    from reprokit.certify import CertifyError
     from reprokit.replay import ReplayError
 
     try:
         return args.func(args)
-    except (ConfigError, DataError, CheckpointError, RunDirError, ReplayError) as exc:
+    except (ConfigError, DataError, CheckpointError, RunDirError, ReplayError, CertifyError) as exc:
         return _input_error(exc)
 
 

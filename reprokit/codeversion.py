@@ -276,8 +276,9 @@ class CodeVersions:
         self._now: dict[tuple, str] = {}
         self.successors: dict[str, set[str]] = {}
         for cert in read_certificates(certificates or certificate_dir(package_dir)):
-            for pair in cert["versions"]:
-                self.successors.setdefault(pair["old"], set()).add(pair["new"])
+            for pair in cert["versions"]:  # the old commit's scheme-1 digest too: dirty scheme-1 records chain on
+                for old in filter(None, (pair["old"], pair.get("old_scheme1"))):
+                    self.successors.setdefault(old, set()).add(pair["new"])
 
     def today(self, scheme: int, method: str | None, dataset: str | None) -> str:
         key = (scheme, method, dataset if scheme == SCHEME else None)

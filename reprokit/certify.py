@@ -1,0 +1,261 @@
+"""Certify that a change of training code moves no number, by differential runs.
+
+Two code versions (an older commit, checked out in a temporary git worktree, and a newer commit or the working
+tree) train the same configurations on the same machine with a short schedule, each in its own process that
+imports its own copy of the package. Every logged value at every step, every tensor of the final checkpoint's
+method state and every entry of the evaluation must be equal, bit for bit. Only configurations whose code version
+differs between the two are trained (the others ran the same code), and a schedule is refused unless it crosses
+every phase boundary of the configuration (:func:`phase_boundaries`): a change that only acts after the burn-in
+must have been run after the burn-in.
+
+When every configuration agrees, a certificate (a small JSON file in ``docs/certificates``) says that the older
+digest of each method and data set compared stands for the newer one, and :class:`reprokit.codeversion.CodeVersions`
+counts the records of the older digest as current. One difference and no certificate is written: the report
+names the configuration, the step and the first value that differs.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from reprokit import codeversion
+
+# metrics that time the run rather than compute it
+TIMING_METRICS = ("sec_per_iter",)
+# method settings that start a phase at a fraction of training (``Method.phase``)
+PHASE_STARTS = ("unsup_start", "bank_start", "contrastive_start", "proximity_start", "matching_freeze", "cls_only",
+                "stage1")
+DEFAULT_STEPS = 40
+
+
+class CertifyError(RuntimeError):
+    """A certification cannot be run as asked (a schedule that misses a phase, a commit git does not know)."""
+
+
+@dataclass
+class Candidate:
+    """One configuration to train on both codes: its name and resolved config mapping."""
+
+    name: str
+    raw: dict
+
+    @property
+    def method(self) -> str:
+        return self.raw["method"]["name"]
+
+    @property
+    def dataset(self) -> str:
+        return self.raw["data"]["dataset"]
+
+
+def phase_boundaries(raw: dict, steps: int) -> dict[str, int]:
+    """The steps at which a run of ``raw`` with ``steps`` training steps changes phase: each phase start given
+    as a fraction (``PHASE_STARTS``; 0 and 1 start no phase within the run), the end of the unsupervised weight's
+    ramp, the end of the learning-rate warm-up, and the step at which CoSA's threshold queue first wraps."""
+    method, found = raw.get("method", {}), {}
+    for key in PHASE_STARTS:
+        fraction = method.get(key)
+        if isinstance(fraction, (int, float)) and 0 < fraction < 1:
+            found[key] = math.floor(fraction * steps)
+    ramp = method.get("unsup_ramp") or 0
+    if ramp > 0:
+        start = math.floor((method.get("unsup_start") or 0) * steps)
+        found["unsup_ramp end"] = start + math.ceil(ramp * steps) - 1
+    warmup = (raw.get("optim") or {}).get("warmup_iters") or 0
+    if warmup:
+        found["optim.warmup_iters"] = warmup
+    if method.get("threshold_search") and method.get("search_images"):
+        batch = (raw.get("data") or {}).get("batch_size") or 1
+        found["threshold queue wraps"] = found.get("cls_only", 0) + math.ceil(method["search_images"] / batch)
+    return found
+
+
+def check_schedule(raw: dict, steps: int, name: str) -> dict[str, int]:
+    """The phase boundaries of ``raw`` at ``steps`` steps; an error naming every one the schedule misses (a
+    boundary at step 0 has no step before it, one at or after ``steps`` none after it)."""
+    boundaries = phase_boundaries(raw, steps)
+    missed = {k: b for k, b in boundaries.items() if not 0 < b < steps}
+    if missed:
+        raise CertifyError(f"{name}: a schedule of {steps} steps misses the phase boundaries "
+                           f"{', '.join(f'{k} (step {b})' for k, b in missed.items())}; every boundary must fall "
+                           f"strictly inside the schedule: choose more steps (--steps)")
+    return boundaries
+
+
+def shortest_schedule(raw: dict, at_least: int = DEFAULT_STEPS, at_most: int = 100_000) -> int:
+    """The fewest steps, at least ``at_least``, whose schedule crosses every phase boundary of ``raw``."""
+    for steps in range(at_least, at_most):
+        if all(0 < b < steps for b in phase_boundaries(raw, steps).values()):
+            return steps
+    raise CertifyError(f"{raw.get('name')}: no schedule of up to {at_most} steps crosses every phase boundary")
+
+
+def sweep_candidates(sweep_files, dataset: str | None = "digits") -> list[Candidate]:
+    """The distinct configurations of the sweep files' cells on ``dataset`` (None: all; seeds and split seeds set
+    aside: the same code runs for every seed), resolved by this package, in sweep order."""
+    from reprokit.configure import load_config
+    from reprokit.sweep import expand
+
+    found, seen = [], set()
+    for sweep in sweep_files:
+        for cell in expand(sweep)[1]:
+            raw = load_config(cell.config, cell.overrides).to_dict()
+            if dataset is not None and raw["data"]["dataset"] != dataset:
+                continue
+            key = json.dumps({**raw, "train": {**raw["train"], "seed": None},
+                              "data": {**raw["data"], "split_seed": None}}, sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                found.append(Candidate(raw["name"], raw))
+    return found
+
+
+def _certification_config(raw: dict, steps: int, threads: int) -> dict:
+    """``raw`` with the short schedule: every step logged, one checkpoint at the end, ``threads`` threads."""
+    train = {**raw["train"], "iters": steps, "epochs": None, "log_every": 1, "ckpt_every": steps,
+             "snapshot_every": 0, "threads": threads}
+    return {**raw, "train": train}
+
+
+_TRAIN = ("import sys, yaml; from reprokit.configure import from_dict; from reprokit.engine.train import train; "
+          "train(from_dict(yaml.safe_load(open(sys.argv[1])), sys.argv[1]), sys.argv[2])")
+
+
+def train_on(tree: Path, config_file: Path, run_dir: Path, cwd: Path) -> None:
+    """Train ``config_file`` into ``run_dir`` with the package of ``tree`` (its root, holding ``reprokit/``),
+    relative paths of the configuration (data, pretrained weights) read from ``cwd``, as a user's run reads them.
+    ``-P`` keeps ``cwd`` off the import path, so the package imported is ``tree``'s."""
+    env = {**os.environ, "PYTHONPATH": str(tree), "REPROKIT_PROGRESS": "0"}
+    done = subprocess.run([sys.executable, "-P", "-c", _TRAIN, str(config_file), str(run_dir)], cwd=cwd,
+                          env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise CertifyError(f"training {config_file} with the code of {tree} failed:\n{done.stderr[-2000:]}")
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b and type(a) is type(b)
+
+
+def first_difference(old_run: Path, new_run: Path) -> str | None:
+    """Where two runs of one configuration first differ: a logged value (step and key), a tensor of the final
+    method state, or an entry of the evaluation; None when they are bit-identical."""
+    import torch
+
+    old_log, new_log = ([json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
+                        for run in (old_run, new_run))
+    for old, new in zip(old_log, new_log):
+        for key in sorted((set(old) | set(new)) - set(TIMING_METRICS)):
+            if not _same(old.get(key), new.get(key)):
+                return f"step {old.get('step')}: {key} {old.get(key)!r} (old) != {new.get(key)!r} (new)"
+    if len(old_log) != len(new_log):
+        return f"metrics.jsonl: {len(old_log)} logged steps (old) != {len(new_log)} (new)"
+    old_state, new_state = (torch.load(run / "checkpoint.pt", weights_only=True)["method"] for run in (old_run, new_run))
+    if set(old_state) != set(new_state):
+        return f"final state: tensors {sorted(set(old_state) ^ set(new_state))[:5]} are in one run only"
+    for key in sorted(old_state):
+        a, b = old_state[key], new_state[key]
+        if a.dtype != b.dtype or a.shape != b.shape or not torch.equal(a, b):
+            return f"final state: {key} differs"
+    old_eval, new_eval = (json.loads((run / "eval.json").read_text()) for run in (old_run, new_run))
+    for key in sorted(set(old_eval) | set(new_eval)):
+        if json.dumps(old_eval.get(key)) != json.dumps(new_eval.get(key)):
+            return f"eval.json: {key} {old_eval.get(key)!r:.200} (old) != {new_eval.get(key)!r:.200} (new)"
+    return None
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+    if done.returncode:
+        raise CertifyError(f"git {' '.join(args)} in {repo}: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def certify(old: str, new: str | None, candidates: list[Candidate], *, steps: int | None = None,
+            threads: int = 1, jobs: int = 2, repo: Path | None = None, out: Path | None = None,
+            log=print) -> dict:
+    """Train every candidate whose code version differs between commit ``old`` and ``new`` (None: the working
+    tree) on both codes and compare them (:func:`first_difference`). ``steps`` None takes each configuration's
+    shortest schedule of at least ``DEFAULT_STEPS`` steps that crosses all its phase boundaries; a given ``steps``
+    that misses one is refused before anything trains. Returns the report; when every run agrees, also writes the
+    certificate into ``out`` (default ``docs/certificates`` of ``repo``) and names it under ``certificate``."""
+    from reprokit.origin import machine_description
+
+    repo = Path(repo or codeversion.PACKAGE_DIR.parent)
+    old_sha = _git(repo, "rev-parse", "--verify", f"{old}^{{commit}}")
+    new_sha = _git(repo, "rev-parse", "--verify", f"{new}^{{commit}}") if new else _git(repo, "rev-parse", "HEAD")
+    new_dirty = new is None and bool(_git(repo, "status", "--porcelain", "--untracked-files=no", "--", "reprokit"))
+    old_files = codeversion.commit_files(old_sha, repo / "reprokit")
+    new_files = codeversion.commit_files(new_sha, repo / "reprokit") if new else codeversion.tree_files(repo / "reprokit")
+    plan = []
+    for cand in candidates:
+        before = codeversion.digest_of(old_files, cand.method, cand.dataset)
+        after = codeversion.digest_of(new_files, cand.method, cand.dataset)
+        if before != after:
+            n = steps if steps is not None else shortest_schedule(cand.raw)
+            plan.append((cand, n, check_schedule(cand.raw, n, cand.name), before, after))
+    log(f"certify {old_sha[:7]} -> {new_sha[:7] if new else 'working tree'}: {len(plan)} of {len(candidates)} "
+        f"configurations run changed code")
+    report = {"old_commit": old_sha, "new_commit": new_sha, "new_dirty": new_dirty, "configs": [], "identical": True}
+    with tempfile.TemporaryDirectory(prefix="certify-") as tmp:
+        tmp = Path(tmp)
+        _git(repo, "worktree", "add", "--detach", "-q", str(tmp / "old"), old_sha)
+        try:
+            if new:
+                _git(repo, "worktree", "add", "--detach", "-q", str(tmp / "new"), new_sha)
+            trees = {"old": tmp / "old", "new": tmp / "new" if new else repo}
+            for i, (cand, n, boundaries, before, after) in enumerate(plan):
+                cell = tmp / f"{i:03d}-{cand.name}"
+                cell.mkdir()
+                config_file = cell / "config.yaml"
+                config_file.write_text(yaml.safe_dump(_certification_config(cand.raw, n, threads), sort_keys=False))
+                with ThreadPoolExecutor(max_workers=jobs) as pool:
+                    list(pool.map(lambda side: train_on(trees[side], config_file, cell / side, repo), ("old", "new")))
+                difference = first_difference(cell / "old", cell / "new")
+                logged = sum(1 for line in (cell / "new" / "metrics.jsonl").read_text().splitlines() if line)
+                report["configs"].append({"name": cand.name, "method": cand.method, "dataset": cand.dataset,
+                                          "steps": n, "boundaries": boundaries, "logged_steps": logged,
+                                          "old": before, "new": after, "difference": difference})
+                log(f"  {cand.name} ({cand.method}, {n} steps): "
+                    + ("bit-identical" if difference is None else f"DIFFERENT at {difference}"))
+                if difference is not None:
+                    report["identical"] = False
+                    break
+        finally:
+            for side in ("old", "new"):
+                if (tmp / side).exists():
+                    _git(repo, "worktree", "remove", "--force", str(tmp / side))
+    if report["identical"] and plan:
+        report["certificate"] = str(_write_certificate(report, old_files, out or codeversion.certificate_dir(
+            repo / "reprokit"), machine_description()))
+    return report
+
+
+def _write_certificate(report: dict, old_files: dict, out: Path, machine: dict) -> Path:
+    """The certificate: per method and data set compared, the old digest (and the old commit's scheme-1 digest,
+    so that records written before scheme 2 from a tree with uncommitted changes compare too) and the new one."""
+    versions = {}
+    for cfg in report["configs"]:
+        versions[(cfg["method"], cfg["dataset"])] = {
+            "method": cfg["method"], "dataset": cfg["dataset"], "old": cfg["old"], "new": cfg["new"],
+            "old_scheme1": codeversion.scheme1_version(old_files, cfg["method"])}
+    cert = {"scheme": codeversion.SCHEME, "old_commit": report["old_commit"], "new_commit": report["new_commit"],
+            "new_dirty": report["new_dirty"], "versions": list(versions.values()),
+            "configs": [{k: c[k] for k in ("name", "method", "dataset", "steps", "boundaries", "logged_steps")}
+                        for c in report["configs"]],
+            "machine": machine, "date": dt.date.today().isoformat()}
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{report['old_commit'][:7]}-{report['new_commit'][:7]}{'-dirty' if report['new_dirty'] else ''}.json"
+    path.write_text(json.dumps(cert, indent=1) + "\n")
+    return path
