@@ -190,7 +190,7 @@ def certify(old: str, new: str | None, candidates: list[Candidate], *, steps: in
     shortest schedule of at least ``DEFAULT_STEPS`` steps that crosses all its phase boundaries; a given ``steps``
     that misses one is refused before anything trains. Returns the report; when every run agrees, also writes the
     certificate into ``out`` (default ``docs/certificates`` of ``repo``) and names it under ``certificate``."""
-    from reprokit.origin import machine_description
+    from reprokit.machine import machine_description
 
     repo = Path(repo or codeversion.PACKAGE_DIR.parent)
     old_sha = _git(repo, "rev-parse", "--verify", f"{old}^{{commit}}")

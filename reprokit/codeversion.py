@@ -129,6 +129,11 @@ def _imported_names(rel: str, source: bytes) -> tuple[str, ...]:
     return tuple(names)
 
 
+def imports_of(rel: str, files: Files) -> set[str]:
+    """The modules of ``files`` that module ``rel`` imports (the package's own, found from its source)."""
+    return {f for name in _imported_names(rel, files[rel]) if (f := _module_file(name, files)) and f != rel}
+
+
 def _parents(rel: str, files: Files) -> list[str]:
     """The ``__init__.py`` files Python runs before the module ``rel``: those of every enclosing package."""
     parts = rel.split("/")[:-1]
@@ -165,8 +170,7 @@ def training_closure(files: Files, method: str | None = None, dataset: str | Non
         if rel in seen:
             continue
         seen.add(rel)
-        todo += _parents(rel, files)
-        todo += [f for name in _imported_names(rel, files[rel]) if (f := _module_file(name, files))]
+        todo += [*_parents(rel, files), *imports_of(rel, files)]
     return seen
 
 

@@ -25,7 +25,8 @@ import yaml
 from reprokit.configure import from_dict
 from reprokit.engine import rundir
 from reprokit.engine.checkpoint import CheckpointError, load_checkpoint
-from reprokit.origin import backbone_description, machine_description, machine_label, recorded_origin
+from reprokit.machine import machine_description
+from reprokit.origin import backbone_description, machine_label, recorded_origin
 from reprokit.records import git_commit
 
 # metric keys that measure the machine, not the computation

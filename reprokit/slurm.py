@@ -103,24 +103,27 @@ def slurm_options(block: dict | None, overrides: list[str] = (), where: str = "s
 
 
 class CellJob:
-    """The callable a SLURM job runs: one sweep cell. Checkpointable in submitit's sense: on preemption or
+    """The callable a SLURM job runs: ``run(cell, notebook)`` for one sweep cell (the sweep's executor, handed
+    in so that this module needs nothing of the sweep's). Checkpointable in submitit's sense: on preemption or
     time-out it asks to be requeued with the same call, and the training inside resumes from its checkpoint."""
 
-    def __call__(self, cell, notebook: str) -> dict:
-        from reprokit.sweep import execute
+    def __init__(self, run):
+        self.run = run
 
-        return execute(cell, notebook)
+    def __call__(self, cell, notebook: str) -> dict:
+        return self.run(cell, notebook)
 
     def checkpoint(self, cell, notebook: str):
         import submitit
 
-        return submitit.helpers.DelayedSubmission(CellJob(), cell, notebook)
+        return submitit.helpers.DelayedSubmission(CellJob(self.run), cell, notebook)
 
 
-def submit(cells: list, notebook: str, runs: Path, name: str, options: SlurmOptions, nproc: int = 1,
+def submit(cells: list, notebook: str, runs: Path, name: str, options: SlurmOptions, run, nproc: int = 1,
            cluster: str = "slurm") -> list:
-    """Submit ``cells`` as one job array; writes each cell's ``slurm-job.json`` (job id, log). ``cluster`` is
-    submitit's cluster name ("local" runs the same jobs as local processes, for tests)."""
+    """Submit ``cells`` as one job array, each job calling ``run(cell, notebook)``; writes each cell's
+    ``slurm-job.json`` (job id, log). ``cluster`` is submitit's cluster name ("local" runs the same jobs as
+    local processes, for tests)."""
     import submitit
 
     executor = submitit.AutoExecutor(folder=runs / ".slurm" / "%j", cluster=cluster)
@@ -129,7 +132,7 @@ def submit(cells: list, notebook: str, runs: Path, name: str, options: SlurmOpti
         params = {k: v for k, v in params.items() if not k.startswith("slurm_") and k != "gpus_per_node"}
     executor.update_parameters(name=f"reprokit-{name}", **params)
     with executor.batch():
-        jobs = [executor.submit(CellJob(), cell, notebook) for cell in cells]
+        jobs = [executor.submit(CellJob(run), cell, notebook) for cell in cells]
     stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     for cell, job in zip(cells, jobs):
         cell.run_dir.mkdir(parents=True, exist_ok=True)

@@ -54,14 +54,14 @@ from pathlib import Path
 import yaml
 
 from reprokit.allocator import allocator_name, with_allocator
+from reprokit.codeversion import CodeVersions
 from reprokit.config import ConfigError, apply_overrides, config_digest, read_yaml
 from reprokit.configure import load_config
-from reprokit.codeversion import CodeVersions
 from reprokit.engine.rundir import commit_label
 from reprokit.kernels import execute_logged
+from reprokit.machine import machine_description
 from reprokit.progress import SweepDisplay, run_progress
-from reprokit.origin import machine_description, run_backbone
-from reprokit.origin import CELL_RECORD
+from reprokit.origin import CELL_RECORD, run_backbone
 from reprokit.records import write_json_atomic
 from reprokit.results import REPLACED_MARK
 from reprokit.slurm import SUBMITTED, queue_states, slurm_options, submission, submit
@@ -386,7 +386,7 @@ def _local_state(cell: Cell) -> str:
 def _run_slurm(todo, settings, options, display, wait_for_jobs, poll, cluster) -> list[dict]:
     for cell in todo:  # the previous attempt's outcome must not pass for this one's
         (cell.run_dir / CELL_RECORD).unlink(missing_ok=True)
-    jobs = submit(todo, settings["notebook"], settings["runs"], settings["name"], options, settings["nproc"],
+    jobs = submit(todo, settings["notebook"], settings["runs"], settings["name"], options, execute, settings["nproc"],
                   cluster)
     display.write(f"submitted {len(jobs)} cells (jobs {jobs[0].job_id} ... {jobs[-1].job_id}); logs under "
                   f"{settings['runs'] / '.slurm'}")

@@ -162,3 +162,23 @@ def test_certificates_carry_a_version_forward_along_a_chain(package, tmp_path):
     (certs / "c.json").write_text("{not json")
     with pytest.raises(ValueError, match="c.json: not a code-version certificate"):
         CodeVersions(package, certs)
+
+
+def test_no_module_imports_itself_back():
+    """No import circle, not even one broken by an import inside a function: the layers import one way."""
+    files = codeversion.tree_files()
+    graph = {rel: codeversion.imports_of(rel, files) for rel in files}
+    done, path = set(), []
+
+    def visit(rel):
+        if rel in path:
+            pytest.fail("import circle: " + " -> ".join(path[path.index(rel):] + [rel]))
+        if rel not in done:
+            path.append(rel)
+            for other in sorted(graph[rel]):
+                visit(other)
+            path.pop()
+            done.add(rel)
+
+    for rel in sorted(graph):
+        visit(rel)

@@ -12,6 +12,7 @@ from reprokit.config import ConfigError, ModelConfig
 from reprokit.configure import from_dict, load_config
 from reprokit.data.glyphs import (CLASSES, DUPLICATES, EXCLUDED, GlyphSetSpec, build_glyph_set, render_glyph,
                                   render_masters)
+from reprokit.machine import machine_description
 from reprokit.models import pretrain
 from reprokit.models.deeplab import CheckpointKeyError, build_network
 from reprokit.origin import backbone_description, recorded_origin
@@ -89,6 +90,7 @@ def test_glyph_weights_load_into_the_backbone_and_are_cached(tiny_cache):
             "threads", "torch", "git"} <= meta.keys()
     assert meta["classes"] == list(CLASSES) and meta["images"] == {"train": 2 * len(CLASSES), "heldout": len(CLASSES)}
     assert all(len(digest) == 64 for digest in meta["fonts"].values())
+    assert meta["machine"] == machine_description()  # another processor builds other weights
 
 
 def test_processes_starting_together_build_once(tiny_cache):

@@ -7,7 +7,8 @@ import pytest
 
 from reprokit.cli import main
 from reprokit.engine.train import train
-from reprokit.origin import machine_description, machine_label
+from reprokit.machine import machine_description
+from reprokit.origin import machine_label
 from reprokit.origin import CELL_RECORD
 from reprokit.replay import ReplayError, compare_metrics, replay, verdict_line
 

@@ -8,7 +8,7 @@ import yaml
 
 from reprokit.allocator import tcmalloc_library
 from reprokit.config import ConfigError
-from reprokit.origin import machine_description
+from reprokit.machine import machine_description
 from reprokit.origin import CELL_RECORD
 from reprokit.results import archive_runs, finished_runs
 from reprokit.sweep import expand, run_sweep, status

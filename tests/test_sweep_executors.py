@@ -14,7 +14,7 @@ from reprokit.config import ConfigError
 from reprokit.progress import SweepDisplay, run_progress
 from reprokit.origin import CELL_RECORD
 from reprokit.slurm import SUBMITTED, CellJob, queue_states, slurm_options
-from reprokit.sweep import expand, in_flight, run_sweep, status, sweep_report
+from reprokit.sweep import execute, expand, in_flight, run_sweep, status, sweep_report
 from tests.test_sweep import write_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,8 +45,9 @@ def test_a_bad_slurm_block_fails_when_the_sweep_file_is_read(tmp_path, digits_ro
 
 
 def test_cell_job_requeues_itself_with_the_same_call():
-    delayed = CellJob().checkpoint("the-cell", "nb.ipynb")
+    delayed = CellJob(execute).checkpoint("the-cell", "nb.ipynb")
     assert isinstance(delayed.function, CellJob) and delayed.args == ("the-cell", "nb.ipynb")
+    assert delayed.function.run is execute
 
 
 def fake_squeue(tmp_path, monkeypatch, lines: str, rc: int = 0):

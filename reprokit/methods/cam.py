@@ -26,7 +26,8 @@ from reprokit.config import PROBABILITY, ConfigError, MethodParams, Range, range
 from reprokit.labels import IGNORE_INDEX
 from reprokit.methods.base import HeatLayer, Method, MethodEntry, StepOutput
 from reprokit.methods.semi import accuracy
-from reprokit.models.deeplab import BASIC_DEPTHS, CheckpointKeyError, ResNetBackbone, build_network
+from reprokit.models.deeplab import CheckpointKeyError, build_network, pretrained_trunk
+from reprokit.models.resnet import BASIC_DEPTHS, ResNetBackbone
 from reprokit.records import TensorFileError, load_tensors
 
 BACKBONES = ("model", "vit_b_16")
@@ -81,7 +82,7 @@ class ResNetStages(ResNetBackbone):
     earlier ``mid`` feature feeds an auxiliary CAM head."""
 
     def __init__(self, cfg):
-        super().__init__(cfg)
+        super().__init__(cfg, pretrained_trunk(cfg))
         self.mid_channels = getattr(self.layer3[-1], "conv2" if cfg.backbone in BASIC_DEPTHS else "conv3").out_channels
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -3,8 +3,8 @@
 Large configuration (the papers): ResNet-50/101, layer4 dilated (output stride 16) or layers 3-4
 (output stride 8), ASPP rates 6/12/18, 256-channel decoder at 1/4 resolution. CPU configuration (the
 embedded default): a quarter-width ResNet-18 with a narrow ASPP/decoder, from scratch or from the
-embedded glyph pretraining (``model.pretrained: glyphs``). torchvision refuses to dilate basic blocks,
-so for ResNet-18/34 the stride-to-dilation swap is done here (:func:`dilate_basic_layer`).
+embedded glyph pretraining (``model.pretrained: glyphs``). The trunk itself is built in
+:mod:`reprokit.models.resnet`, which the glyph pretraining shares.
 """
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from reprokit.config import ModelConfig
+from reprokit.models.pretrain import ensure_pretrained
+from reprokit.models.resnet import ResNetBackbone, resnet_trunk
 from reprokit.records import TensorFileError, load_tensors
 
 
@@ -56,91 +57,16 @@ class ProjectionHead(nn.Module):
         return self.net(x)
 
 
-class ResNetBackbone(nn.Module):
-    """torchvision ResNet returning (low-level 1/4 feature, high-level feature).
-
-    ``trunk`` lets the glyph pretraining wrap a trunk it trains and saves; by default the trunk is
-    built from ``cfg`` with its pretrained weights loaded."""
-
-    def __init__(self, cfg: ModelConfig, trunk: nn.Module | None = None):
-        super().__init__()
-        net = trunk if trunk is not None else resnet_trunk(cfg, load=True)
-        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool if cfg.stem_maxpool else nn.Identity())
-        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
-        last_conv = "conv2" if cfg.backbone in BASIC_DEPTHS else "conv3"
-        self.low_channels = getattr(net.layer1[-1], last_conv).out_channels
-        self.high_channels = getattr(net.layer4[-1], last_conv).out_channels
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        low = self.layer1(self.stem(x))
-        return low, self.layer4(self.layer3(self.layer2(low)))
-
-
-def resnet_trunk(cfg: ModelConfig, load: bool) -> nn.Module:
-    """The ResNet with torchvision's module names (conv1, bn1, layer1..layer4), ``cfg.width`` channels
-    and its last stages dilated for ``cfg.output_stride``; with ``load``, holding ``cfg.pretrained``.
-
-    The segmentation backbone and the glyph pretraining both build their trunk here, so pretrained
-    weights always fit the network they initialise (same widths, same dilations).
-    """
-    deep = cfg.backbone not in BASIC_DEPTHS
-    source = cfg.pretrained if load else None
-    if cfg.width != 64:
-        net = narrow_resnet(cfg.backbone, cfg.width)
-    else:
-        kwargs = {"replace_stride_with_dilation": [False, cfg.output_stride == 8, True]} if deep else {}
-        net = getattr(torchvision.models, cfg.backbone)(weights="DEFAULT" if source == "imagenet" else None, **kwargs)
-    if not deep:
-        dilate_basic_layer(net.layer4, 2)
-        if cfg.output_stride == 8:
-            dilate_basic_layer(net.layer3, 2)
-            dilate_basic_layer(net.layer4, 4)
+def pretrained_trunk(cfg: ModelConfig) -> nn.Module:
+    """The configured ResNet trunk (:func:`reprokit.models.resnet.resnet_trunk`) holding ``cfg.pretrained``:
+    torchvision's ImageNet weights, the glyph pretraining (built on first use, then cached) or a weights file."""
+    source = cfg.pretrained
+    net = resnet_trunk(cfg, imagenet=source == "imagenet")
     if source == "glyphs":
-        # built on first use (pretrain.py imports this module, hence the late import), then cached
-        from reprokit.models.pretrain import ensure_pretrained
-
         load_pretrained(net, str(ensure_pretrained(cfg)))
     elif source not in (None, "imagenet"):
         load_pretrained(net, source)
     return net
-
-
-BASIC_DEPTHS = {"resnet18": [2, 2, 2, 2], "resnet34": [3, 4, 6, 3]}
-
-
-def narrow_resnet(name: str, width: int) -> nn.Module:
-    """ResNet-18/34 with ``width`` channels in the first stage instead of 64 (then 2x, 4x, 8x).
-
-    torchvision fixes the widths, but the embedded default trains on a CPU, where a narrow network is much
-    cheaper (docs/measurements.md) and still large enough for digit scenes. The
-    attribute names match torchvision's so the rest of the backbone code is shared.
-    """
-    from torchvision.models.resnet import BasicBlock
-
-    net = nn.Module()
-    net.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
-    net.bn1, net.relu, net.maxpool = nn.BatchNorm2d(width), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)
-    inplanes = width
-    for stage, blocks in enumerate(BASIC_DEPTHS[name]):
-        planes, stride = width * 2 ** stage, 1 if stage == 0 else 2
-        layer = []
-        for i in range(blocks):
-            down = None
-            if i == 0 and (stride != 1 or inplanes != planes):
-                down = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
-            layer.append(BasicBlock(inplanes, planes, stride if i == 0 else 1, down))
-            inplanes = planes
-        setattr(net, f"layer{stage + 1}", nn.Sequential(*layer))
-    return net
-
-
-def dilate_basic_layer(layer: nn.Sequential, dilation: int) -> None:
-    """Turn a strided stage of basic blocks into a dilated one (same weights, stride 1)."""
-    for block in layer:
-        for conv in (block.conv1, block.conv2):
-            conv.stride, conv.dilation, conv.padding = (1, 1), (dilation, dilation), (dilation, dilation)
-        if block.downsample is not None:
-            block.downsample[0].stride = (1, 1)
 
 
 def load_pretrained(net: nn.Module, path: str) -> None:
@@ -177,7 +103,7 @@ class DeepLabV3Plus(nn.Module):
 
     def __init__(self, cfg: ModelConfig, num_classes: int):
         super().__init__()
-        self.backbone = ResNetBackbone(cfg)
+        self.backbone = ResNetBackbone(cfg, pretrained_trunk(cfg))
         self.aspp = ASPP(self.backbone.high_channels, cfg.aspp_channels, cfg.aspp_rates)
         self.reduce = conv_bn_relu(self.backbone.low_channels, cfg.low_level_channels, 1)
         self.fuse = nn.Sequential(conv_bn_relu(cfg.aspp_channels + cfg.low_level_channels, cfg.decoder_channels),

@@ -2,7 +2,7 @@
 
 torchvision has ImageNet weights only for full-width ResNets, so the narrow CPU backbone of the
 embedded default starts from scratch. This module is its stand-in for ImageNet initialisation: the
-trunk, built by :func:`reprokit.models.deeplab.resnet_trunk` exactly as the backbone builds it, is
+trunk, built by :func:`reprokit.models.resnet.resnet_trunk` exactly as the backbone builds it, is
 trained as an image classifier (global average pooling + one linear layer) on the glyph set
 (:mod:`reprokit.data.glyphs`: letters and symbols on the digit scenes' backgrounds, no digit and no
 digit look-alike), so it learns strokes and figure/ground but not the answer.
@@ -31,8 +31,9 @@ from tqdm.auto import tqdm
 
 from reprokit.config import DataConfig, ModelConfig
 from reprokit.data.glyphs import CLASSES, GlyphSet, GlyphSetSpec, build_glyph_set, describe
+from reprokit.machine import machine_description
 from reprokit.records import git_commit, write_atomic, write_json_atomic
-from reprokit.models.deeplab import ResNetBackbone, resnet_trunk
+from reprokit.models.resnet import ResNetBackbone, resnet_trunk
 
 RECIPE_VERSION = 1  # bump whenever the training code changes what the weights are
 KEY_FIELDS = ("backbone", "width", "output_stride", "stem_maxpool")  # the ModelConfig fields the trunk depends on
@@ -120,7 +121,7 @@ def train_trunk(model_cfg: ModelConfig, recipe: PretrainRecipe, progress: bool =
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
         glyphs = build_glyph_set(recipe.glyphs, progress)
-        trunk = resnet_trunk(dataclasses.replace(model_cfg, pretrained=None), load=False)
+        trunk = resnet_trunk(dataclasses.replace(model_cfg, pretrained=None))
         net = GlyphClassifier(model_cfg, trunk, len(CLASSES))
         decay = [p for p in net.parameters() if p.dim() > 1]  # no weight decay on BN and biases
         rest = [p for p in net.parameters() if p.dim() <= 1]
@@ -167,6 +168,7 @@ def _build(path: Path, model_cfg: ModelConfig, recipe: PretrainRecipe, progress:
         "final_loss": metrics["final_loss"],
         "wall_seconds": metrics["seconds"],
         "threads": torch.get_num_threads(),
+        "machine": machine_description(),  # another processor builds other weights from the same recipe
         "torch": torch.__version__,
         "git": git_commit(),
     })
