@@ -16,7 +16,7 @@ from reprokit.data import cityscapes, voc
 from reprokit.data.errors import DataError, ImageError, LabelError, MaskError, SizeError
 from reprokit.data.images import header_size, open_whole
 from reprokit.data.splits import Sample
-from reprokit.labels import IGNORE_INDEX
+from reprokit.labels import check_label_values
 
 
 @contextmanager
@@ -35,24 +35,12 @@ def has_mask(sample: Sample) -> bool:
     return sample.mask is not None and sample.mask.is_file()
 
 
-def check_label_values(mask: np.ndarray, path: Path, num_classes: int) -> None:
-    """Every value must be a class id 0..num_classes-1 or 255 (ignore): a stray value would crash the loss,
-    vanish from the confusion matrix, or enter pseudo-label diagnostics unnoticed."""
-    bad = (mask >= num_classes) & (mask != IGNORE_INDEX)
-    if bad.any():
-        y, x = (int(v) for v in np.argwhere(bad)[0])
-        values = np.unique(mask[bad]).tolist()
-        raise LabelError(f"{path}: label value {mask[y, x]} at row {y}, column {x} is neither a class id "
-                         f"0..{num_classes - 1} (data.num_classes = {num_classes}) nor 255 (ignore); "
-                         f"values out of range in this mask: {values[:8]}")
-
-
 def read_label(path: Path, dataset: str, num_classes: int) -> np.ndarray:
     """A mask as train ids (Cityscapes label ids are mapped), with its values checked."""
     mask = voc.read_mask(path)
     if dataset == "cityscapes" and cityscapes.mask_needs_mapping(path):
         mask = cityscapes.to_train_ids(mask)
-    check_label_values(mask, path, num_classes)
+    check_label_values(mask, num_classes, str(path), LabelError)
     return mask
 
 

@@ -14,6 +14,7 @@ import torch
 from reprokit.config import SPARSE_KINDS, DataConfig
 from reprokit.data.errors import WeakLabelError
 from reprokit.data.splits import Sample
+from reprokit.labels import classes_present
 from reprokit.data.weak_labels import (image_labels, read_image_label_list, read_sparse_label, weak_label_path,
                                        write_simulated_labels)
 
@@ -32,14 +33,6 @@ def weak_root(cfg: DataConfig) -> Path:
     """The folder whose point/, scribble/ or <N>clicks/ folders hold the weak labels: the data root for a data
     set's own files, ``<root>/simulated/seed<seed>`` for simulated ones (same layout, same reader)."""
     return Path(cfg.root) / "simulated" / f"seed{weak_seed(cfg)}" if simulated(cfg) else Path(cfg.root)
-
-
-def classes_present(label: np.ndarray, num_classes: int) -> torch.Tensor:
-    """Bool [C]: the class ids that occur in a label map (unlabeled C and padding 255 are no class)."""
-    present = torch.zeros(num_classes, dtype=torch.bool)
-    values = np.unique(label)
-    present[torch.from_numpy(values[values < num_classes].astype(np.int64))] = True
-    return present
 
 
 class WeakLabels:

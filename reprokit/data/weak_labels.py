@@ -36,7 +36,7 @@ from reprokit.config import SPARSE_KINDS
 from reprokit.data.errors import DataError, DataRootError, LabelError, MaskError, SplitError
 from reprokit.data.images import open_whole
 from reprokit.data.palette import voc_palette
-from reprokit.labels import IGNORE_INDEX
+from reprokit.labels import IGNORE_INDEX, check_label_values, classes_present
 from reprokit.records import write_atomic, write_json_atomic
 
 #: Background points per image. One point per object is the foreground protocol; without background points a
@@ -74,11 +74,7 @@ def _dense(mask, num_classes: int, what: str = "mask") -> np.ndarray:
     if m.ndim != 2:
         raise ValueError(f"{what}: expected an HxW array of class ids, got shape {m.shape}")
     m = m.astype(np.int64)
-    bad = (m < 0) | ((m >= num_classes) & (m != IGNORE_INDEX))
-    if bad.any():
-        y, x = (int(v) for v in np.argwhere(bad)[0])
-        raise LabelError(f"{what}: value {m[y, x]} at row {y}, column {x} is neither a class id 0..{num_classes - 1} "
-                         f"(num_classes = {num_classes}) nor 255 (ignore)")
+    check_label_values(m, num_classes, what, LabelError)
     return m
 
 
@@ -93,11 +89,7 @@ def sample_seed(seed: int, sample_id: str) -> int:
 def image_labels(mask, num_classes: int) -> torch.Tensor:
     """The classes present in a dense mask (255 excluded), as a BoolTensor[C]."""
     num_classes = _check_num_classes(num_classes)
-    m = _dense(mask, num_classes)
-    present = np.unique(m[m != IGNORE_INDEX])
-    out = torch.zeros(num_classes, dtype=torch.bool)
-    out[torch.from_numpy(present)] = True
-    return out
+    return classes_present(_dense(mask, num_classes), num_classes)
 
 
 # ------------------------------------------------------------------------------------- geometry helpers
@@ -338,13 +330,7 @@ def read_sparse_label(path, num_classes: int) -> tuple[np.ndarray, int | None]:
         raise MaskError(f"{path}: sparse label stored as {img.mode!r}; expected a palette ('P') or grayscale ('L') "
                         f"PNG of class indices")
     label = np.array(img, dtype=np.uint8)
-    bad = (label > num_classes) & (label != IGNORE_INDEX)
-    if bad.any():
-        y, x = (int(v) for v in np.argwhere(bad)[0])
-        values = np.unique(label[bad]).tolist()
-        raise LabelError(f"{path}: value {label[y, x]} at row {y}, column {x} is neither a class id "
-                         f"0..{num_classes - 1}, {num_classes} (unlabeled, = num_classes) nor 255 (unlabeled in "
-                         f"some releases); values out of range in this file: {values[:8]}; check data.num_classes")
+    check_label_values(label, num_classes, str(path), LabelError, unlabeled=True)
     if (label == num_classes).any():
         return label, num_classes
     if (label == IGNORE_INDEX).any():

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from reprokit import metrics
 from reprokit.config import EvalConfig
 from reprokit.engine.distributed import DistInfo, all_reduce_sum
+from reprokit.labels import classes_present
 
 
 def sliding_window_probs(net: nn.Module, image: torch.Tensor, crop: int, stride: int, num_classes: int
@@ -99,8 +100,7 @@ def protocol_file(cfg: EvalConfig) -> str:
 
 def true_classes(mask: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Bool [B, C]: the classes in each image's mask, background (0) always included (the masked protocol)."""
-    onehot = F.one_hot(mask.clamp(max=num_classes).flatten(1), num_classes + 1)[..., :num_classes]
-    present = onehot.amax(1).bool()
+    present = classes_present(mask, num_classes)
     present[:, 0] = True
     return present
 
