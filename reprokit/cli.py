@@ -76,7 +76,7 @@ def _pretrain(args) -> int:
     import torch
 
     from reprokit.configure import load_config
-    from reprokit.models.pretrain import ensure_pretrained, weights_path
+    from reprokit.models.pretrain import ensure_pretrained
     from reprokit.engine.loop import show_progress
     from reprokit.origin import backbone_description
 

@@ -62,6 +62,14 @@ def ranged(allowed: Range, default: Any = None, factory: Any = None) -> Any:
     return field(default=default, metadata={"range": allowed})
 
 
+def chosen(allowed: tuple, default: Any = None, factory: Any = None) -> Any:
+    """A dataclass field whose value (or each element of a list) must be one of ``allowed``: checked when a
+    config is loaded, so a misspelt choice fails before any data is prepared."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"choices": tuple(allowed)})
+    return field(default=default, metadata={"choices": tuple(allowed)})
+
+
 @dataclass
 class StrongViewConfig:
     """Photometric part of the strong view (applied before CutMix). Each op fires with its probability;
@@ -194,6 +202,10 @@ class MethodParams:
 
     name: str = "supervised"
 
+    def check(self) -> None:
+        """Checks that relate several fields, run when the config is loaded (one field's range or choices
+        are declared on the field itself); a method's parameters extend it."""
+
 
 @dataclass
 class Config:
@@ -278,9 +290,21 @@ def _build(cls: type, raw: dict, prefix: str) -> Any:
         if dataclasses.is_dataclass(hint):
             kwargs[name] = _build(hint, value, f"{prefix}{name}.")
         else:
-            kwargs[name] = _check_range(_check_type(value, hint, prefix + name), fields[name].metadata.get("range"),
-                                        prefix + name)
+            value = _check_range(_check_type(value, hint, prefix + name), fields[name].metadata.get("range"),
+                                 prefix + name)
+            kwargs[name] = _check_choice(value, fields[name].metadata.get("choices"), prefix + name)
     return cls(**kwargs)
+
+
+def _check_choice(value: Any, allowed: Optional[tuple], key: str) -> Any:
+    """Return ``value`` if it (each element, for a list) is one of ``allowed``; else raise naming ``key``."""
+    if allowed is None or value is None:
+        return value
+    for v in value if isinstance(value, list) else [value]:
+        if v not in allowed:
+            raise ConfigError(f"config key '{key}': expected {'each to be ' if isinstance(value, list) else ''}"
+                              f"one of {list(allowed)}, got {value!r}")
+    return value
 
 
 def _check_range(value: Any, allowed: Optional[Range], key: str) -> Any:

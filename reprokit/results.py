@@ -31,7 +31,8 @@ def load_run(run_dir: str | Path, versions: CodeVersions | None = None) -> dict:
         "labeled_fraction": cfg["data"].get("labeled_fraction"), "labeled_count": meta.get("labeled_count"),
         "split_family": meta.get("split_family"), "config_hash": meta.get("config_hash"),
         "git_commit": (meta.get("git") or {}).get("commit"), "git_dirty": (meta.get("git") or {}).get("dirty"),
-        "code_version": version and version[1], "code_scheme": version and version[0], "machine": machine_label(recorded_origin(run_dir).get("machine")),
+        "code_version": version and version[1], "code_scheme": version and version[0],
+        "machine": machine_label(recorded_origin(run_dir).get("machine")),
         "status": meta.get("status"), "miou": ev["miou"],
     }
     if versions is not None:

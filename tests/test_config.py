@@ -171,3 +171,37 @@ def test_config_does_not_import_the_methods_and_method_params_are_typed(tmp_path
     (tmp_path / "c.yaml").write_text("method: {name: stpg, tau: 0.3}\ntrain: {iters: 5}\n")
     cfg = load_config(tmp_path / "c.yaml")
     assert isinstance(cfg.method, STPGParams) and cfg.method.tau == 0.3 and cfg.to_dict()["method"]["tau"] == 0.3
+
+
+# settings whose text is not a choice: the method's name (its own check), weights files, lists of numbers
+FREE_TEXT = {"name", "vit_weights", "pseudo_scales", "cutmix_area"}
+
+
+def test_every_method_choice_is_checked_when_the_config_is_loaded():
+    """A misspelt choice of any method fails at load, naming the key, before data or networks exist; and every
+    text setting of a method is either a declared choice or listed here as free text."""
+    from reprokit.methods import registry
+
+    for name, entry in registry().items():
+        hints = typing.get_type_hints(entry.cls.Params)
+        for field in dataclasses.fields(entry.cls.Params):
+            if "choices" in field.metadata:
+                bad = ["typo"] if hints[field.name] is list else "typo"
+                with pytest.raises(ConfigError, match=rf"config key 'method.{field.name}': expected .*one of "
+                                                      rf"\[.*\], got {re.escape(repr(bad))}"):
+                    from_dict({"method": {"name": name, field.name: bad}, "train": {"iters": 1}})
+                default = field.default_factory() if field.default_factory is not dataclasses.MISSING \
+                    else field.default
+                assert all(v in field.metadata["choices"] for v in (default if isinstance(default, list) else [default]))
+            elif hints[field.name] in (str, typing.Optional[str], list):
+                assert field.name in FREE_TEXT, f"{name}: method.{field.name} is text: declare its choices (chosen)"
+
+
+def test_settings_across_fields_are_checked_when_the_config_is_loaded():
+    with pytest.raises(ConfigError, match="'pro' needs method.dual_teacher"):
+        from_dict({"method": {"name": "stpg", "bank_teacher": "pro", "dual_teacher": False}, "train": {"iters": 1}})
+    with pytest.raises(ConfigError, match="non-empty subset"):
+        from_dict({"method": {"name": "stpg", "pixel_selection": []}, "train": {"iters": 1}})
+    with pytest.raises(ConfigError, match="every loss term"):
+        from_dict({"method": {"name": "agmm", "seg": False, "gmm": False, "proto": False, "cls": False},
+                   "train": {"iters": 1}})

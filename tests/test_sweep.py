@@ -144,8 +144,9 @@ def test_stale_cells_are_reported_and_rerun_on_request(tmp_path, digits_root, mo
     monkeypatch.setattr("reprokit.codeversion.CodeVersions.today", lambda self, scheme, method, dataset: "v-now")
     path = write_sweep(tmp_path, digits_root, [{"seeds": [0, 1]}])
     _, (current, old) = expand(path)
-    finished_cell(current, {"code_version": "v-now", "code_version_scheme": 2, "git": {"commit": "a" * 40, "dirty": False}})
-    finished_cell(old, {"code_version": "older", "code_version_scheme": 2, "git": {"commit": "b" * 40, "dirty": False}})
+    for cell, version, commit in ((current, "v-now", "a"), (old, "older", "b")):
+        finished_cell(cell, {"code_version": version, "code_version_scheme": 2,
+                             "git": {"commit": commit * 40, "dirty": False}})
     assert (status(current), status(old)) == ("done", "stale")
 
     logs = []

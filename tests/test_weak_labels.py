@@ -176,7 +176,8 @@ def test_read_sparse_label_with_both_values_and_with_none(tmp_path):
 
 def test_read_sparse_label_refuses_bad_files(tmp_path):
     bad = _png(tmp_path / "bad_values.png", [[0, 7], [C, 1]], "P")
-    with pytest.raises(LabelError, match=r"bad_values.png: label value 7 at row 0, column 1 is neither a class id 0..3, 4"):
+    with pytest.raises(LabelError, match=r"bad_values.png: label value 7 at row 0, column 1 is neither a class id "
+                                         r"0..3, 4"):
         wl.read_sparse_label(bad, C)
     Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "rgb.png")
     with pytest.raises(MaskError, match=r"rgb.png: sparse label stored as 'RGB'; expected a palette"):

@@ -184,7 +184,7 @@ class TrainingLoop:
         """Train up to step ``stop`` of the full schedule (the learning rate and every ramp still follow
         ``self.total``), then evaluate if asked; ``reprokit replay`` stops early to check that the current code
         retraces a recorded run step for step."""
-        cfg, dist, main = self.cfg, self.dist, self.dist.is_main
+        dist, main = self.dist, self.dist.is_main
         if main:
             self.record.started(self.start_step, self.splits, {
                 "total_steps": self.total, "world_size": dist.world_size, "device": str(dist.device)})

@@ -44,7 +44,9 @@ def method_params(raw: dict):
         raise ConfigError(f"config key 'method': expected a mapping, got {raw!r}")
     if "name" not in raw:
         raise ConfigError("config key 'method.name' is missing")
-    return dataclass_from_mapping(method_class(raw["name"]).Params, raw, "method.")
+    params = dataclass_from_mapping(method_class(raw["name"]).Params, raw, "method.")
+    params.check()
+    return params
 
 
 def build_method(cfg, num_classes: int):

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from reprokit.config import NON_NEGATIVE, ConfigError, MethodParams, ranged
+from reprokit.config import NON_NEGATIVE, ConfigError, MethodParams, chosen, ranged
 from reprokit.labels import IGNORE_INDEX
 from reprokit.methods.base import CategoryLayer, HeatLayer, LabelLayer, Method, MethodEntry, StepOutput
 from reprokit.methods.losses import weighted_ce
@@ -179,7 +179,12 @@ class AGMMParams(MethodParams):
     gmm_weight: float = ranged(NON_NEGATIVE, 1.0)
     proto_weight: float = ranged(NON_NEGATIVE, 1.0)
     cls_weight: float = ranged(NON_NEGATIVE, 1.0)
-    class_vector: str = "mean"  # L_proto's batch-level class vector: mean (paper) | sum (released code)
+    # L_proto's batch-level class vector: mean (paper) | sum (released code)
+    class_vector: str = chosen(CLASS_VECTORS, "mean")
+
+    def check(self) -> None:
+        if not (self.seg or self.gmm or self.proto or self.cls):
+            raise ConfigError("method agmm: every loss term is switched off (method.seg, gmm, proto, cls)")
 
 
 class AGMM(Method):
@@ -193,11 +198,6 @@ class AGMM(Method):
 
     def __init__(self, cfg, params, num_classes):
         super().__init__(cfg, params, num_classes)
-        if params.class_vector not in CLASS_VECTORS:
-            raise ConfigError(f"config key 'method.class_vector': expected one of {list(CLASS_VECTORS)}, "
-                              f"got {params.class_vector!r}")
-        if not (params.seg or params.gmm or params.proto or params.cls):
-            raise ConfigError("method agmm: every loss term is switched off (method.seg, gmm, proto, cls)")
         self.net = build_network(cfg.model, num_classes)
 
     @property

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from reprokit.config import PROBABILITY, ConfigError, MethodParams, Range, ranged
+from reprokit.config import PROBABILITY, ConfigError, MethodParams, Range, chosen, ranged
 from reprokit.labels import IGNORE_INDEX
 from reprokit.methods.base import HeatLayer, Method, MethodEntry, StepOutput
 from reprokit.methods.semi import accuracy
@@ -220,26 +220,16 @@ class ThresholdedCAM(nn.Module):
 
 
 # --- the CAM baseline ---------------------------------------------------------------------------------------
-def check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"config key 'method.{key}': expected one of {list(allowed)}, got {value!r}")
-
-
 @dataclass
 class WeakParams(MethodParams):
     """Settings every CAM-based method shares: backbone, pooling and which class labels it learns."""
 
     # model: the ResNet of the model config (the digits default); vit_b_16: torchvision's ViT-B/16 (paper scale)
-    backbone: str = "model"
+    backbone: str = chosen(BACKBONES, "model")
     vit_weights: Optional[str] = None  # torchvision ViT-B/16 state dict file; None = random initialisation
     vit_aux_layer: int = ranged(Range(-12, 11), -3)  # ViT block feeding the auxiliary CAM head (CoSA code: -3)
-    pool: str = "max"  # image logits from the globally max- (CoSA code) or average-pooled (classic CAM) feature
-    labels_from: str = "image"  # image: classes of the uncropped image (CoSA code); crop: of the crop
-
-    def check(self) -> None:
-        check_choice("backbone", self.backbone, BACKBONES)
-        check_choice("pool", self.pool, POOLS)
-        check_choice("labels_from", self.labels_from, LABEL_SOURCES)
+    pool: str = chosen(POOLS, "max")  # image logits from the globally max- (CoSA code) or average-pooled (classic CAM) feature
+    labels_from: str = chosen(LABEL_SOURCES, "image")  # image: classes of the uncropped image (CoSA code); crop: of the crop
 
 
 @dataclass
@@ -251,17 +241,16 @@ class CAMParams(WeakParams):
     # background where <= low, 255 between; None: ``threshold`` (one threshold, no band)
     low: Optional[float] = ranged(PROBABILITY, None)
     high: Optional[float] = ranged(PROBABILITY, None)
-    eval_net: str = "segmentation"  # network evaluated: segmentation (stage 2) | cam (stage 1's thresholded CAMs)
-    eval_classes: str = "predicted"  # eval_net cam: classes a val image's CAM may take: predicted | all
+    # network evaluated: segmentation (stage 2) | cam (stage 1's thresholded CAMs)
+    eval_net: str = chosen(CAM_EVAL_NETS, "segmentation")
+    # eval_net cam: classes a val image's CAM may take: predicted | all
+    eval_classes: str = chosen(EVAL_CLASSES, "predicted")
 
     def band(self) -> tuple[float, float]:
         """(low, high) of the pseudo-masks, each ``threshold`` unless set."""
         return (self.threshold if self.low is None else self.low, self.threshold if self.high is None else self.high)
 
     def check(self) -> None:
-        super().check()
-        check_choice("eval_classes", self.eval_classes, EVAL_CLASSES)
-        check_choice("eval_net", self.eval_net, CAM_EVAL_NETS)
         low, high = self.band()
         if low > high:
             raise ConfigError(f"config keys 'method.low' and 'method.high' (unset: method.threshold): expected "
@@ -291,7 +280,6 @@ class CAMBaseline(Method):
 
     def __init__(self, cfg, params, num_classes):
         super().__init__(cfg, params, num_classes)
-        params.check()
         self.net = CAMNetwork(cfg.model, params, num_classes)
         self.seg_net = build_network(cfg.model, num_classes)
 

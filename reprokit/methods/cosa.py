@@ -26,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reprokit.config import COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, ConfigError, ranged
+from reprokit.config import COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, ConfigError, chosen, ranged
 from reprokit.labels import IGNORE_INDEX
 from reprokit.methods.base import CategoryLayer, HeatLayer, LabelLayer, Method, MethodEntry, StepOutput
-from reprokit.methods.cam import (CAMHead, WeakParams, build_backbone, cam_pseudo_labels, check_choice, class_labels,
+from reprokit.methods.cam import (CAMHead, WeakParams, build_backbone, cam_pseudo_labels, class_labels,
                                   image_classification_loss, normalise_cams)
 from reprokit.methods.semi import accuracy, ema_copy
 from reprokit.models.deeplab import ASPP, conv_bn_relu
@@ -272,11 +272,13 @@ class CoSAParams(WeakParams):
     """Defaults: the paper's description; the released code's choices are noted (docs/cosa.md)."""
 
     name: str = "cosa"
-    decoder: str = "deeplabv3plus"  # reprokit's segmentation head; largefov: the released code's
+    decoder: str = chosen(DECODERS, "deeplabv3plus")  # reprokit's segmentation head; largefov: the released code's
     ema_momentum: float = ranged(PROBABILITY, 0.9994)  # AN = EMA of the ON
     ema_warmup: bool = False  # min(ema_momentum, 1 - 1 / (t + 1)) at step t (not in the paper or code)
-    assignment_init: str = "copy"  # copy: AN starts as the ON; independent: its own random heads (code)
-    eval_net: str = "online"  # network evaluated: online | assignment (the code keeps whichever is best on val)
+    # copy: AN starts as the ON; independent: its own random heads (code)
+    assignment_init: str = chosen(ASSIGNMENT_INITS, "copy")
+    # network evaluated: online | assignment (the code keeps whichever is best on val)
+    eval_net: str = chosen(EVAL_NETS, "online")
     cls_only: float = ranged(PROBABILITY, 0.1875)  # classification-only warm-up: 6,000 of 32,000 VOC iterations
     seg_weight: float = ranged(NON_NEGATIVE, 0.1)
     cam_weight: float = ranged(NON_NEGATIVE, 0.05)
@@ -309,10 +311,6 @@ class CoSAParams(WeakParams):
     cs_temperature: float = ranged(POSITIVE, 0.1)
 
     def check(self) -> None:
-        super().check()
-        check_choice("decoder", self.decoder, DECODERS)
-        check_choice("assignment_init", self.assignment_init, ASSIGNMENT_INITS)
-        check_choice("eval_net", self.eval_net, EVAL_NETS)
         for low, high in (("low", "high"), ("low_aux", "high_aux")):
             if getattr(self, low) > getattr(self, high):
                 raise ConfigError(f"config keys 'method.{low}' and 'method.{high}': expected {low} <= {high}, got "
@@ -359,7 +357,6 @@ class CoSA(Method):
 
     def __init__(self, cfg, params, num_classes):
         super().__init__(cfg, params, num_classes)
-        params.check()
         self.online = CoSANetwork(cfg.model, params, num_classes)
         if params.assignment_init == "copy":
             self.assignment = ema_copy(self.online)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from reprokit.config import NON_NEGATIVE, PROBABILITY, ConfigError, ranged
+from reprokit.config import NON_NEGATIVE, PROBABILITY, chosen, ranged
 from reprokit.labels import IGNORE_INDEX
 from reprokit.methods.base import CategoryLayer, MethodEntry, StepOutput
 from reprokit.methods.losses import supervised_loss, weighted_ce
@@ -94,7 +94,8 @@ class CWBASSParams(TeacherParams):
     boundary_weight: float = ranged(NON_NEGATIVE, 0.5)
     confidence_decay: bool = False  # off in the released code's default run
     decay_factor: float = ranged(PROBABILITY, 0.9)
-    views: str = "strong"  # strong: teacher weak / student strong (description); single: same view (code)
+    # strong: teacher weak / student strong (description); single: same view (code)
+    views: str = chosen(VIEWS, "strong")
 
 
 class CWBASS(TeacherStudent):
@@ -104,8 +105,6 @@ class CWBASS(TeacherStudent):
 
     def __init__(self, cfg, params, num_classes):
         super().__init__(cfg, params, num_classes)
-        if params.views not in VIEWS:
-            raise ConfigError(f"config key 'method.views': expected one of {list(VIEWS)}, got {params.views!r}")
         self.student = build_network(cfg.model, num_classes)
         self.teacher = ema_copy(self.student)
 

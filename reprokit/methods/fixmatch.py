@@ -12,7 +12,7 @@ from reprokit.config import PROBABILITY, ranged
 from reprokit.labels import IGNORE_INDEX
 from reprokit.methods.base import MethodEntry, StepOutput
 from reprokit.methods.losses import supervised_loss
-from reprokit.methods.semi import (SemiParams, accuracy, check_semi_params, cutmix_views, split_forward,
+from reprokit.methods.semi import (SemiParams, accuracy, cutmix_views, split_forward,
                                    teacher_targets, unsup_weight)
 from reprokit.methods.supervised import Supervised
 
@@ -30,10 +30,6 @@ class FixMatch(Supervised):
     label_kinds = ("dense",)
     uses_unlabeled = True
     unlabeled_batches = 2
-
-    def __init__(self, cfg, params, num_classes):
-        super().__init__(cfg, params, num_classes)
-        check_semi_params(params)
 
     def reads_hidden_masks(self) -> bool:
         return True  # accuracy of the kept pseudo-labels (diagnostics)

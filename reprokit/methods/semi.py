@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from reprokit.config import FRACTION, NON_NEGATIVE, PROBABILITY, ConfigError, check_interval, ranged
+from reprokit.config import FRACTION, NON_NEGATIVE, PROBABILITY, check_interval, chosen, ranged
 from reprokit.data.transforms import cutmix_box_masks, mix
 from reprokit.labels import IGNORE_INDEX
 from reprokit.methods.base import Method
@@ -41,6 +41,9 @@ class SemiParams(SupervisedParams):
     # True = STPG/CPS code (every student pass updates them).
     strong_bn_update: bool = True
 
+    def check(self) -> None:
+        check_interval("method.cutmix_area", self.cutmix_area)
+
 
 @dataclass
 class TeacherParams(SemiParams):
@@ -51,7 +54,8 @@ class TeacherParams(SemiParams):
     # is not dominated by its random initialisation; the STPG code uses a constant momentum (False).
     ema_warmup: bool = False
     teacher_train_mode: bool = False  # authors' STPG code runs teachers with batch BN statistics
-    eval_net: str = "student"  # network evaluated and exported: student (STPG paper and code) or teacher
+    # network evaluated and exported: student (STPG paper and code) or teacher
+    eval_net: str = chosen(("student", "teacher"), "student")
 
 
 @dataclass
@@ -163,12 +167,6 @@ def unsup_weight(method, step: int) -> float:
     return p.lambda_u * min(1.0, (step - start + 1) / ramp_steps)
 
 
-def check_semi_params(p: SemiParams) -> None:
-    check_interval("method.cutmix_area", p.cutmix_area)
-    if getattr(p, "eval_net", "student") not in ("student", "teacher"):
-        raise ConfigError(f"config key 'method.eval_net': expected 'student' or 'teacher', got {p.eval_net!r}")
-
-
 def ema_copy(student: nn.Module) -> nn.Module:
     teacher = copy.deepcopy(student)
     for p in teacher.parameters():
@@ -182,10 +180,6 @@ class TeacherStudent(Method):
 
     uses_unlabeled = True
     unlabeled_batches = 2  # u0 and u1 for the CutMix strong view
-
-    def __init__(self, cfg, params, num_classes):
-        super().__init__(cfg, params, num_classes)
-        check_semi_params(params)
 
     def reads_hidden_masks(self) -> bool:
         return True  # pseudo-label accuracy diagnostics

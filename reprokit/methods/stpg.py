@@ -18,12 +18,12 @@ teacher roles (Table 4 rows 4-5 without DM); ``pixel_selection`` any subset of c
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from reprokit.config import COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, ConfigError, ranged
+from reprokit.config import COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, ConfigError, chosen, ranged
 from reprokit.labels import IGNORE_INDEX
 from reprokit.methods.base import CategoryLayer, MethodEntry, StepOutput
 from reprokit.methods.losses import supervised_loss, weighted_ce
@@ -49,7 +49,8 @@ CATEGORIES = tuple(SELECTION_CATEGORIES)
 class STPGParams(TeacherParams):
     name: str = "stpg"
     dual_teacher: bool = True  # Table 4 "DM"
-    pixel_selection: list = field(default_factory=lambda: ["cons", "hmis"])  # Table 5; all three = no selection
+    # Table 5; all three = no selection
+    pixel_selection: list = chosen(CATEGORIES, factory=lambda: ["cons", "hmis"])
     contrastive: bool = True  # Table 4 "DCL"
     lambda_ctr: float = ranged(NON_NEGATIVE, 0.1)
     tau: float = ranged(POSITIVE, 0.5)  # temperature of Eqs. 12 and 15
@@ -58,7 +59,8 @@ class STPGParams(TeacherParams):
     bank_size: int = ranged(NON_NEGATIVE, 256)  # N per class; 0 removes contrastive learning (Fig. 8a)
     # features admitted per class and step; 0 = bank_size // labeled batch size
     bank_top_k: int = ranged(NON_NEGATIVE, 0)
-    bank_teacher: str = "gen"  # teacher whose labeled-image features fill the bank (paper: gen; code: pro)
+    # teacher whose labeled-image features fill the bank (paper: gen; code: pro)
+    bank_teacher: str = chosen(("gen", "pro"), "gen")
     proj_dim: int = ranged(COUNT, 256)
     # Warm-up phases, as fractions of training (the code's VOC epochs 5 / 10 / 15 of 32).
     bank_start: float = ranged(PROBABILITY, 0.15)
@@ -67,16 +69,13 @@ class STPGParams(TeacherParams):
     # stop re-matching prototypes to anchors after this fraction (code, VOC: 20/32)
     matching_freeze: float = ranged(PROBABILITY, 1.0)
 
-
-def check_params(p: STPGParams) -> None:
-    bad = sorted(set(p.pixel_selection) - set(CATEGORIES))
-    if bad or not p.pixel_selection:
-        raise ConfigError(f"config key 'method.pixel_selection': expected a non-empty subset of {list(CATEGORIES)}, "
-                          f"got {p.pixel_selection}")
-    if p.bank_teacher not in ("gen", "pro"):
-        raise ConfigError(f"config key 'method.bank_teacher': expected 'gen' or 'pro', got {p.bank_teacher!r}")
-    if p.bank_teacher == "pro" and not p.dual_teacher:
-        raise ConfigError("config key 'method.bank_teacher': 'pro' needs method.dual_teacher: true")
+    def check(self) -> None:
+        super().check()
+        if not self.pixel_selection:
+            raise ConfigError(f"config key 'method.pixel_selection': expected a non-empty subset of "
+                              f"{list(CATEGORIES)}, got []")
+        if self.bank_teacher == "pro" and not self.dual_teacher:
+            raise ConfigError("config key 'method.bank_teacher': 'pro' needs method.dual_teacher: true")
 
 
 def at_feature_size(label: torch.Tensor, size) -> torch.Tensor:
@@ -98,7 +97,6 @@ class STPG(TeacherStudent):
 
     def __init__(self, cfg, params, num_classes):
         super().__init__(cfg, params, num_classes)
-        check_params(params)
         proj = params.proj_dim if self.use_contrastive else 0
         self.gen_student = build_network(dataclasses.replace(cfg.model, proj_dim=proj), num_classes)
         self.gen_teacher = ema_copy(self.gen_student)
