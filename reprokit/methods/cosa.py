@@ -28,10 +28,11 @@ from torch import nn
 
 from reprokit.config import COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, ConfigError, chosen, ranged
 from reprokit.labels import IGNORE_INDEX
-from reprokit.methods.base import CategoryLayer, HeatLayer, LabelLayer, Method, MethodEntry, StepOutput
+from reprokit.methods.base import CategoryLayer, HeatLayer, LabelLayer, MethodEntry, StepOutput
 from reprokit.methods.cam import (CAMHead, WeakParams, build_backbone, cam_pseudo_labels, class_labels,
                                   image_classification_loss, normalise_cams)
-from reprokit.methods.semi import accuracy, ema_copy
+from reprokit.methods.semi import accuracy
+from reprokit.methods.teachers import EMATeachers, ema_copy
 from reprokit.models.deeplab import ASPP, conv_bn_relu
 
 DECODERS = ("deeplabv3plus", "largefov")
@@ -342,8 +343,10 @@ def level(values: torch.Tensor) -> torch.Tensor:
     return torch.bucketize(values, torch.tensor(LEVEL_EDGES, device=values.device), right=True).to(torch.uint8)
 
 
-class CoSA(Method):
+class CoSA(EMATeachers):
     Params = CoSAParams
+    pairs = (("online", "assignment"),)  # the assignment network is the online network's EMA
+    teacher_name = "assignment"
     label_kinds = ("image",)
     labeled_strong_view = True  # the online network sees the crop with a photometric change (the code's view)
     may_skip_params = True  # the decoder has no loss in the classification-only warm-up
@@ -370,26 +373,6 @@ class CoSA(Method):
 
     def reads_hidden_masks(self) -> bool:
         return True  # the labeled batches' hidden masks feed the pseudo-label accuracy diagnostics
-
-    def students(self):
-        return {"online": self.online}
-
-    def ema_pairs(self):
-        return [(self.assignment, self.online, self.params.ema_momentum)]
-
-    def ema_momentum(self, momentum: float, step: int) -> float:
-        return min(momentum, 1.0 - 1.0 / (step + 1)) if self.params.ema_warmup else momentum
-
-    def eval_network(self):
-        return self.assignment if self.params.eval_net == "assignment" else self.online
-
-    def label_roles(self):
-        return self.assignment, self.online
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.assignment.eval()  # running BN statistics; the AN is never trained
-        return self
 
     def cpl(self, cams, fg, valid, search: ThresholdSearch, low: float, high: float, update: bool):
         """(CPL, low, high, weights) of one set of normalised CAMs."""

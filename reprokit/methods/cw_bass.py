@@ -25,8 +25,9 @@ from reprokit.config import NON_NEGATIVE, PROBABILITY, chosen, ranged
 from reprokit.labels import IGNORE_INDEX
 from reprokit.methods.base import CategoryLayer, MethodEntry, StepOutput
 from reprokit.methods.losses import supervised_loss, weighted_ce
-from reprokit.methods.semi import (MixedViews, TeacherParams, TeacherStudent, accuracy, ema_copy, single_views,
+from reprokit.methods.semi import (MixedViews, TeacherParams, TeacherStudent, accuracy, single_views,
                                    split_forward, teacher_targets, unsup_weight)
+from reprokit.methods.teachers import ema_copy
 from reprokit.models.deeplab import build_network
 
 VIEWS = ("strong", "single")
@@ -113,18 +114,6 @@ class CWBASS(TeacherStudent):
         """Two batches (u0, u1) for the CutMix strong view; one when teacher and student share the view."""
         return 1 if self.params.views == "single" else 2
 
-    def students(self):
-        return {"student": self.student}
-
-    def ema_pairs(self):
-        return [(self.teacher, self.student, self.params.ema_momentum)]
-
-    def eval_network(self):
-        return self.teacher if self.params.eval_net == "teacher" else self.student
-
-    def label_roles(self):
-        return self.teacher, self.student
-
     def views(self, unlabeled: dict, step: int) -> MixedViews:
         return single_views(unlabeled) if self.params.views == "single" else super().views(unlabeled, step)
 
@@ -155,7 +144,7 @@ class CWBASS(TeacherStudent):
         p, b = self.params, labeled["image"].shape[0]
         weight = unsup_weight(self, step)
         if weight == 0:  # burn-in: supervised only, no unlabeled passes
-            return StepOutput({"sup": supervised_loss(self.student(labeled["image"]), labeled["mask"], p)})
+            return self.supervised_only(labeled)
         views = self.views(unlabeled, step)
         with torch.no_grad():
             conf, pseudo = teacher_targets(self.teacher(views.x_w).softmax(1), views)

@@ -25,8 +25,9 @@ from reprokit.config import COUNT, NON_NEGATIVE, PROBABILITY, ConfigError, range
 from reprokit.labels import IGNORE_INDEX
 from reprokit.methods.base import CategoryLayer, MethodEntry, StepOutput
 from reprokit.methods.losses import supervised_loss
-from reprokit.methods.semi import (MixedViews, TeacherParams, TeacherStudent, accuracy, ema_copy, split_forward,
+from reprokit.methods.semi import (MixedViews, TeacherParams, TeacherStudent, accuracy, split_forward,
                                    unsup_weight)
+from reprokit.methods.teachers import ema_copy
 from reprokit.methods.stpg_equations import class_means, update_prototypes
 from reprokit.models.deeplab import build_network
 
@@ -143,18 +144,6 @@ class FARCLUSS(TeacherStudent):
         self.register_buffer("class_freq", torch.full((num_classes,), 1.0 / num_classes))
         self.register_buffer("prototypes", torch.zeros(num_classes, cfg.model.decoder_channels))
 
-    def students(self):
-        return {"student": self.student}
-
-    def ema_pairs(self):
-        return [(self.teacher, self.student, self.params.ema_momentum)]
-
-    def eval_network(self):
-        return self.teacher if self.params.eval_net == "teacher" else self.student
-
-    def label_roles(self):
-        return self.teacher, self.student
-
     def soft_targets(self, probs: torch.Tensor) -> torch.Tensor:
         return fuzzy_targets(probs, self.params.top_k if self.params.fuzzy else 1)
 
@@ -171,7 +160,7 @@ class FARCLUSS(TeacherStudent):
         p, b = self.params, labeled["image"].shape[0]
         weight = unsup_weight(self, step)
         if weight == 0:  # burn-in: supervised only, no unlabeled passes
-            return StepOutput({"sup": supervised_loss(self.student(labeled["image"]), labeled["mask"], p)})
+            return self.supervised_only(labeled)
         views = self.views(unlabeled, step)
         with torch.no_grad():
             probs = views.mixed(self.teacher(views.x_w).softmax(1))

@@ -1,11 +1,22 @@
-"""Losses shared by several methods: supervised CE / OHEM, and the confidence-weighted CE with which
-Mean Teacher and STPG learn pseudo-labels."""
+"""Losses shared by several methods: supervised CE / OHEM with its settings (every method's parameters extend
+them), and the confidence-weighted CE with which Mean Teacher and STPG learn pseudo-labels."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from reprokit.config import COUNT, PROBABILITY, MethodParams, ranged
 from reprokit.labels import IGNORE_INDEX
+
+
+@dataclass
+class SupervisedParams(MethodParams):
+    name: str = "supervised"
+    ohem: bool = False  # OHEM cross-entropy (Cityscapes protocol)
+    ohem_thresh: float = ranged(PROBABILITY, 0.7)
+    ohem_min_kept: int = ranged(COUNT, 50000)  # per image
 
 
 def ohem_ce(logits: torch.Tensor, target: torch.Tensor, thresh: float = 0.7, min_kept: int = 50000,

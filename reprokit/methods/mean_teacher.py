@@ -14,8 +14,9 @@ import torch
 from reprokit.labels import IGNORE_INDEX
 from reprokit.methods.base import MethodEntry, StepOutput
 from reprokit.methods.losses import supervised_loss, weighted_ce
-from reprokit.methods.semi import (TeacherParams, TeacherStudent, accuracy, ema_copy, split_forward,
+from reprokit.methods.semi import (TeacherParams, TeacherStudent, accuracy, split_forward,
                                    teacher_targets, unsup_weight)
+from reprokit.methods.teachers import ema_copy
 from reprokit.models.deeplab import build_network
 
 
@@ -33,23 +34,11 @@ class MeanTeacher(TeacherStudent):
         self.student = build_network(cfg.model, num_classes)
         self.teacher = ema_copy(self.student)
 
-    def students(self):
-        return {"student": self.student}
-
-    def ema_pairs(self):
-        return [(self.teacher, self.student, self.params.ema_momentum)]
-
-    def eval_network(self):
-        return self.teacher if self.params.eval_net == "teacher" else self.student
-
-    def label_roles(self):
-        return self.teacher, self.student
-
     def training_step(self, labeled, unlabeled, step):
         p, b = self.params, labeled["image"].shape[0]
         weight = unsup_weight(self, step)
         if weight == 0:  # burn-in: supervised only, no unlabeled passes
-            return StepOutput({"sup": supervised_loss(self.student(labeled["image"]), labeled["mask"], p)})
+            return self.supervised_only(labeled)
         views = self.views(unlabeled, step)
         with torch.no_grad():
             conf, pseudo = teacher_targets(self.teacher(views.x_w).softmax(1), views)

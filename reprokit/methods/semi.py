@@ -7,7 +7,6 @@ u0 and u1 unmixed in one forward, and their outputs are mixed with the same boxe
 """
 from __future__ import annotations
 
-import copy
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,8 +18,9 @@ from torch import nn
 from reprokit.config import FRACTION, NON_NEGATIVE, PROBABILITY, check_interval, chosen, ranged
 from reprokit.data.transforms import cutmix_box_masks, mix
 from reprokit.labels import IGNORE_INDEX
-from reprokit.methods.base import Method
-from reprokit.methods.supervised import SupervisedParams
+from reprokit.methods.base import StepOutput
+from reprokit.methods.losses import SupervisedParams, supervised_loss
+from reprokit.methods.teachers import EMATeachers
 
 
 @dataclass
@@ -167,16 +167,9 @@ def unsup_weight(method, step: int) -> float:
     return p.lambda_u * min(1.0, (step - start + 1) / ramp_steps)
 
 
-def ema_copy(student: nn.Module) -> nn.Module:
-    teacher = copy.deepcopy(student)
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher
-
-
-class TeacherStudent(Method):
-    """Base for methods with EMA teachers: teachers stay in eval mode (running BN statistics, no
-    dropout) whatever mode the engine sets, unless ``teacher_train_mode`` asks for the code's quirk."""
+class TeacherStudent(EMATeachers):
+    """Base of the semi-supervised methods with EMA teachers (:class:`EMATeachers`): unlabeled batches u0 and u1
+    for the CutMix strong view, and a burn-in in which the first student learns from labeled images only."""
 
     uses_unlabeled = True
     unlabeled_batches = 2  # u0 and u1 for the CutMix strong view
@@ -184,20 +177,10 @@ class TeacherStudent(Method):
     def reads_hidden_masks(self) -> bool:
         return True  # pseudo-label accuracy diagnostics
 
-    def teachers(self) -> list[nn.Module]:
-        return [t for t, _, _ in self.ema_pairs()]
-
-    def ema_momentum(self, momentum: float, step: int) -> float:
-        if self.params.ema_warmup:
-            return min(momentum, 1.0 - 1.0 / (step + 1))
-        return momentum
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if not self.params.teacher_train_mode:
-            for t in self.teachers():
-                t.eval()
-        return self
+    def supervised_only(self, labeled: dict) -> StepOutput:
+        """A burn-in step (``unsup_weight`` 0): the supervised loss of the first student, no unlabeled pass."""
+        student = getattr(self, self.pairs[0][0])
+        return StepOutput({"sup": supervised_loss(student(labeled["image"]), labeled["mask"], self.params)})
 
     def views(self, unlabeled: dict, step: int) -> MixedViews:
         return cutmix_views(unlabeled, self.params, self.cfg.train.seed, step)

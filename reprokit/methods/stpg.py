@@ -27,8 +27,9 @@ from reprokit.config import COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, ConfigEr
 from reprokit.labels import IGNORE_INDEX
 from reprokit.methods.base import CategoryLayer, MethodEntry, StepOutput
 from reprokit.methods.losses import supervised_loss, weighted_ce
-from reprokit.methods.semi import (MixedViews, TeacherParams, TeacherStudent, accuracy, ema_copy, split_forward,
+from reprokit.methods.semi import (MixedViews, TeacherParams, TeacherStudent, accuracy, split_forward,
                                    teacher_targets, unsup_weight)
+from reprokit.methods.teachers import ema_copy
 from reprokit.methods.stpg_equations import (SELECTION_CATEGORIES, MemoryBank, anchor_contrastive_loss,
                                              anchor_contrastive_term, anchor_uniformity_loss,
                                              dual_contrastive_losses, make_anchors, match_anchors, mismatch_scores,
@@ -90,6 +91,7 @@ def pixels(t: torch.Tensor) -> torch.Tensor:
 
 class STPG(TeacherStudent):
     Params = STPGParams
+    pairs = (("gen_student", "gen_teacher"), ("pro_student", "pro_teacher"))  # general, professional module
     may_skip_params = True  # the projection head gets no gradient before contrastive_start
     # Eq. 6's categories of each pixel, as pseudo_labels returns them under "category": green, red, amber
     inspector_layers = (CategoryLayer("selection category", "category", tuple(SELECTION_CATEGORIES.values()),
@@ -115,21 +117,9 @@ class STPG(TeacherStudent):
         return self.params.contrastive and self.params.bank_size > 0 and self.params.lambda_ctr > 0
 
     # --- roles ---------------------------------------------------------------------------------
-    def students(self):
-        nets = {"gen_student": self.gen_student}
-        if self.params.dual_teacher:
-            nets["pro_student"] = self.pro_student
-        return nets
-
-    def ema_pairs(self):
-        m = self.params.ema_momentum
-        pairs = [(self.gen_teacher, self.gen_student, m)]
-        if self.params.dual_teacher:
-            pairs.append((self.pro_teacher, self.pro_student, m))
-        return pairs
-
-    def eval_network(self):
-        return self.gen_teacher if self.params.eval_net == "teacher" else self.gen_student
+    def active_pairs(self):
+        """Both modules with the dual teacher; without it the general pair plays both (Table 4's rows)."""
+        return self.pairs if self.params.dual_teacher else self.pairs[:1]
 
     def pro_roles(self):
         """(Pro-Student, Pro-Teacher); without the dual teacher the single pair plays both modules."""

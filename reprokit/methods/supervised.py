@@ -3,21 +3,11 @@ labels (points, scribbles, clicks) it is the partial cross-entropy baseline: the
 alone."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from reprokit.config import COUNT, PROBABILITY, SPARSE_KINDS, MethodParams, ranged
+from reprokit.config import SPARSE_KINDS
 from reprokit.methods.base import Method, MethodEntry, StepOutput
 from reprokit.labels import IGNORE_INDEX
-from reprokit.methods.losses import supervised_loss
+from reprokit.methods.losses import SupervisedParams, supervised_loss
 from reprokit.models.deeplab import build_network
-
-
-@dataclass
-class SupervisedParams(MethodParams):
-    name: str = "supervised"
-    ohem: bool = False  # OHEM cross-entropy (Cityscapes protocol)
-    ohem_thresh: float = ranged(PROBABILITY, 0.7)
-    ohem_min_kept: int = ranged(COUNT, 50000)  # per image
 
 
 class Supervised(Method):
