@@ -390,7 +390,6 @@ def build_config(raw: dict, source: str, method_params: Callable[[dict], MethodP
 
 def validate(cfg: Config) -> None:
     choices = {
-        "data.dataset": (cfg.data.dataset, {"digits", "voc", "cityscapes"}),
         "data.voc_layout": (cfg.data.voc_layout, {"aug", "classic"}),
         "data.label_kind": (cfg.data.label_kind, set(LABEL_KINDS)),
         "optim.name": (cfg.optim.name, {"sgd", "adamw"}),

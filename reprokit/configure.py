@@ -6,13 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from reprokit.config import Config, ConfigError, apply_overrides, build_config, read_yaml
+from reprokit.data import registry as datasets
 from reprokit.methods import method_class, method_params
 
 
 def from_dict(raw: dict, source: str = "<dict>") -> Config:
     """Validate a plain mapping into a :class:`~reprokit.config.Config`; errors name ``source`` and the key.
-    A method is refused labels of a kind it cannot learn from, before any data is read."""
+    The data set must be a registered one, and a method is refused labels of a kind it cannot learn from,
+    before any data is read."""
     cfg = build_config(raw, source, method_params)
+    if cfg.data.dataset not in datasets():
+        raise ConfigError(f"{source}: config key 'data.dataset': {cfg.data.dataset!r} is not one of "
+                          f"{sorted(datasets())}")
     kinds = method_class(cfg.method_name).label_kinds
     if cfg.data.label_kind not in kinds:
         raise ConfigError(f"{source}: config key 'data.label_kind': method {cfg.method_name!r} learns from "

@@ -182,3 +182,11 @@ def test_no_module_imports_itself_back():
 
     for rel in sorted(graph):
         visit(rel)
+
+
+def test_a_run_s_closure_holds_its_own_data_set_only():
+    files = codeversion.tree_files()
+    voc = codeversion.training_closure(files, "stpg", "voc")
+    digits = codeversion.training_closure(files, "stpg", "digits")
+    assert "data/voc.py" in voc and not {"data/digits.py", "data/cityscapes.py"} & voc
+    assert {"data/digits.py", "data/voc.py"} <= digits and "data/cityscapes.py" not in digits  # VOC's layout

@@ -11,7 +11,7 @@ import torch
 import torchvision.transforms.functional as TF
 
 from reprokit.config import DataConfig
-from reprokit.data import cityscapes, digits, voc
+from reprokit.data import dataset
 from reprokit.data.samples import load_sample
 from reprokit.data.splits import ListReader, Sample, SplitError, check_disjoint, draw_split, read_list, write_list
 from reprokit.data.transforms import StrongAug, WeakAug, normalize
@@ -94,20 +94,11 @@ class Splits:
 
 
 def _resolver(cfg: DataConfig, split: str):
-    if cfg.dataset == "cityscapes":
-        return cityscapes.resolver(cfg.root, split)
-    return voc.resolver(cfg.root, "classic" if cfg.dataset == "digits" else cfg.voc_layout)
+    return dataset(cfg.dataset).resolver(cfg, split)
 
 
 def _default_list(cfg: DataConfig, split: str) -> Path:
-    if cfg.dataset == "cityscapes":
-        path = Path(cfg.root) / f"{split}.txt"
-        if not path.is_file():  # no list given: scan the folder tree once and record it
-            path = Path(cfg.root) / f".reprokit_{split}_scan.txt"
-            path.write_text("".join(f"{p}\n" for p in cityscapes.scan_split(cfg.root, split)))
-        return path
-    layout = "classic" if cfg.dataset == "digits" else cfg.voc_layout
-    return voc.default_lists(cfg.root, layout)[split]
+    return dataset(cfg.dataset).default_list(cfg, split)
 
 
 def resolve_splits(cfg: DataConfig, read: ListReader = read_list) -> Splits:
@@ -149,7 +140,7 @@ def record_splits(splits: Splits, out_dir: Path) -> dict[str, str]:
 
 
 def class_names(cfg: DataConfig) -> list[str]:
-    names = {"digits": digits.CLASS_NAMES, "voc": voc.CLASS_NAMES, "cityscapes": cityscapes.CLASS_NAMES}[cfg.dataset]
+    names = list(dataset(cfg.dataset).class_names)
     if len(names) != cfg.num_classes:
         return [f"class {i}" for i in range(cfg.num_classes)]
     return names

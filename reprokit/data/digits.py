@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from reprokit.data import DataSet, voc
+from reprokit.data.canvas import background, contrasting_colour
 from reprokit.data.errors import DataRootError
 from reprokit.data.palette import voc_palette
 from reprokit.labels import IGNORE_INDEX
@@ -67,22 +69,6 @@ def split_sources(target: np.ndarray, val_fraction: float, seed: int) -> tuple[n
     return np.concatenate(train), np.concatenate(val)
 
 
-def background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Smooth coloured noise plus oriented stripes: texture the network must learn to ignore."""
-    base = rng.uniform(0, 255, size=3)
-    coarse = rng.normal(0, 30, size=(4, 4, 3)).astype(np.float32)
-    noise = np.asarray(
-        Image.fromarray(np.clip(coarse + 128, 0, 255).astype(np.uint8)).resize((size, size), Image.BICUBIC),
-        dtype=np.float32,
-    ) - 128
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    theta, freq = rng.uniform(0, np.pi), rng.uniform(0.1, 0.6)
-    stripes = np.sin(freq * (xx * np.cos(theta) + yy * np.sin(theta)) + rng.uniform(0, 2 * np.pi))
-    stripe_colour = rng.normal(0, 15, size=3)
-    grain = rng.normal(0, 6, size=(size, size, 3))
-    return base + noise + stripes[..., None] * stripe_colour + grain
-
-
 def _glyph(image8: np.ndarray, height: int) -> np.ndarray:
     """8x8 digit (0..16) -> smooth alpha map in [0, 1] of the given height (aspect kept square)."""
     img = Image.fromarray((image8 * 255 / 16).astype(np.uint8)).resize((height, height), Image.BICUBIC)
@@ -122,17 +108,6 @@ def _overlap(a: tuple, b: tuple) -> float:
     return iy * ix / min(ha, hb) ** 2
 
 
-def _contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
-    """A random colour whose mean brightness sits about 80 grey levels or more away from the local
-    background, so the digit's shape is visible; its hue stays random and carries no class information."""
-    colour = rng.uniform(0, 255, size=3)
-    bg = background.mean()
-    if abs(colour.mean() - bg) < 80:
-        target = bg + 80 if bg < 128 else bg - 80
-        colour = np.clip(colour - colour.mean() + target, 0, 255)
-    return colour
-
-
 def render_scene(rng: np.random.Generator, spec: DigitScenesSpec, images: np.ndarray, target: np.ndarray,
                  pool: np.ndarray, profile: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """One scene: (HxWx3 uint8 image, HxW uint8 label, digit classes placed)."""
@@ -149,7 +124,7 @@ def render_scene(rng: np.random.Generator, spec: DigitScenesSpec, images: np.nda
         y, x = _position(rng, size, h, boxes, spec.max_overlap)
         boxes.append((y, x, h))
         region = canvas[y:y + h, x:x + h]
-        colour = _contrasting_colour(rng, region.mean((0, 1)))
+        colour = contrasting_colour(rng, region.mean((0, 1)))
         canvas[y:y + h, x:x + h] = region * (1 - alpha[..., None]) + colour * alpha[..., None]
         label[y:y + h, x:x + h][alpha > 0.35] = digit + 1
         placed.append(digit + 1)
@@ -243,3 +218,12 @@ def ensure_digit_scenes(root: str | Path, spec: DigitScenesSpec | None = None) -
     if not _finished_build(root):
         build_digit_scenes(root, spec)
     return root
+
+
+# the digit scenes are written in VOC's classic layout, and built on first use
+DATASET = DataSet(
+    name="digits", class_names=tuple(CLASS_NAMES),
+    resolver=lambda cfg, split: voc.resolver(cfg.root, "classic"),
+    default_list=lambda cfg, split: voc.default_lists(cfg.root, "classic")[split],
+    read_mask=voc.read_mask, weak_label_path=voc.sparse_label_path, palette=lambda: voc_palette(256),
+    prepare=lambda cfg: ensure_digit_scenes(cfg.root), simulated_weak_labels=True)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from reprokit.data.digits import _contrasting_colour, background
+from reprokit.data.canvas import background, contrasting_colour
 
 FONT_FILES = (  # sorted; the italic STIX faces lack the arrows and Computer Modern lacks the Greek letters
     "DejaVuSans-Bold.ttf", "DejaVuSans-BoldOblique.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSans.ttf",
@@ -132,7 +132,7 @@ def render_glyph(rng: np.random.Generator, spec: GlyphSetSpec, masters: list,
     alpha = _glyph_alpha(rng, spec, masters[label][rng.integers(len(FONT_FILES))])
     canvas = background(rng, spec.size)
     under = (canvas * alpha[..., None]).sum((0, 1)) / max(alpha.sum(), 1e-6)
-    colour = _contrasting_colour(rng, under)
+    colour = contrasting_colour(rng, under)
     canvas = canvas * (1 - alpha[..., None]) + colour * alpha[..., None]
     return np.clip(canvas, 0, 255).astype(np.uint8), alpha
 

@@ -1,8 +1,9 @@
-"""Colour palettes for label maps (Pascal VOC's bit-interleaved palette, Cityscapes' official colours)."""
+"""Colour palettes for label maps: Pascal VOC's bit-interleaved palette, and each data set's own."""
 from __future__ import annotations
 
 import numpy as np
 
+from reprokit.data import dataset as registered_dataset
 from reprokit.labels import IGNORE_INDEX
 
 
@@ -22,20 +23,9 @@ def voc_palette(n: int = 256) -> np.ndarray:
     return pal
 
 
-CITYSCAPES_COLOURS = np.array(
-    [(128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
-     (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
-     (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32)],
-    dtype=np.uint8,
-)
-
-
 def palette_for(dataset: str) -> np.ndarray:
-    """[256, 3] palette used to colour label maps of ``dataset`` (ignore = light grey)."""
-    pal = voc_palette(256)
-    if dataset == "cityscapes":
-        pal[: len(CITYSCAPES_COLOURS)] = CITYSCAPES_COLOURS
-    return pal
+    """[256, 3] palette used to colour label maps of ``dataset`` (its registry entry's; ignore = light grey)."""
+    return registered_dataset(dataset).palette()
 
 
 def colorize(label: np.ndarray, dataset: str) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from reprokit.config import DataConfig
-from reprokit.data import cityscapes, voc
+from reprokit.data import dataset as registered_dataset
 from reprokit.data.errors import DataError, ImageError, LabelError, MaskError, SizeError
 from reprokit.data.images import header_size, open_whole
 from reprokit.data.splits import Sample
@@ -37,9 +37,7 @@ def has_mask(sample: Sample) -> bool:
 
 def read_label(path: Path, dataset: str, num_classes: int) -> np.ndarray:
     """A mask as train ids (Cityscapes label ids are mapped), with its values checked."""
-    mask = voc.read_mask(path)
-    if dataset == "cityscapes" and cityscapes.mask_needs_mapping(path):
-        mask = cityscapes.to_train_ids(mask)
+    mask = registered_dataset(dataset).read_mask(path)
     check_label_values(mask, num_classes, str(path), LabelError)
     return mask
 

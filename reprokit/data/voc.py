@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reprokit.data import DataSet
 from reprokit.data.errors import MaskError
 from reprokit.data.images import open_whole
 from reprokit.data.palette import voc_palette
@@ -64,3 +65,22 @@ def default_lists(root: str | Path, layout: str) -> dict[str, Path]:
     sets = Path(root) / "ImageSets" / "Segmentation"
     train = sets / "train_aug.txt" if layout == "aug" and (sets / "train_aug.txt").is_file() else sets / "train.txt"
     return {"train": train, "val": sets / "val.txt"}
+
+
+def sparse_label_path(root: str | Path, kind: str, sample_id: str, mask_path=None, clicks: int = 100) -> Path:
+    """Sparse labels in the layout of the public releases: points ``<root>/point/segcls/<id>.png`` and scribbles
+    ``<root>/scribble/seginst/<id>.png`` (TreeEnergyLoss release, read by AGMM-SASS); clicks
+    ``<root>/<N>clicks/<mask file name>``."""
+    root = Path(root)
+    if kind == "points":
+        return root / "point" / "segcls" / f"{sample_id}.png"
+    if kind == "scribbles":
+        return root / "scribble" / "seginst" / f"{sample_id}.png"
+    return root / f"{clicks}clicks" / (Path(mask_path).name if mask_path else f"{sample_id}.png")
+
+
+DATASET = DataSet(
+    name="voc", class_names=tuple(CLASS_NAMES),
+    resolver=lambda cfg, split: resolver(cfg.root, cfg.voc_layout),
+    default_list=lambda cfg, split: default_lists(cfg.root, cfg.voc_layout)[split],
+    read_mask=read_mask, weak_label_path=sparse_label_path, palette=lambda: voc_palette(256))

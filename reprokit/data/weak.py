@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from reprokit.config import SPARSE_KINDS, DataConfig
+from reprokit.data import dataset
 from reprokit.data.errors import WeakLabelError
 from reprokit.data.splits import Sample
 from reprokit.labels import classes_present
@@ -21,7 +22,7 @@ from reprokit.data.weak_labels import (image_labels, read_image_label_list, read
 
 def simulated(cfg: DataConfig) -> bool:
     """Whether the run's weak labels are simulated from the masks (``weak_source``; "auto": the digit scenes)."""
-    return cfg.weak_source == "simulated" or (cfg.weak_source == "auto" and cfg.dataset == "digits")
+    return cfg.weak_source == "simulated" or (cfg.weak_source == "auto" and dataset(cfg.dataset).simulated_weak_labels)
 
 
 def weak_seed(cfg: DataConfig) -> int:

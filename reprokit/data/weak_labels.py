@@ -33,6 +33,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from reprokit.config import SPARSE_KINDS
+from reprokit.data import dataset as registered_dataset
 from reprokit.data.errors import DataError, DataRootError, LabelError, MaskError, SplitError
 from reprokit.data.images import open_whole
 from reprokit.data.palette import voc_palette
@@ -282,32 +283,15 @@ def simulate_sparse_label(kind: str, mask, num_classes: int, seed: int, clicks: 
 
 # ------------------------------------------------------------------------------------------ file paths
 def weak_label_path(root, dataset: str, kind: str, sample_id: str, mask_path=None, clicks: int = 100) -> Path:
-    """Where the sparse label of one image lives, in the layout of the public releases.
-
-    VOC layout (``voc``, ``digits``): points ``<root>/point/segcls/<id>.png`` and scribbles
-    ``<root>/scribble/seginst/<id>.png`` (TreeEnergyLoss release, read by AGMM-SASS); clicks
-    ``<root>/<N>clicks/<mask file name>``. Cityscapes: clicks only, ``<root>/<N>clicks/<basename of the gtFine
-    labelTrainIds file>`` (a ``labelIds`` mask path is renamed to its ``labelTrainIds`` sibling; without a
-    mask path the name is built from the id, ``<city>_<seq>_<frame>``)."""
+    """Where the sparse label of one image lives: in the layout of the data set's public releases, as its
+    registry entry declares (:func:`reprokit.data.voc.sparse_label_path` for VOC and the digit scenes,
+    :func:`reprokit.data.cityscapes.sparse_label_path`, clicks only, for Cityscapes)."""
     root = Path(root)
     if kind not in SPARSE_KINDS:
         raise ValueError(f"label kind {kind!r} has no sparse label file; expected one of {', '.join(SPARSE_KINDS)}")
     if kind == "clicks" and (isinstance(clicks, bool) or not isinstance(clicks, (int, np.integer)) or clicks < 1):
         raise ValueError(f"clicks per image must be a positive integer (public sets: 20, 50, 100), got {clicks!r}")
-    sample_id = str(sample_id)
-    if dataset in ("voc", "digits"):
-        if kind == "points":
-            return root / "point" / "segcls" / f"{sample_id}.png"
-        if kind == "scribbles":
-            return root / "scribble" / "seginst" / f"{sample_id}.png"
-        return root / f"{clicks}clicks" / (Path(mask_path).name if mask_path else f"{sample_id}.png")
-    if dataset == "cityscapes":
-        if kind != "clicks":
-            raise ValueError(f"no public {kind} labels are known for Cityscapes (only 20/50/100 clicks); expected "
-                             f"data.label_kind clicks for data.dataset cityscapes")
-        name = Path(mask_path).name if mask_path else f"{Path(sample_id).name}_gtFine_labelIds.png"
-        return root / f"{clicks}clicks" / name.replace("_gtFine_labelIds.png", "_gtFine_labelTrainIds.png")
-    raise ValueError(f"unknown data set {dataset!r} for weak labels; expected voc, digits or cityscapes")
+    return registered_dataset(dataset).weak_label_path(root, kind, str(sample_id), mask_path, clicks)
 
 
 # ------------------------------------------------------------------------------------------------ readers

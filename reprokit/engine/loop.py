@@ -7,7 +7,6 @@ never read back: so the code that records runs is not code a run executes to com
 edits leave every run's code version alone (:mod:`reprokit.codeversion` starts from this module)."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from tqdm.auto import tqdm
 
 from reprokit.config import Config, ConfigError
 from reprokit.data.datasets import SegDataset, class_names, collate, resolve_splits
-from reprokit.data.digits import ensure_digit_scenes
+from reprokit.data import dataset
 from reprokit.data.weak import ensure_weak_labels
 from reprokit.data.sampler import StepBatchSampler
 from reprokit.engine.checkpoint import (FORMAT, check_written_by, load_checkpoint, rng_state, save_atomic,
@@ -109,8 +108,9 @@ class TrainingLoop:
         self.ckpt_path = self.run_dir / "checkpoint.pt"
         configure_determinism(cfg)
         seed_everything(cfg.train.seed)
-        if cfg.data.dataset == "digits" and self.dist.is_main:
-            ensure_digit_scenes(cfg.data.root)
+        prepare = dataset(cfg.data.dataset).prepare  # a data set built on first use (the digit scenes)
+        if prepare is not None and self.dist.is_main:
+            prepare(cfg.data)
         barrier()
         # data and method are read and checked before the run directory is touched: bad input leaves no trace
         self.splits = resolve_splits(cfg.data)
@@ -267,8 +267,8 @@ class TrainingLoop:
                 f"training stopped and {where}. Lower optim.lr or check the data.")
 
     def final_eval(self) -> dict:
-        """eval.json under the configured protocol; for a run on image-level labels also the other protocol of
-        CoSA's reporting (classes absent from a val image's true labels masked out, or not), in its own file."""
+        """eval.json under the configured protocol, and each other protocol the method reports
+        (:meth:`Method.other_protocols`) in its own file."""
         cfg = self.cfg
         val_ds = SegDataset(self.splits.val, cfg.data, train=False)
         net = self.method.eval_network()
@@ -278,13 +278,12 @@ class TrainingLoop:
         summary = eval_summary(result, self.class_names, cfg.eval)
         checksum = [float(sum(p.detach().double().sum() for p in net.parameters()))]
         summary["rank_param_checksums"] = [c[0] for c in all_gather_floats(checksum, self.dist.device)]
-        other = None
-        if cfg.data.label_kind == "image":
-            other_cfg = dataclasses.replace(cfg.eval, mask_absent_classes=not cfg.eval.mask_absent_classes)
-            other = eval_summary(evaluate(net, val_ds, other_cfg, cfg.eval_crop_size, cfg.data.num_classes, self.dist,
-                                          amp_dtype=self.amp_dtype), self.class_names, other_cfg)
+        others = {}
+        for other in self.method.other_protocols(cfg.eval):
+            found = evaluate(net, val_ds, other, cfg.eval_crop_size, cfg.data.num_classes, self.dist,
+                             amp_dtype=self.amp_dtype)
+            others[protocol_file(other)] = eval_summary(found, self.class_names, other)
         if self.dist.is_main:
-            others = {protocol_file(other_cfg): other} if other is not None else {}
             predictions = {p["id"]: p["pred"] for p in result["predictions"]}
             self.record.finished(summary, others, predictions, self.total)
         barrier()

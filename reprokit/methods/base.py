@@ -128,6 +128,11 @@ class Method(nn.Module):
         """The network evaluated and exported."""
         raise NotImplementedError
 
+    def other_protocols(self, protocol):
+        """Evaluation protocols, besides the configured ``protocol`` (an EvalConfig), under which this method's
+        papers report results: the final evaluation writes each to its own file."""
+        return []
+
     def label_roles(self) -> tuple[nn.Module, nn.Module]:
         """(network that makes pseudo-labels, network that learns them); without a teacher, both are the
         evaluated network."""

@@ -14,7 +14,7 @@ foreground classes, CAM channel k is class k + 1.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
@@ -220,6 +220,12 @@ class ThresholdedCAM(nn.Module):
 
 
 # --- the CAM baseline ---------------------------------------------------------------------------------------
+def image_label_protocols(protocol) -> list:
+    """The other protocol of CoSA's reporting for methods on image labels: classes absent from a val image's
+    true labels masked out when the configured protocol does not, and the reverse."""
+    return [replace(protocol, mask_absent_classes=not protocol.mask_absent_classes)]
+
+
 @dataclass
 class WeakParams(MethodParams):
     """Settings every CAM-based method shares: backbone, pooling and which class labels it learns."""
@@ -277,6 +283,9 @@ class CAMBaseline(Method):
     inspector_layers = (HeatLayer("CAM per class", "cams", per_class=True, first_class=1),)
     label_kinds = ("image",)
     may_skip_params = True  # stage 1 gives the segmentation network no gradient, stage 2 the classifier
+
+    def other_protocols(self, protocol):
+        return image_label_protocols(protocol)
 
     def __init__(self, cfg, params, num_classes):
         super().__init__(cfg, params, num_classes)

@@ -30,7 +30,7 @@ from reprokit.config import COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, ConfigEr
 from reprokit.labels import IGNORE_INDEX
 from reprokit.methods.base import CategoryLayer, HeatLayer, LabelLayer, MethodEntry, StepOutput
 from reprokit.methods.cam import (CAMHead, WeakParams, build_backbone, cam_pseudo_labels, class_labels,
-                                  image_classification_loss, normalise_cams)
+                                  image_classification_loss, image_label_protocols, normalise_cams)
 from reprokit.methods.semi import accuracy
 from reprokit.methods.teachers import EMATeachers, ema_copy
 from reprokit.models.deeplab import ASPP, conv_bn_relu
@@ -357,6 +357,9 @@ class CoSA(EMATeachers):
         LabelLayer("CoSA CPL", "cpl"), LabelLayer("CoSA auxiliary CPL", "cpl_aux"), LabelLayer("CoSA SPL", "spl"),
         HeatLayer("CoSA reliability (heat)", "reliability"),
         HeatLayer("CoSA CAM per class", "cams", per_class=True, first_class=1))
+
+    def other_protocols(self, protocol):
+        return image_label_protocols(protocol)
 
     def __init__(self, cfg, params, num_classes):
         super().__init__(cfg, params, num_classes)
