@@ -62,7 +62,7 @@ def step_batches(cfg, seed: int = 0) -> tuple[dict, dict]:
     labeled batch is what the engine gives weakly supervised methods (simulated labels written first), with
     its images' masks as ``hidden_mask``."""
     from reprokit.data.datasets import SegDataset, collate, resolve_splits
-    from reprokit.data.weak import ensure_weak_labels
+    from reprokit.data.weak_source import ensure_weak_labels
 
     splits = resolve_splits(cfg.data)
     ensure_weak_labels(cfg.data, splits.labeled)

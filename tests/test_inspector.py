@@ -292,7 +292,7 @@ def test_map_cache_hands_the_weak_labels_to_the_method(tmp_path):
 def test_weak_run_shows_its_sparse_labels_and_the_method_reads_them(digits_root, tmp_path, monkeypatch):
     """An AGMM run on points: the weakly labeled images come with the point labels training read, AGMM gets them
     (its labeled pixels are the "sparse label" category) and the GMM maps come through label and heat layers."""
-    from reprokit.data.weak import WeakLabels
+    from reprokit.data.weak_source import WeakLabels
     from reprokit.methods.agmm import AGMM
 
     declared = (LabelLayer("AGMM: GMM pseudo-label", "gmm_label"),

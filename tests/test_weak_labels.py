@@ -9,6 +9,7 @@ from PIL import Image
 from scipy import ndimage as ndi
 
 from reprokit.data import voc
+from reprokit.data import weak_label_stats as wls
 from reprokit.data import weak_labels as wl
 from reprokit.data.errors import DataError, DataRootError, LabelError, MaskError, SplitError
 from reprokit.data.palette import voc_palette
@@ -171,7 +172,7 @@ def test_read_sparse_label_with_both_values_and_with_none(tmp_path):
     full = np.array([[0, 1], [2, 3]], np.uint8)
     assert wl.read_sparse_label(_png(tmp_path / "full.png", full, "P"), C)[1] is None
     paths = [tmp_path / "both.png", tmp_path / "full.png", _png(tmp_path / "old.png", [[255, 1]], "L")]
-    assert wl.survey_unlabeled_values(paths, C) == {C: 1, None: 1, 255: 1}
+    assert wls.survey_unlabeled_values(paths, C) == {C: 1, None: 1, 255: 1}
 
 
 def test_read_sparse_label_refuses_bad_files(tmp_path):
@@ -290,7 +291,7 @@ def test_label_statistics_on_a_hand_made_case():
     sparse[5, 15] = sparse[6, 15] = 2  # first class-2 object: 2
     sparse[0, 0] = 0  # background
     sparse[0, 1] = 2  # wrong class on background
-    stats = wl.label_statistics([(m, sparse), (m, np.full(m.shape, C, np.uint8))], C)
+    stats = wls.label_statistics([(m, sparse), (m, np.full(m.shape, C, np.uint8))], C)
     assert stats["images"] == 2 and stats["objects"] == 6
     assert stats["labeled_pixels_per_image"] == 2.5
     assert stats["labeled_share"] == pytest.approx(5 / (2 * 476))
@@ -305,16 +306,16 @@ def test_simulations_on_the_digit_scenes_and_the_stats_command(digits_root, tmp_
     root, ids = _small_copy(digits_root, tmp_path, n=12)
     masks = [voc.read_mask(root / "SegmentationClass" / f"{sid}.png") for sid in ids]
     for kind in ("points", "scribbles"):
-        stats = wl.label_statistics(
+        stats = wls.label_statistics(
             [(m, wl.simulate_sparse_label(kind, m, 11, wl.sample_seed(0, sid))) for m, sid in zip(masks, ids)], 11)
         assert stats["labeled_off_class"] == 0 and stats["objects_touched_share"] == 1.0
         if kind == "points":
             assert stats["labeled_pixels_per_object"] == 1.0
-    assert wl.main(["stats", "--root", str(root), "--kind", "points"]) == 0
+    assert wls.main(["stats", "--root", str(root), "--kind", "points"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["images"] == 12 and printed["labeled_pixels_per_object"] == 1.0
-    assert wl.main(["write", "--root", str(root), "--kind", "points"]) == 0
+    assert wls.main(["write", "--root", str(root), "--kind", "points"]) == 0
     capsys.readouterr()
-    assert wl.main(["stats", "--root", str(root), "--kind", "points", "--from-files"]) == 0
+    assert wls.main(["stats", "--root", str(root), "--kind", "points", "--from-files"]) == 0
     assert {k: v for k, v in json.loads(capsys.readouterr().out).items() if k != "from_files"} == \
         {k: v for k, v in printed.items() if k != "from_files"}

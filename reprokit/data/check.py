@@ -19,7 +19,7 @@ from reprokit.data.errors import DataError, SplitError, WeakLabelError
 from reprokit.data.images import header_size
 from reprokit.data.samples import check_headers, has_mask, load_sample
 from reprokit.data.splits import Sample, scan_list
-from reprokit.data.weak import WeakLabels, ensure_weak_labels
+from reprokit.data.weak_source import WeakLabels, ensure_weak_labels
 
 SPLITS = ("labeled", "unlabeled", "val")
 

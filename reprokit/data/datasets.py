@@ -15,7 +15,7 @@ from reprokit.data import dataset
 from reprokit.data.samples import load_sample
 from reprokit.data.splits import ListReader, Sample, SplitError, check_disjoint, draw_split, read_list, write_list
 from reprokit.data.transforms import StrongAug, WeakAug, normalize
-from reprokit.data.weak import WeakLabels
+from reprokit.data.weak_source import WeakLabels
 
 
 #: what a sample's mask is, by the role of its split, and the item key it travels under (None: not read).
@@ -52,7 +52,7 @@ class SegDataset(torch.utils.data.Dataset):
         self.mask_key = MASK_ROLES[masks]
         self.weak_labels = WeakLabels(cfg) if train and masks == "labels" and cfg.label_kind != "dense" else None
         self.hidden_truth = hidden_truth
-        self.weak = WeakAug(cfg.crop_size, cfg.scale_range, cfg.scale_choices, cfg.flip,
+        self.weak_aug = WeakAug(cfg.crop_size, cfg.scale_range, cfg.scale_choices, cfg.flip,
                             sparse_unlabeled=cfg.num_classes)
         self.strong_aug = StrongAug(**dataclasses.asdict(cfg.strong))
 
@@ -68,7 +68,7 @@ class SegDataset(torch.utils.data.Dataset):
             labels, whole = self.weak_labels.read(sample, mask)
         if self.train:
             rng = np.random.default_rng(aug_seed)
-            img, labels, valid = self.weak(image, labels, rng)
+            img, labels, valid = self.weak_aug(image, labels, rng)
         else:
             img, valid = np.array(image, dtype=np.uint8), np.ones(image.size[::-1], bool)
         x = TF.to_tensor(img)

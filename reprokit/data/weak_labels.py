@@ -17,13 +17,10 @@ either ``C`` or 255 as "unlabeled" and says which it found. See docs/weak-labels
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import sys
-from collections import Counter
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -60,14 +57,14 @@ _NUMPY_MAGIC = (b"\x93NUMPY", b"PK\x03\x04", b"\x80")  # .npy, .npz (zip), pickl
 
 
 # ---------------------------------------------------------------------------------------------- checks
-def _check_num_classes(num_classes: int) -> int:
+def check_num_classes(num_classes: int) -> int:
     if not 1 <= int(num_classes) <= 254:
         raise ValueError(f"num_classes must be 1..254 (the unlabeled value C must fit in uint8 and differ from "
                          f"255), got {num_classes}")
     return int(num_classes)
 
 
-def _dense(mask, num_classes: int, what: str = "mask") -> np.ndarray:
+def dense_mask(mask, num_classes: int, what: str = "mask") -> np.ndarray:
     """A dense mask as an HxW int array, its values checked (class ids 0..C-1 or 255)."""
     if isinstance(mask, torch.Tensor):
         mask = mask.detach().cpu().numpy()
@@ -89,12 +86,12 @@ def sample_seed(seed: int, sample_id: str) -> int:
 # ---------------------------------------------------------------------------------------- image labels
 def image_labels(mask, num_classes: int) -> torch.Tensor:
     """The classes present in a dense mask (255 excluded), as a BoolTensor[C]."""
-    num_classes = _check_num_classes(num_classes)
-    return classes_present(_dense(mask, num_classes), num_classes)
+    num_classes = check_num_classes(num_classes)
+    return classes_present(dense_mask(mask, num_classes), num_classes)
 
 
 # ------------------------------------------------------------------------------------- geometry helpers
-def _components(binary: np.ndarray):
+def components(binary: np.ndarray):
     """(bounding-box slice, component mask inside it) of each 4-connected component, in raster order."""
     labels, _ = ndi.label(binary)
     for i, box in enumerate(ndi.find_objects(labels), start=1):
@@ -200,14 +197,14 @@ def simulate_points(mask, num_classes: int, seed: int, background_points: int = 
     object points. ``background=None`` treats every class as an object (no background points), for data sets
     without a background class. Same seed, same points.
     """
-    num_classes = _check_num_classes(num_classes)
-    m = _dense(mask, num_classes)
+    num_classes = check_num_classes(num_classes)
+    m = dense_mask(mask, num_classes)
     rng = np.random.default_rng(seed)
     out = np.full(m.shape, num_classes, np.uint8)
     for k in np.unique(m[m != IGNORE_INDEX]).tolist():
         if k == background:
             continue
-        for box, region in _components(m == k):
+        for box, region in components(m == k):
             y, x = np.unravel_index(_pick(rng, _inner_distance(region), CENTRAL_SHARE), region.shape)
             out[box][y, x] = k
     if background is not None and background_points > 0:
@@ -227,12 +224,12 @@ def simulate_scribbles(mask, num_classes: int, seed: int) -> np.ndarray:
     labeled pixel therefore carries the mask's class at that pixel. The seed draws each stroke's central
     start; same seed, same strokes.
     """
-    num_classes = _check_num_classes(num_classes)
-    m = _dense(mask, num_classes)
+    num_classes = check_num_classes(num_classes)
+    m = dense_mask(mask, num_classes)
     rng = np.random.default_rng(seed)
     out = np.full(m.shape, num_classes, np.uint8)
     for k in np.unique(m[m != IGNORE_INDEX]).tolist():
-        for box, region in _components(m == k):
+        for box, region in components(m == k):
             out[box][_stroke(region, _inner_distance(region), rng)] = k
     return out
 
@@ -248,10 +245,10 @@ def simulate_clicks(mask, num_classes: int, seed: int, count: int) -> np.ndarray
     present is left without one. Fewer clicks are placed only when the image has fewer non-ignore pixels
     than ``count``. All classes are treated alike (Cityscapes has no background class). Same seed, same clicks.
     """
-    num_classes = _check_num_classes(num_classes)
+    num_classes = check_num_classes(num_classes)
     if int(count) < 0:
         raise ValueError(f"clicks per image must be >= 0, got {count}")
-    m = _dense(mask, num_classes)
+    m = dense_mask(mask, num_classes)
     rng = np.random.default_rng(seed)
     out = np.full(m.shape, num_classes, np.uint8)
     classes, areas = np.unique(m[m != IGNORE_INDEX], return_counts=True)
@@ -304,7 +301,7 @@ def read_sparse_label(path, num_classes: int) -> tuple[np.ndarray, int | None]:
     unlabeled value and becomes ``C``. Returns (uint8 HxW array with ``C`` at unlabeled pixels, the unlabeled
     value found: ``C``, 255, or None when every pixel is labeled). Any other value is a LabelError naming
     the file."""
-    num_classes = _check_num_classes(num_classes)
+    num_classes = check_num_classes(num_classes)
     path = Path(path)
     if not path.is_file():
         raise MaskError(f"{path}: sparse label file not found; expected a PNG of class ids with {num_classes} "
@@ -323,12 +320,6 @@ def read_sparse_label(path, num_classes: int) -> tuple[np.ndarray, int | None]:
     return label, None
 
 
-def survey_unlabeled_values(paths: Iterable, num_classes: int) -> Counter:
-    """How many files use ``C``, 255 or nothing as the unlabeled value ({C: n, 255: n, None: n}): a release
-    mixing both deserves a look before training on it."""
-    return Counter(read_sparse_label(p, num_classes)[1] for p in paths)
-
-
 def read_image_label_list(path, num_classes: int) -> dict[str, torch.Tensor]:
     """Image-level labels from a text file, one image per line: ``<id> <class id> <class id> ...``.
 
@@ -336,7 +327,7 @@ def read_image_label_list(path, num_classes: int) -> dict[str, torch.Tensor]:
     ids, a token that is not an integer, a class id outside 0..C-1 or a repeated id is an error naming the file
     and line. NumPy / pickle files (the ``cls_labels.npy`` dicts of some releases) are refused: loading a
     pickled dict can run code; convert them to this text format (docs/weak-labels.md shows how)."""
-    num_classes = _check_num_classes(num_classes)
+    num_classes = check_num_classes(num_classes)
     path = Path(path)
     if not path.is_file():
         raise SplitError(f"{path}: image-level label list not found; expected a text file with lines "
@@ -455,7 +446,7 @@ def write_simulated_labels(root, ids: Sequence[str], kind: str, num_classes: int
     written with the same parameters is kept (rerunning is cheap and idempotent); a change of parameters
     removes the earlier simulation first. A folder holding files reprokit did not write is refused. One
     writer per folder at a time."""
-    num_classes = _check_num_classes(num_classes)
+    num_classes = check_num_classes(num_classes)
     if kind not in SPARSE_KINDS:
         raise ValueError(f"label kind {kind!r} cannot be simulated as a sparse label; expected one of "
                          f"{', '.join(SPARSE_KINDS)}")
@@ -488,105 +479,3 @@ def write_simulated_labels(root, ids: Sequence[str], kind: str, num_classes: int
         label = simulate_sparse_label(kind, mask, num_classes, sample_seed(seed, sid), clicks)
         write_atomic(path, _save_png(label))
     return paths
-
-
-# --------------------------------------------------------------------------------------------- statistics
-def label_statistics(masks_and_sparse: Iterable[tuple[np.ndarray, np.ndarray]], num_classes: int, *,
-                     background: int | None = 0) -> dict:
-    """What a set of sparse labels gives to learn from, measured against the dense masks they came with.
-
-    ``masks_and_sparse``: (dense mask, sparse label in the reprokit encoding) pairs. Objects are the
-    4-connected components of each class other than ``background`` and 255. Returns: ``images``, ``objects``,
-    ``labeled_pixels_per_image`` (mean), ``labeled_share`` (labeled pixels / non-ignore pixels, over all
-    images), ``labeled_pixels_per_object`` (mean labeled pixels on an object: points per object for points),
-    ``objects_touched_share`` (objects with at least one labeled pixel), ``background_labeled_per_image``,
-    ``labeled_per_class`` (labeled pixels of each class, summed) and ``labeled_off_class`` (labeled pixels
-    whose class differs from the mask's, 255 included; 0 for every simulation here)."""
-    num_classes = _check_num_classes(num_classes)
-    images = objects = touched = on_objects = labeled_total = valid_total = off_class = on_background = 0
-    per_class = np.zeros(num_classes, np.int64)
-    for mask, sparse in masks_and_sparse:
-        m = _dense(mask, num_classes)
-        s = np.asarray(sparse).astype(np.int64)
-        if s.shape != m.shape:
-            raise ValueError(f"image {images}: sparse label of shape {s.shape} does not match its mask {m.shape}")
-        labeled = s < num_classes
-        images += 1
-        labeled_total += int(labeled.sum())
-        valid_total += int((m != IGNORE_INDEX).sum())
-        off_class += int((labeled & (s != m)).sum())
-        per_class += np.bincount(s[labeled], minlength=num_classes)[:num_classes]
-        if background is not None:
-            on_background += int((labeled & (s == background)).sum())
-        for k in np.unique(m[m != IGNORE_INDEX]).tolist():
-            if k == background:
-                continue
-            for box, region in _components(m == k):
-                hits = int((labeled[box] & region).sum())
-                objects += 1
-                touched += hits > 0
-                on_objects += hits
-    return {
-        "images": images,
-        "objects": objects,
-        "labeled_pixels_per_image": labeled_total / images if images else 0.0,
-        "labeled_share": labeled_total / valid_total if valid_total else 0.0,
-        "labeled_pixels_per_object": on_objects / objects if objects else 0.0,
-        "objects_touched_share": touched / objects if objects else 0.0,
-        "background_labeled_per_image": on_background / images if images else 0.0,
-        "labeled_per_class": per_class.tolist(),
-        "labeled_off_class": off_class,
-    }
-
-
-# ------------------------------------------------------------------------------------- command line
-def _voc_ids(root: Path, split: str) -> list[str]:
-    lst = root / "ImageSets" / "Segmentation" / f"{split}.txt"
-    if not lst.is_file():
-        raise SplitError(f"{lst}: split list not found; expected a VOC-layout data set under {root}")
-    return [line.split()[0] for line in lst.read_text().splitlines() if line.strip()]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m reprokit.data.weak_labels {stats,write} --root R --split S --kind K``: label statistics
-    (JSON on stdout) of simulated or written sparse labels of a VOC-layout data set, or write them."""
-    from reprokit.data.samples import read_label
-
-    parser = argparse.ArgumentParser(prog="python -m reprokit.data.weak_labels", description=main.__doc__)
-    parser.add_argument("action", choices=("stats", "write"))
-    parser.add_argument("--root", default="data/digits", help="VOC-layout data set (default: the digit scenes)")
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--kind", required=True, choices=SPARSE_KINDS)
-    parser.add_argument("--num-classes", type=int, default=11, help="11 for the digit scenes, 21 for VOC")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--clicks", type=int, default=100)
-    parser.add_argument("--from-files", action="store_true",
-                        help="stats of the label files under --root instead of simulating in memory")
-    args = parser.parse_args(argv)
-    root = Path(args.root)
-    ids = _voc_ids(root, args.split)
-    if args.action == "write":
-        paths = write_simulated_labels(root, ids, args.kind, args.num_classes, args.seed, args.clicks)
-        print(f"{len(paths)} {args.kind} labels under {paths[0].parent if paths else root}")
-        return 0
-
-    def pairs():
-        for sid in ids:
-            mask = read_label(root / "SegmentationClass" / f"{sid}.png", "voc", args.num_classes)
-            if args.from_files:
-                path = weak_label_path(root, "voc", args.kind, sid, clicks=args.clicks)
-                yield mask, read_sparse_label(path, args.num_classes)[0]
-            else:
-                yield mask, simulate_sparse_label(args.kind, mask, args.num_classes, sample_seed(args.seed, sid),
-                                                  args.clicks)
-
-    stats = label_statistics(pairs(), args.num_classes)
-    stats.update(root=str(root), split=args.split, kind=args.kind, seed=args.seed,
-                 clicks=args.clicks if args.kind == "clicks" else None, from_files=args.from_files)
-    json.dump(stats, sys.stdout, indent=2)
-    print()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

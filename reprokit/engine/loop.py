@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from reprokit.config import Config, ConfigError
 from reprokit.data.datasets import SegDataset, class_names, collate, resolve_splits
 from reprokit.data import dataset
-from reprokit.data.weak import ensure_weak_labels
+from reprokit.data.weak_source import ensure_weak_labels
 from reprokit.data.sampler import StepBatchSampler
 from reprokit.engine.checkpoint import (FORMAT, check_written_by, load_checkpoint, rng_state, save_atomic,
                                        set_rng_state)

@@ -15,7 +15,7 @@ import torch
 from reprokit.data.datasets import SegDataset, ground_truth
 from reprokit.data.palette import palette_for
 from reprokit.data.transforms import cutmix_box_masks
-from reprokit.data.weak import WeakLabels
+from reprokit.data.weak_source import WeakLabels
 from reprokit.labels import IGNORE_INDEX
 from reprokit.methods.base import CategoryLayer, HeatLayer, LabelLayer
 

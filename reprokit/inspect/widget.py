@@ -106,7 +106,7 @@ class PseudoLabelInspector:
         "labeled", "unlabeled" and "val" (default: "labeled" for a weak run, "unlabeled", "val"); a split the run
         has no images in is left out."""
         from reprokit.data.datasets import SegDataset, class_names, resolve_splits
-        from reprokit.data.weak import ensure_weak_labels
+        from reprokit.data.weak_source import ensure_weak_labels
         from reprokit.engine.reeval import load_trained_method
 
         cfg, method = load_trained_method(Path(run_dir))

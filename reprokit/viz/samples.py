@@ -94,7 +94,7 @@ def weak_label_panel(image: np.ndarray, sparse: np.ndarray, dataset: str, num_cl
 def weak_grid(runs: dict[str, TrainedRun], indices: list[int]):
     """One row per training image of the first run: the image, its weak label as given (sparse labels drawn on
     the image, image-level labels as the class names), each run's prediction and the ground truth."""
-    from reprokit.data.weak import WeakLabels
+    from reprokit.data.weak_source import WeakLabels
 
     first = next(iter(runs.values()))
     cfg, dataset = first.cfg.data, first.cfg.data.dataset
