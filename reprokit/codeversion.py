@@ -5,7 +5,7 @@ the closure of the static imports of the engine's loop, the method's module, the
 model, read from the source (so it works the same on a git commit's files as on the working tree). Each module
 counts as its syntax tree with docstrings removed (:func:`normalised`), so comments, docstrings and formatting
 never move a version, and code no training run imports (tables, sweeps, the inspector, records, data checks)
-never does either.
+never does either; nor do the inspector layers methods declare for display (``DISPLAY_MODULE``).
 
 Scheme 1 (records written before scheme 2) digested the raw bytes of every file under a fixed list of folders.
 Records keep the digest they were written with; a record is compared with today's code digested the same way,
@@ -30,6 +30,10 @@ SCHEME = 2
 # a run directory's records) and the model
 ENGINE_ENTRIES = ("engine/loop.py", "engine/train.py")
 MODEL = "models/deeplab.py"
+# Display only, never read by training (tests hold it so): the inspector layers' types, and what methods declare
+# with them, ``inspector_layers = ...`` in a class body and the import of those types. Left out of the digest.
+DISPLAY_MODULE = "methods/display.py"
+DISPLAY_ATTRIBUTE = "inspector_layers"
 Files = dict[str, bytes]  # package-relative path (``engine/loop.py``) -> source bytes
 
 
@@ -65,13 +69,25 @@ def commit_files(commit: str, package_dir: str | Path | None = None) -> Files | 
 
 # --- scheme 2 ------------------------------------------------------------------------------------------------
 
+def _display_only(node: ast.AST, in_class: bool) -> bool:
+    """A statement that only declares what the inspector shows (``DISPLAY_ATTRIBUTE`` in a class body, an
+    import from ``DISPLAY_MODULE``)."""
+    if isinstance(node, ast.ImportFrom):
+        return node.module == _module_name(DISPLAY_MODULE)
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+    return in_class and any(isinstance(t, ast.Name) and t.id == DISPLAY_ATTRIBUTE for t in targets)
+
+
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    """Docstrings and display-only statements removed: neither is code a training run executes for its numbers."""
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
                 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
                 and isinstance(body[0].value.value, str)):
             node.body = body[1:]
+        if isinstance(node, (ast.Module, ast.ClassDef)):
+            node.body = [s for s in node.body if not _display_only(s, isinstance(node, ast.ClassDef))]
     return tree
 
 
@@ -90,7 +106,8 @@ def _canonical(node) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def normalised(source: bytes) -> str:
-    """What a module's version is made of: its syntax tree without docstrings, comments or layout."""
+    """What a module's version is made of: its syntax tree without docstrings, comments, layout or display-only
+    statements (:func:`_display_only`)."""
     return _canonical(_strip_docstrings(ast.parse(source)))
 
 
@@ -177,7 +194,7 @@ def training_closure(files: Files, method: str | None = None, dataset: str | Non
 def digest_of(files: Files, method: str | None = None, dataset: str | None = None) -> str:
     """The scheme-2 code version of a run of ``method`` on ``dataset`` over ``files``."""
     h = hashlib.sha256(f"scheme {SCHEME}\0".encode())
-    for rel in sorted(training_closure(files, method, dataset)):
+    for rel in sorted(training_closure(files, method, dataset) - {DISPLAY_MODULE}):
         text = normalised(files[rel]).encode()
         h.update(f"{rel}\0{len(text)}\0".encode())
         h.update(text)

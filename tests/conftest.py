@@ -131,6 +131,6 @@ def crash_and_rerun(raw: dict, run_dir: Path, monkeypatch, crash_step: int = 5) 
 
 def categories(method) -> list:
     """The category layers a method declares (label and heat layers have no names or colours of their own)."""
-    from reprokit.methods.base import CategoryLayer
+    from reprokit.methods.display import CategoryLayer
 
     return [layer for layer in method.inspector_layers if isinstance(layer, CategoryLayer)]

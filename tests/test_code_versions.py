@@ -67,7 +67,8 @@ def test_an_edit_in_the_loop_moves_every_method(package):
 
 
 @pytest.mark.parametrize("module", ["inspect/core.py", "engine/rundir.py", "engine/reeval.py", "data/check.py",
-                                    "engine/train.py", "results.py", "sweep.py", "viz/tables.py"])
+                                    "engine/train.py", "results.py", "sweep.py", "viz/tables.py",
+                                    "data/weak_label_stats.py", "methods/display.py"])
 def test_code_that_only_runs_around_training_moves_no_version(package, module):
     before = versions(package)
     (package / module).write_text((package / module).read_text() + "\nUNUSED = 1\n")
@@ -190,3 +191,39 @@ def test_a_run_s_closure_holds_its_own_data_set_only():
     digits = codeversion.training_closure(files, "stpg", "digits")
     assert "data/voc.py" in voc and not {"data/digits.py", "data/cityscapes.py"} & voc
     assert {"data/digits.py", "data/voc.py"} <= digits and "data/cityscapes.py" not in digits  # VOC's layout
+
+
+def test_the_inspector_layers_a_method_declares_move_no_version(package):
+    before = versions(package)
+    edit(package / "methods" / "stpg.py", '"selection category"', '"pixel selection category"')
+    edit(package / "methods" / "cosa.py", "from reprokit.methods.display import ",
+         "from reprokit.methods.display import InspectorLayer, ")
+    assert versions(package) == before
+
+
+def test_the_display_module_holds_plain_records_only():
+    """What is left out of every code version must be unable to compute: frozen dataclasses of annotated fields
+    with constant defaults, no function, and the alias naming them."""
+    import ast
+
+    tree = ast.parse((codeversion.PACKAGE_DIR / codeversion.DISPLAY_MODULE).read_text())
+    for node in tree.body[1:]:  # after the docstring
+        if isinstance(node, ast.ClassDef):
+            assert [ast.unparse(d) for d in node.decorator_list] == ["dataclass(frozen=True)"], node.name
+            fields = [s for s in node.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+            assert all(isinstance(s, ast.AnnAssign) and (s.value is None or isinstance(s.value, ast.Constant))
+                       for s in fields), node.name
+        else:
+            assert isinstance(node, (ast.ImportFrom, ast.Assign)), ast.unparse(node)
+
+
+def test_training_never_reads_the_inspector_layers(tiny_cfg, tmp_path, monkeypatch):
+    from reprokit.engine.train import train
+
+    def unreadable(self):
+        raise AssertionError("training read inspector_layers")
+
+    for entry in registry().values():
+        monkeypatch.setattr(entry.cls, "inspector_layers", property(unreadable))
+    cfg = tiny_cfg(method={"name": "stpg", "contrastive_start": 0.0, "bank_start": 0.0}, train={"iters": 2})
+    assert 0 <= train(cfg, tmp_path / "run")["miou"] <= 1

@@ -9,7 +9,7 @@ from reprokit.data.palette import palette_for
 from reprokit.engine.train import train
 from reprokit.inspect import PseudoLabelInspector
 from reprokit.inspect.core import MapCache, compose
-from reprokit.methods.base import HeatLayer, LabelLayer
+from reprokit.methods.display import HeatLayer, LabelLayer
 from tests.conftest import tiny_raw
 
 

@@ -17,7 +17,7 @@ from reprokit.data.palette import palette_for
 from reprokit.data.transforms import cutmix_box_masks
 from reprokit.data.weak_source import WeakLabels
 from reprokit.labels import IGNORE_INDEX
-from reprokit.methods.base import CategoryLayer, HeatLayer, LabelLayer
+from reprokit.methods.display import CategoryLayer, HeatLayer, LabelLayer
 
 LABEL_LAYERS = ("ground truth", "teacher pseudo-label", "student prediction")
 OVERLAY_LAYERS = ("confidence", "cutmix boxes")

@@ -18,7 +18,7 @@ from PIL import Image
 from reprokit.data.palette import palette_for
 from reprokit.inspect.core import (LABEL_LAYERS, SPARSE_LAYER, MapCache, WeakLabeledImages, compose, heat_layer,
                                    image_stats, layer_names, run_checkpoints)
-from reprokit.methods.base import CategoryLayer, HeatLayer, LabelLayer
+from reprokit.methods.display import CategoryLayer, HeatLayer, LabelLayer
 
 
 def png_bytes(rgb: np.ndarray, scale: int = 1) -> bytes:

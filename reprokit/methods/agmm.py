@@ -32,7 +32,8 @@ import torch.nn.functional as F
 
 from reprokit.config import NON_NEGATIVE, ConfigError, MethodParams, chosen, ranged
 from reprokit.labels import IGNORE_INDEX
-from reprokit.methods.base import CategoryLayer, HeatLayer, LabelLayer, Method, MethodEntry, StepOutput
+from reprokit.methods.base import Method, MethodEntry, StepOutput
+from reprokit.methods.display import CategoryLayer, HeatLayer, LabelLayer
 from reprokit.methods.losses import weighted_ce
 from reprokit.methods.semi import accuracy
 from reprokit.models.deeplab import build_network

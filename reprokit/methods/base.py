@@ -26,42 +26,6 @@ class StepOutput:
 
 
 @dataclass(frozen=True)
-class CategoryLayer:
-    """An inspector layer a method adds: per-pixel category ids that its :meth:`Method.pseudo_labels` returns
-    under ``key``, drawn in ``colours`` and named ``names`` (both by id) in the legend and the statistics."""
-
-    title: str
-    key: str
-    names: tuple[str, ...]
-    colours: tuple[tuple[int, int, int], ...]
-
-
-@dataclass(frozen=True)
-class LabelLayer:
-    """An inspector layer of class ids (train ids, 255 ignore) that :meth:`Method.pseudo_labels` returns under
-    ``key`` [B, H, W]: drawn in the data set's palette like the pseudo-label, ignored pixels in its ignore colour."""
-
-    title: str
-    key: str
-
-
-@dataclass(frozen=True)
-class HeatLayer:
-    """An inspector layer of scores in [0, 1] that :meth:`Method.pseudo_labels` returns under ``key``: one map
-    [B, H, W], or with ``per_class`` a stack [B, K, H, W] (or K maps ``<key>/<k>``) whose channel k scores class
-    ``first_class + k``; the inspector's class picker chooses the class drawn."""
-
-    title: str
-    key: str
-    per_class: bool = False
-    first_class: int = 0
-
-
-#: what :attr:`Method.inspector_layers` may hold
-InspectorLayer = CategoryLayer | LabelLayer | HeatLayer
-
-
-@dataclass(frozen=True)
 class MethodEntry:
     """A method's registry entry, declared at the top level of its own module as ``METHOD = MethodEntry("name",
     ...)``: the code version reads that assignment from the source to find the module a run of the method
@@ -92,7 +56,7 @@ class Method(nn.Module):
     #: a run whose data has another kind is refused before training, naming both
     label_kinds: tuple[str, ...] = ("dense",)
     #: layers the inspector offers beside the base ones (maps of :meth:`pseudo_labels` beyond the base three)
-    inspector_layers: tuple[InspectorLayer, ...] = ()
+    inspector_layers: tuple = ()  # of reprokit.methods.display layers
 
     def reads_hidden_masks(self) -> bool:
         """Whether the step's batches carry ``hidden_mask`` (the ground truth of unlabeled images, and of weakly

@@ -24,7 +24,8 @@ from torch import nn
 
 from reprokit.config import PROBABILITY, ConfigError, MethodParams, Range, chosen, ranged
 from reprokit.labels import IGNORE_INDEX
-from reprokit.methods.base import HeatLayer, Method, MethodEntry, StepOutput
+from reprokit.methods.base import Method, MethodEntry, StepOutput
+from reprokit.methods.display import HeatLayer
 from reprokit.methods.semi import accuracy
 from reprokit.models.deeplab import CheckpointKeyError, build_network, pretrained_trunk
 from reprokit.models.resnet import BASIC_DEPTHS, ResNetBackbone

@@ -28,7 +28,8 @@ from torch import nn
 
 from reprokit.config import COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, ConfigError, chosen, ranged
 from reprokit.labels import IGNORE_INDEX
-from reprokit.methods.base import CategoryLayer, HeatLayer, LabelLayer, MethodEntry, StepOutput
+from reprokit.methods.base import MethodEntry, StepOutput
+from reprokit.methods.display import CategoryLayer, HeatLayer, LabelLayer
 from reprokit.methods.cam import (CAMHead, WeakParams, build_backbone, cam_pseudo_labels, class_labels,
                                   image_classification_loss, image_label_protocols, normalise_cams)
 from reprokit.methods.semi import accuracy

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 from reprokit.config import NON_NEGATIVE, PROBABILITY, chosen, ranged
 from reprokit.labels import IGNORE_INDEX
-from reprokit.methods.base import CategoryLayer, MethodEntry, StepOutput
+from reprokit.methods.base import MethodEntry, StepOutput
+from reprokit.methods.display import CategoryLayer
 from reprokit.methods.losses import supervised_loss, weighted_ce
 from reprokit.methods.semi import (MixedViews, TeacherParams, TeacherStudent, accuracy, single_views,
                                    split_forward, teacher_targets, unsup_weight)

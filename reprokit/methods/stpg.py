@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from reprokit.config import COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, ConfigError, chosen, ranged
 from reprokit.labels import IGNORE_INDEX
-from reprokit.methods.base import CategoryLayer, MethodEntry, StepOutput
+from reprokit.methods.base import MethodEntry, StepOutput
+from reprokit.methods.display import CategoryLayer
 from reprokit.methods.losses import supervised_loss, weighted_ce
 from reprokit.methods.semi import (MixedViews, TeacherParams, TeacherStudent, accuracy, split_forward,
                                    teacher_targets, unsup_weight)
