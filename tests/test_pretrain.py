@@ -163,3 +163,16 @@ def test_the_shipped_backbone_is_the_one_the_benchmark_records_start_from(monkey
     machine_check = recorded_backbones(root / "docs/runs/machine-check")
     assert len(machine_check) >= 8 and len({b["sha256"] for b in machine_check}) == 1
     assert machine_check[0]["sha256"] != shipped["sha256"]
+
+
+def test_an_empty_cache_is_seeded_with_the_shipped_weights_not_trained(tmp_path, monkeypatch):
+    """From any working directory (a notebook's folder, a cluster's scratch), a run finds the weights the
+    repository ships instead of training others: another processor would build other weights."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REPROKIT_PRETRAINED_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(pretrain, "train_trunk", lambda *a, **k: pytest.fail("trained instead of seeding"))
+    model = load_config(Path(__file__).resolve().parents[1] / "params/digits/table4/ls.yaml").model
+    path = pretrain.ensure_pretrained(model)
+    shipped = pretrain.SHIPPED_DIR / path.name
+    assert path.parent == tmp_path / "cache" and path.read_bytes() == shipped.read_bytes()
+    assert json.loads(path.with_name(path.name + ".json").read_text())["heldout_top1"] > 0.98

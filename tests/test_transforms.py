@@ -109,3 +109,17 @@ def test_cutmix_masks_area_and_mixing():
     m[:, :2] = True
     out = mix(a, b, m)
     assert (out[:, :, :2] == 1).all() and (out[:, :, 2:] == 0).all()
+
+
+def test_ignored_pixels_of_a_sparse_label_survive_shrinking_as_enlarging():
+    """255 in a label file is ignored (no loss, no GMM), not unlabeled: resizing keeps it either way, and a
+    labeled pixel landing on the same target pixel wins over it."""
+    sparse = np.full((8, 8), 4, np.uint8)  # C = 4: unlabeled
+    sparse[2, 2], sparse[5, 6], sparse[3, 3] = 255, 1, 255
+    for size in (4, 16):
+        out = resize_sparse(sparse, (size, size), unlabeled=4)
+        assert set(np.unique(out)) == {1, 4, 255}, size
+    small = resize_sparse(sparse, (4, 4), unlabeled=4)
+    assert small[1, 1] == 255 and small[2, 3] == 1
+    sparse[2, 3] = 2  # lands on small[1, 1] with the ignored pixels
+    assert resize_sparse(sparse, (4, 4), unlabeled=4)[1, 1] == 2

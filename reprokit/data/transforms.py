@@ -57,19 +57,22 @@ class WeakAug:
 
 
 def resize_sparse(sparse: np.ndarray, size: tuple[int, int], unlabeled: int) -> np.ndarray:
-    """A sparse label map resized to ``size`` (width, height) keeping every labeled pixel. Enlarging,
-    nearest-neighbour samples every source pixel at least once. Shrinking, it would skip most of them, so each
-    labeled pixel is written at the position of its centre in the new grid instead (one pixel per labeled
-    pixel; where two land on one pixel, the later in row-major order wins)."""
+    """A sparse label map resized to ``size`` (width, height) keeping every labeled pixel and every ignored
+    one (255 in a label file: excluded from training, unlike unlabeled pixels, which some methods use).
+    Enlarging, nearest-neighbour samples every source pixel at least once. Shrinking, it would skip most of them,
+    so each labeled or ignored pixel is written at the position of its centre in the new grid instead (one pixel
+    per source pixel; where two land on one pixel, a labeled one wins over an ignored one, and among labeled
+    ones the later in row-major order)."""
     nw, nh = size
     h, w = sparse.shape
     if nw >= w and nh >= h:
         return np.asarray(Image.fromarray(sparse).resize((nw, nh), Image.NEAREST), dtype=np.uint8)
     out = np.full((nh, nw), unlabeled, np.uint8)
-    ys, xs = np.nonzero((sparse != unlabeled) & (sparse != IGNORE_INDEX))
-    ny = np.minimum(((ys + 0.5) * nh / h).astype(np.int64), nh - 1)
-    nx = np.minimum(((xs + 0.5) * nw / w).astype(np.int64), nw - 1)
-    out[ny, nx] = sparse[ys, xs]
+    for kept in (sparse == IGNORE_INDEX, (sparse != unlabeled) & (sparse != IGNORE_INDEX)):  # labels written last
+        ys, xs = np.nonzero(kept)
+        ny = np.minimum(((ys + 0.5) * nh / h).astype(np.int64), nh - 1)
+        nx = np.minimum(((xs + 0.5) * nw / w).astype(np.int64), nw - 1)
+        out[ny, nx] = sparse[ys, xs]
     return out
 
 
