@@ -17,7 +17,7 @@ import pandas as pd
 from reprokit.methods.stpg_equations import SELECTION_CATEGORIES
 from reprokit.results import load_runs, selection_summary
 from reprokit.stats import format_difference, format_seed_differences, paired_difference
-from reprokit.viz import plots, provenance, tables
+from reprokit.viz import claims, plots, provenance, tables
 from reprokit.viz.presets import WEAK_REFERENCE, WEAK_ROWS, Preset
 
 FIG8_AXES = {"bank_size": "memory bank size N", "lambda_u": "unsupervised weight lambda_u"}
@@ -217,6 +217,20 @@ def selection_table(run_dirs) -> pd.DataFrame:
                           "pixels (%)": tables.fmt(**tables.mean_std(per_run[f"sel/{c}"].dropna())),
                           "accuracy (%)": tables.fmt(**tables.mean_std(per_run[f"acc/{c}"].dropna()))}
                          for c, name in SELECTION_CATEGORIES.items()])
+
+
+def build_claims(inputs: Inputs) -> Built:
+    """The claims ledger (:mod:`reprokit.viz.claims`): each seed-paper claim, the paper's number, the paired
+    difference measured on the preset's runs and its verdict; claims whose runs are missing or stale say so."""
+    table, used = claims.ledger(inputs.runs, inputs.preset)
+    counts = ", ".join(f"{n} {v}" for v, n in claims.verdict_counts(table).items())
+    caption = (f"Claims of the seed papers on {inputs.preset.name} ({counts}). Measured: a − b paired by seed, "
+               "mean [95 % t-interval] in percent points. Verdict: holds when the interval excludes 0 on the "
+               "claimed side (for 'within m points': lies inside ±m), contradicted when it excludes 0 on the other "
+               "side (lies outside ±m), not resolved otherwise or with one seed; "
+               f"{provenance.provenance_note(used)}")
+    built = Built(tables.write_table(table, inputs.out / inputs.name, caption), inputs.missing(), table)
+    return inputs.finish(built, used)
 
 
 def build_fig6(inputs: Inputs) -> Built:

@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from reprokit.viz import artefacts
+from reprokit.viz import artefacts, claims
 from reprokit.viz.artefacts import Built, Inputs, run_table
 from reprokit.viz.presets import CW_BASS_ROWS, FARCLUSS_ROWS, PRESETS, Preset, preset
 
@@ -103,6 +103,8 @@ ARTEFACTS = (
                         "default": p.table4["STPG (all)"]}),
     Artefact("fig9", "Figs. 9/10: qualitative results", artefacts.build_fig9, lambda p: p.methods,
              (Param("images", 4, "validation images shown, one row each"),), loads_networks=True),
+    Artefact("claims", "Claims ledger: the seed papers' claims on this benchmark", artefacts.build_claims,
+             claims.config_names),
 )
 NAMES = tuple(a.name for a in ARTEFACTS)
 
