@@ -92,7 +92,7 @@ def test_artefacts_are_built_in_the_idle_slot_while_the_last_cell_trains(tmp_pat
         if not training.done():
             training.set_result([])
 
-    def regenerate(runs, out, preset, jobs, only):
+    def regenerate(runs, out, preset, jobs, only, params=None, expected=None):
         built.append((only, out, training.done()))
         if only == ["table4"]:  # FixMatch ends while Table 4 is built; the sweep returns a little later
             finish(cells["fixmatch"])

@@ -80,7 +80,8 @@ def _table5_runs(p: Preset) -> dict[str, str]:
 
 
 ARTEFACTS = (
-    Artefact("summary", "Methods at 1/8 labels", artefacts.build_summary, _summary_runs),
+    Artefact("summary", "Methods at 1/8 labels", artefacts.build_summary, _summary_runs,
+             (Param("reference", "", "folder of committed records shown beside the runs ('' for none)"),)),
     Artefact("tables_1_3", "Tables 1-3: comparison with the paper", artefacts.build_tables_1_3, None),
     Artefact("table4", "Table 4: module ablation", partial(artefacts.build_ablation, source="Table 4"),
              lambda p: p.table4),
