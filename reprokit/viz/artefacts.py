@@ -17,7 +17,7 @@ import pandas as pd
 from reprokit.methods.stpg_equations import SELECTION_CATEGORIES
 from reprokit.results import load_runs, machine_counts, selection_summary
 from reprokit.stats import format_difference, format_seed_differences, paired_difference
-from reprokit.viz import claims, plots, provenance, tables
+from reprokit.viz import claims, paper_cells, plots, provenance, tables
 from reprokit.viz.presets import WEAK_REFERENCE, WEAK_ROWS, Preset
 
 FIG8_AXES = {"bank_size": "memory bank size N", "lambda_u": "unsupervised weight lambda_u"}
@@ -268,6 +268,17 @@ def build_claims(inputs: Inputs) -> Built:
                f"{provenance.provenance_note(used)}")
     built = Built(tables.write_table(table, inputs.out / inputs.name, caption), inputs.missing(), table)
     return inputs.finish(built, used)
+
+
+def build_paper_cells(inputs: Inputs) -> Built:
+    """The papers' VOC and Cityscapes numbers of every cell reprokit can run, with its reproduction where the
+    runs folder holds that cell's runs (:mod:`reprokit.viz.paper_cells`)."""
+    table, used = paper_cells.paper_cells_table(inputs.runs)
+    done = int((table["reprokit"] != "-").sum())
+    caption = (f"The papers' reported mIoU (%) for the {len(table)} VOC and Cityscapes cells reprokit has parameter "
+               f"files for; reprokit: mean ± std (runs) of that file's runs under the runs folder ({done} of "
+               f"{len(table)} cells run), delta = reprokit − paper; {provenance.provenance_note(used)}")
+    return inputs.finish(Built(tables.write_table(table, inputs.out / inputs.name, caption), [], table), used)
 
 
 def build_fig6(inputs: Inputs) -> Built:

@@ -106,6 +106,8 @@ ARTEFACTS = (
              (Param("images", 4, "validation images shown, one row each"),), loads_networks=True),
     Artefact("claims", "Claims ledger: the seed papers' claims on this benchmark", artefacts.build_claims,
              claims.config_names),
+    Artefact("paper_cells", "The papers' VOC and Cityscapes cells and their reproduction", artefacts.build_paper_cells,
+             None),
 )
 NAMES = tuple(a.name for a in ARTEFACTS)
 
