@@ -278,7 +278,11 @@ def build_paper_cells(inputs: Inputs) -> Built:
     caption = (f"The papers' reported mIoU (%) for the {len(table)} VOC and Cityscapes cells reprokit has parameter "
                f"files for; reprokit: mean ± std (runs) of that file's runs under the runs folder ({done} of "
                f"{len(table)} cells run), delta = reprokit − paper; {provenance.provenance_note(used)}")
-    return inputs.finish(Built(tables.write_table(table, inputs.out / inputs.name, caption), [], table), used)
+    files = tables.write_table(table, inputs.out / inputs.name, caption)
+    files += tables.write_table(paper_cells.compact(table), inputs.out / f"{inputs.name}_compact",
+                                f"{caption}. One line per paper, data set, method and backbone: each split's paper "
+                                "mIoU and, in brackets, reprokit's (- until a run exists)")
+    return inputs.finish(Built(files, [], table), used)
 
 
 def build_fig6(inputs: Inputs) -> Built:

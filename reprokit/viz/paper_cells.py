@@ -66,3 +66,17 @@ def paper_cells_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                       "run by": cell.config + (f" ({cell.set})" if cell.set else "")})
     used = [u for u in used if len(u)]
     return pd.DataFrame(lines), (pd.concat(used) if used else runs.iloc[:0])
+
+
+ABLATION_SOURCES = ("Table 4", "Table 5", "Fig. 8b")
+
+
+def compact(table: pd.DataFrame) -> pd.DataFrame:
+    """The comparison cells of :func:`paper_cells_table` (not the ablation rows of Tables 4-5 and Fig. 8b), one
+    line per paper, data set, method and backbone, each split as ``split: paper (reprokit)``: the README's view."""
+    main = table[~table["source"].isin(ABLATION_SOURCES)]
+    lines = []
+    for key, group in main.groupby(["source", "data set", "method / row", "backbone"], sort=False):
+        cells = ", ".join(f"{r['split']}: {r['paper']} ({r['reprokit']})" for _, r in group.iterrows())
+        lines.append(dict(zip(["source", "data set", "method", "backbone"], key), **{"paper (reprokit) by split": cells}))
+    return pd.DataFrame(lines)
