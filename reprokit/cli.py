@@ -107,7 +107,7 @@ def _results(args) -> int:
         print(listed[["run_id", "name", "seed", "miou", "stale", "machine"]].to_string(index=False))
     else:  # percent, as in every table
         table = summary_table(df.assign(miou=100 * df["miou"]), ["name", "method"]).round(2)
-        print("mIoU (%) per experiment, mean and std over its runs:")
+        print("mIoU (%) per experiment: mean and std over its runs, and how many of them are stale")
         print(table.rename(columns={"mean": "mIoU mean", "std": "mIoU std", "count": "runs"}).to_string(index=False))
     stale = int(df["stale"].sum())
     versions = ", ".join(f"{m} {code_version(method=m)}" for m in sorted(df["method"].unique()))

@@ -91,8 +91,8 @@ def pretrain_weights(config: str, threads: int) -> None:
 
 def mean_step_seconds(run_dir: Path) -> float | None:
     """Mean logged seconds per training step of a run: how fast the host ran it. On one machine type the
-    same cells' steps drift by up to a factor of two between days (docs/measurements.md, "Main job and
-    tests"), so the job's wall time is read beside this."""
+    same cells' steps drift by up to a factor of two between days (docs/performance.md, "The main job"),
+    so the job's wall time is read beside this."""
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return None
