@@ -79,3 +79,23 @@ def test_adding_a_method_example_trains_one_step(digits_root):
     sum(out.losses.values()).backward()
     assert set(out.losses) == {"sup", "entropy"} and all(torch.isfinite(v) for v in out.losses.values())
     assert namespace["METHOD"].cls is namespace["EntropyMin"]
+
+
+def test_readme_and_measurements_quote_the_ledger_counts():
+    """The verdict counts the README and measurements.md state are those of the committed ledger."""
+    import pandas as pd
+
+    from reprokit.viz.claims import verdict_counts
+
+    lines = [line for line in (ROOT / "docs/benchmark-tables/claims.md").read_text().splitlines()
+             if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    assert all(len(r) == len(header) for r in rows)  # no cell holds a '|' that would break the table
+    table = pd.DataFrame(rows, columns=header)
+    n = verdict_counts(table)
+    assert f"{len(table)} claims of the five papers" in (ROOT / "README.md").read_text()
+    assert (f"{n['holds']} hold, {n['not resolved']} are not resolved and {n['contradicted']} are contradicted"
+            in (ROOT / "README.md").read_text())
+    assert (f"{len(table)} claims, {n['holds']} hold, {n['not resolved']} not resolved, {n['contradicted']} "
+            "contradicted" in (ROOT / "docs/measurements.md").read_text())

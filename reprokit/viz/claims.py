@@ -189,7 +189,7 @@ def ledger(runs: pd.DataFrame, preset: Preset, claims: list[Claim] | None = None
     for claim in claims:
         m = measure(claim, runs, preset)
         used += [m["used"]["a"], m["used"]["b"]]
-        expected = {"greater": "a > b", "less": "a < b"}.get(claim.expect, f"|a − b| < {claim.margin}")
+        expected = {"greater": "a > b", "less": "a < b"}.get(claim.expect, f"a within ±{claim.margin} of b")
         rows.append({"paper": claim.paper, "claim": claim.claim, "where": claim.where,
                      "paper's number": paper_number(claim, paper),
                      "a − b (percent points)": f"{claim.a.label()} − {claim.b.label()}", "expected": expected,
