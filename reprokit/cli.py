@@ -119,8 +119,10 @@ def _results(args) -> int:
         df = df.assign(miou=(100 * df["miou"]).round(2)).sort_values(["name", "run_id"])
         listed = df.assign(machine=df["machine"].fillna(NO_MACHINE))
         print(listed[["run_id", "name", "seed", "miou", "stale", "machine"]].to_string(index=False))
-    else:
-        print(summary_table(df, ["name", "method"]).to_string(index=False))
+    else:  # percent, as in every table
+        table = summary_table(df.assign(miou=100 * df["miou"]), ["name", "method"]).round(2)
+        print("mIoU (%) per experiment: mean and std over its runs, and how many of them are stale")
+        print(table.rename(columns={"mean": "mIoU mean", "std": "mIoU std", "count": "runs"}).to_string(index=False))
     stale = int(df["stale"].sum())
     today = CodeVersions()
     versions = ", ".join(f"{m} on {d} {today.today(SCHEME, m, d)}"
@@ -194,7 +196,16 @@ def _figures(args) -> int:
         print(f"reprokit: error: {exc}", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    errors = regenerate(args.runs, args.out, args.preset, args.jobs, args.only)
+    params: dict[str, dict] = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        artefact, dot, name = key.partition(".")
+        if not (sep and dot and name):
+            print(f"reprokit: error: --param {item!r}: expected ARTEFACT.NAME=VALUE, e.g. "
+                  "summary.reference=docs/runs/benchmark", file=sys.stderr)
+            return 2
+        params.setdefault(artefact, {})[name] = value
+    errors = regenerate(args.runs, args.out, args.preset, args.jobs, args.only, params=params)
     print(f"figures: {sum(e is None for e in errors.values())} of {len(errors)} artefacts built in "
           f"{time.perf_counter() - start:.1f} s into {args.out}")
     return 1 if any(e and not e.startswith("skipped") for e in errors.values()) else 0
@@ -234,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--jobs", type=int, default=2)
     fg.add_argument("--only", nargs="*", metavar="ARTEFACT",
                     help="artefacts to build, e.g. summary table4 fig7 (default: all)")
+    fg.add_argument("--param", action="append", default=[], metavar="ARTEFACT.NAME=VALUE",
+                    help="an artefact's own notebook parameter, e.g. summary.reference=docs/runs/benchmark")
     fg.set_defaults(func=_figures)
     d = sub.add_parser("data", help="build the digit scenes, or check a configured data set")
     dsub = d.add_subparsers(dest="action", required=True)

@@ -27,10 +27,13 @@ def longest_first(artefacts) -> list:
 
 
 def regenerate(runs_dir: str | Path, out: str | Path, preset: str = "digits", jobs: int = 2,
-               only: list[str] | None = None, notebooks_dir: str | Path = "notebooks", log=print) -> dict:
+               only: list[str] | None = None, notebooks_dir: str | Path = "notebooks", log=print,
+               params: dict[str, dict] | None = None, expected: set[str] | None = None) -> dict:
     """Execute the notebooks of the artefacts ``only`` (default: all), ``jobs`` at a time; executed copies go
     to ``out/notebooks``. Returns {artefact: None or error}. Artefacts without any of their runs are skipped,
-    partial ones still build."""
+    partial ones still build. ``params`` gives artefacts' own notebook parameters ({artefact: {name: value}}).
+    Missing runs are reported by config name; with ``expected`` (the config names the caller trains) only
+    those, so rows a caller never meant to train do not read as failures."""
     chosen = select(only)
     # kernels inherit this: kernels that each start a full set of OpenMP threads oversubscribe the cores and
     # spin against each other (docs/measurements.md)
@@ -41,8 +44,9 @@ def regenerate(runs_dir: str | Path, out: str | Path, preset: str = "digits", jo
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     missing = missing_runs(runs_dir, preset)
     for a in chosen:
-        if a.name in missing:
-            log(f"{a.name}: missing runs {', '.join(missing[a.name])}")
+        reported = [n for n in missing.get(a.name, []) if expected is None or n in expected]
+        if reported:
+            log(f"{a.name}: missing runs {', '.join(reported)}")
     skipped = [a.name for a in chosen if a.needs(preset) and set(missing.get(a.name, [])) == set(a.needs(preset))]
     todo = longest_first(a for a in chosen if a.name not in skipped)
     if skipped:
@@ -53,7 +57,8 @@ def regenerate(runs_dir: str | Path, out: str | Path, preset: str = "digits", jo
         kernel_log = out / "notebooks" / f"{artefact.name}.kernel.log"
         try:
             execute_logged(Path(notebooks_dir) / artefact.notebook, out / "notebooks" / artefact.notebook,
-                           {"runs": str(runs_dir), "out": str(out), "preset": preset}, kernel_log, start_timeout=120)
+                           {"runs": str(runs_dir), "out": str(out), "preset": preset,
+                            **(params or {}).get(artefact.name, {})}, kernel_log, start_timeout=120)
             log(f"{artefact.name}: built in {time.perf_counter() - start:.1f} s")
             return None
         except Exception as exc:  # noqa: BLE001 - one artefact failing must not stop the others

@@ -25,6 +25,8 @@ from pathlib import Path
 from reprokit.data.digits import ensure_digit_scenes
 from reprokit.engine.rundir import read_metrics
 from reprokit.figures import longest_first, regenerate
+from reprokit.machine import machine_description
+from reprokit.origin import machine_label
 from reprokit.sweep import Cell, expand, run_sweep, sweep_states
 from reprokit.viz.registry import NAMES, Artefact, select
 
@@ -37,6 +39,11 @@ class MainJob:
     sweeps: tuple[str, ...]
     pretrain: str
     artefacts: tuple[str, ...]
+    params: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()  # artefacts' own notebook parameters
+
+    @property
+    def artefact_params(self) -> dict[str, dict]:
+        return {name: dict(values) for name, values in self.params}
 
     def __post_init__(self):
         select(self.artefacts)  # a misspelt artefact fails here, not after the training
@@ -46,8 +53,10 @@ class MainJob:
 BESIDE_TRAINING = ".beside-training"
 
 SIZES = {
+    # the quick summary shows the committed 5-seed measurement of the same rows beside its one short seed
     "quick": MainJob(("params/sweeps/quick.yaml",), "params/digits/base.yaml",
-                     ("summary", "table4", "fig6", "fig7", "fig9")),
+                     ("summary", "table4", "fig6", "fig7", "fig9"),
+                     (("summary", (("reference", "docs/runs/benchmark"),)),)),
     "full": MainJob(("params/sweeps/benchmark.yaml", "params/sweeps/ablations.yaml", "params/sweeps/fig8.yaml",
                      "params/sweeps/new_methods.yaml"),
                     "params/digits/base.yaml", NAMES),
@@ -83,8 +92,8 @@ def pretrain_weights(config: str, threads: int) -> None:
 
 def mean_step_seconds(run_dir: Path) -> float | None:
     """Mean logged seconds per training step of a run: how fast the host ran it. On one machine type the
-    same cells' steps drift by up to a factor of two between days (docs/measurements.md, "Main job and
-    tests"), so the job's wall time is read beside this."""
+    same cells' steps drift by up to a factor of two between days (docs/performance.md, "The main job"),
+    so the job's wall time is read beside this."""
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return None
@@ -117,7 +126,7 @@ def ready_artefact(waiting: list[Artefact], cells: list[Cell], names: dict[str, 
 
 def build_beside_training(training: Future, cells: list[Cell], names: dict[str, str], since: float, runs: str,
                           staging: Path, artefacts: tuple[str, ...], jobs: int, preset: str = "digits",
-                          poll: float = 2.0) -> dict:
+                          poll: float = 2.0, params: dict | None = None, expected: set[str] | None = None) -> dict:
     """While ``training`` (the sweeps) runs, build each artefact as soon as :func:`ready_artefact` allows,
     one at a time in the idle slot, longest first, into ``staging``. Returns {artefact: None or error} of those built."""
     waiting = longest_first(select(artefacts))
@@ -128,7 +137,7 @@ def build_beside_training(training: Future, cells: list[Cell], names: dict[str, 
             wait([training], timeout=poll)
             continue
         waiting.remove(artefact)
-        built.update(regenerate(runs, staging, preset, jobs, [artefact.name]))
+        built.update(regenerate(runs, staging, preset, jobs, [artefact.name], params=params, expected=expected))
     return built
 
 
@@ -151,13 +160,16 @@ def run_main_job(size: str, out: Path, jobs: int = 2, data_root: str = "data/dig
     runs = expand(job.sweeps[0])[0]["runs"]  # a job's sweeps share one runs folder
     cells, since = cells_to_train(job.sweeps), time.time()
     names = {c.cell_id: c.config_name() for c in cells}  # a cell whose config does not load fails here, first
+    # rows the job never trains (the quick size's references) are not reported as missing runs
+    expected = {c.config_name() for sweep in job.sweeps for c in expand(sweep)[1]}
     # A training cell records whether git's tracked files differ from the commit when it ends: artefacts
     # built beside it go to an untracked folder first, or the cell would call itself "dirty".
     staging = out / BESIDE_TRAINING
     shutil.rmtree(staging, ignore_errors=True)
     with ThreadPoolExecutor(1) as pool:
         training = pool.submit(lambda: [r for sweep in job.sweeps for r in run_sweep(sweep, jobs)])
-        errors = build_beside_training(training, cells, names, since, runs, staging, job.artefacts, jobs)
+        errors = build_beside_training(training, cells, names, since, runs, staging, job.artefacts, jobs,
+                                       params=job.artefact_params, expected=expected)
         results = training.result()
     trained = time.perf_counter()
     if staging.is_dir():
@@ -165,18 +177,23 @@ def run_main_job(size: str, out: Path, jobs: int = 2, data_root: str = "data/dig
     early = list(errors)
     rest = [a for a in job.artefacts if a not in errors]
     if rest:
-        errors.update(regenerate(runs, out, "digits", jobs, rest))
+        errors.update(regenerate(runs, out, "digits", jobs, rest, params=job.artefact_params, expected=expected))
     timing = {"size": size, "cells_run": len(results), "failed": [r["cell"] for r in results if not r["ok"]],
               "pretrain_seconds": round(pretrained - start, 1), "train_seconds": round(trained - pretrained, 1),
               "figures_seconds": round(time.perf_counter() - trained, 1), "built_beside_training": early,
               "total_seconds": round(time.perf_counter() - start, 1), "peak_rss_mib": peak_rss_mib(),
               "cells": {r["cell"]: {"seconds": r["seconds"],
                                     "sec_per_step": mean_step_seconds(Path(runs) / r["cell"])} for r in results}}
+    timing["machine"] = machine_label(machine_description())
     (out / f"main_{size}.timing.json").write_text(json.dumps(timing, indent=2))
-    print(f"main job ({size}): {timing['total_seconds']:.0f} s in all ({timing['pretrain_seconds']:.0f} s "
-          f"pretraining, {timing['train_seconds']:.0f} s training with {len(early)} artefacts built beside it, "
+    print(f"main job ({size}) on {timing['machine']}: {timing['total_seconds']:.0f} s in all "
+          f"({timing['pretrain_seconds']:.0f} s pretraining, {timing['train_seconds']:.0f} s training with "
+          f"{len(early)} artefacts built beside it, "
           f"{timing['figures_seconds']:.0f} s figures after it), peak memory of one process "
           f"{timing['peak_rss_mib']} MiB; outputs in {out}")
+    if size == "quick":
+        print(f"quick numbers come from one seed of a short schedule and vary by processor; {out}/summary.md "
+              "shows them beside the committed 5-seed measurement, which is the one to quote")
     if timing["failed"] or any(e and not e.startswith("skipped") for e in errors.values()):
         raise SystemExit(f"failed cells: {timing['failed']}; artefact errors: "
                          f"{[k for k, e in errors.items() if e and not e.startswith('skipped')]}")

@@ -38,7 +38,7 @@ How it is set up
 * Start-up takes about 1-2 s (munged well under a second, node idle about 1 s after slurmd starts).
 * Several clusters and restarts: every daemon gets ``REPROKIT_LOCAL_SLURM=<owner pid>:<owner start time>:<workdir>``
   in its environment. On start, daemons left behind by an owner that no longer exists (a killed pytest run) are
-  terminated; clusters of live owners are left alone (they use other ports, sockets and directories). On exit,
+  terminated; clusters of live owners are not touched (they use other ports, sockets and directories). On exit,
   or on any failure during start-up, remaining jobs are cancelled and slurmd, slurmctld and the private munged
   are stopped (SIGTERM, then SIGKILL).
 

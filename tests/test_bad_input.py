@@ -1,4 +1,4 @@
-"""Bad data and bad settings (issue 16): every error names the culprit and what was expected, and nothing
+"""Bad data and bad settings: every error names the culprit and what was expected, and nothing
 already on disk changes. Ordered as the issue: data loss first."""
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from reprokit.configure import from_dict
-from reprokit.data.palette import palette_for
+from reprokit.viz.palette import display_palette
 from reprokit.engine.train import train
 from reprokit.inspect import PseudoLabelInspector
 from reprokit.inspect.core import MapCache, compose
@@ -54,7 +54,7 @@ def test_layers_show_the_arrays_behind_them(insp):
     assert np.array_equal(insp.rendered(), maps.image)  # no layer: the image itself
     insp.layers["teacher pseudo-label"].value = True
     insp.opacity.value = 1.0
-    pal = palette_for("digits")
+    pal = display_palette("digits")
     assert np.array_equal(insp.rendered(), pal[maps.teacher.astype(np.uint8)])
     insp.layers["teacher pseudo-label"].value = False
     insp.layers["selection category"].value = True
@@ -238,9 +238,9 @@ def viridis(values):
 def test_label_layer_draws_class_ids_in_the_palette_and_ignore_in_its_colour(tmp_path):
     insp = fake_inspector(tmp_path)
     insp.layers["fake CPL"].value = True
-    pal, view = palette_for("digits"), insp.rendered()
+    pal, view = display_palette("digits"), insp.rendered()
     assert np.array_equal(view, pal[CPL.numpy().astype(np.uint8)])
-    assert tuple(view[0, 2]) == (0, 128, 0) and tuple(view[0, 3]) == (224, 224, 192)  # class 2; ignore
+    assert tuple(view[0, 2]) == (230, 25, 75) and tuple(view[0, 3]) == (224, 224, 192)  # class 2 (digit 1); ignore
     insp.classes.value = (1,)  # other classes hidden, the ignore band kept
     view = insp.rendered()
     assert tuple(view[0, 2]) == (100, 100, 100) and tuple(view[0, 1]) == tuple(pal[1])
@@ -274,7 +274,7 @@ def test_sparse_overlay_colours_exactly_the_labeled_pixels(tmp_path):
     insp.layers["sparse labels"].value = True
     insp.opacity.value = 0.2  # the marks are drawn opaque
     view, labeled = insp.rendered(), (SPARSE < C).numpy()
-    assert np.array_equal(view[labeled], palette_for("digits")[SPARSE.numpy()[labeled]])
+    assert np.array_equal(view[labeled], display_palette("digits")[SPARSE.numpy()[labeled]])
     assert (view[~labeled] == 100).all() and labeled.sum() == 3
 
 
@@ -318,7 +318,7 @@ def test_weak_run_shows_its_sparse_labels_and_the_method_reads_them(digits_root,
         t.value = False
     insp.layers["sparse labels"].value = True
     view = insp.rendered()
-    assert np.array_equal(view[labeled], palette_for("digits")[sparse["sparse"][labeled].astype(np.uint8)])
+    assert np.array_equal(view[labeled], display_palette("digits")[sparse["sparse"][labeled].astype(np.uint8)])
     assert np.array_equal(view[~labeled], maps.image[~labeled])
     insp.split.value = "val"  # no weak labels there: no sparse marks, no prototypes
     assert insp.current().sparse is None and (insp.current().labels["AGMM: GMM pseudo-label"] == 255).all()

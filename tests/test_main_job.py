@@ -92,7 +92,7 @@ def test_artefacts_are_built_in_the_idle_slot_while_the_last_cell_trains(tmp_pat
         if not training.done():
             training.set_result([])
 
-    def regenerate(runs, out, preset, jobs, only):
+    def regenerate(runs, out, preset, jobs, only, params=None, expected=None):
         built.append((only, out, training.done()))
         if only == ["table4"]:  # FixMatch ends while Table 4 is built; the sweep returns a little later
             finish(cells["fixmatch"])
@@ -150,25 +150,22 @@ def test_makefile_main_target_parses_as_the_main_job_command():
         main.build_parser().parse_args(["--preset", "quick"])
 
 
-def test_readme_quick_table_quotes_the_archived_main_job_records():
-    """The README's quick column is copied by hand from the main job's records (docs/runs/quick): each number
-    must equal its run's mIoU, and every cell of the quick sweep must have its row, so a rebuilt main job with
-    other numbers or cells fails here until the README follows."""
+def test_committed_quick_summary_quotes_the_archived_main_job_records():
+    """figures/summary.md shows exactly the quick sweep's cells, each mIoU its record's (docs/runs/quick), beside
+    the committed measurement: a rebuilt main job with other numbers or cells fails here until it is rebuilt."""
     from reprokit.sweep import expand
 
-    rows = {"supervised, 1/8 labels": "digits-table4-ls", "Mean Teacher": "digits-table4-mt",
+    rows = {"supervised": "digits-table4-ls", "Mean Teacher": "digits-table4-mt",
             "FixMatch": "digits-fixmatch-1_8", "STPG": "digits-table4-stpg"}
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("| mIoU (%) | quick (2000 steps, seed 0)"):]
+    text = (ROOT / "figures" / "summary.md").read_text()
+    assert "Committed measurement: the records in docs/runs/benchmark" in text and "vary by processor" in text
     quoted = {}
-    for line in table.splitlines()[2:]:
-        if not line.startswith("|"):
-            break
-        label, quick = [c.strip() for c in line.strip("|").split("|")][:2]
-        if re.fullmatch(r"\d+\.\d\d", quick):
-            quoted[label] = float(quick)
-    _, cells = expand(ROOT / "params/sweeps/quick.yaml")
-    assert sorted(rows[label] + "-s0" for label in quoted) == sorted(c.cell_id for c in cells)
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("|") and re.fullmatch(r"\d+\.\d\d", cells[1]):
+            quoted[cells[0]] = float(cells[1])
+    _, sweep_cells = expand(ROOT / "params/sweeps/quick.yaml")
+    assert sorted(rows[label] + "-s0" for label in quoted) == sorted(c.cell_id for c in sweep_cells)
     for label, value in quoted.items():
         record = json.loads((ROOT / "docs/runs/quick" / f"{rows[label]}-s0" / "eval.json").read_text())
         assert value == round(100 * record["miou"], 2), label

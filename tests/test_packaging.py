@@ -7,7 +7,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA_FILES = ["reprokit/viz/paper_numbers.csv"]
+DATA_FILES = ["reprokit/viz/paper_numbers.csv", "reprokit/viz/paper_cells.csv", "reprokit/viz/claims.yaml"]
 
 
 def test_wheel_holds_every_module_and_data_file(tmp_path):

@@ -142,6 +142,7 @@ def test_results_command_counts_stale_runs(tmp_path, digits_root, capsys, curren
     assert cli.main(["results", str(root)]) == 0
     out = capsys.readouterr().out
     assert "stale" in out.splitlines()[0] and "1 of 2 runs stale" in out and "code versions stpg on digits v-now" in out
+    assert "50.0" in out.splitlines()[2] and "mIoU (%)" in out.splitlines()[0]  # percent, as in every table
 
 
 def test_results_against_another_folder_pairs_the_same_cells(tmp_path, digits_root, capsys, current):

@@ -1,5 +1,6 @@
 """The artefact registry is the one place an artefact is declared: its runs per preset, its notebook and
 parameters, and what ``reprokit figures`` does with unknown or runless artefacts. No kernel starts here."""
+import json
 from pathlib import Path
 
 import papermill as pm
@@ -34,8 +35,9 @@ def test_runs_per_preset_follow_the_data_set_and_reuse_table4_runs():
 def test_each_artefact_notebook_offers_the_registry_parameters(artefact):
     params = pm.inspect_notebook(str(ROOT / "notebooks" / artefact.notebook))
     assert list(params) == [p.name for p in (*registry.COMMON_PARAMS, *artefact.params)]
-    assert {p.name: params[p.name]["default"] for p in artefact.params} == {p.name: repr(p.default)
-                                                                           for p in artefact.params}
+    written = {p.name: json.dumps(p.default) if isinstance(p.default, str) else repr(p.default)
+               for p in artefact.params}  # as Param.line writes them
+    assert {p.name: params[p.name]["default"] for p in artefact.params} == written
 
 
 def test_builders_refuse_parameters_they_do_not_have(tmp_path):
@@ -88,3 +90,14 @@ def test_figures_start_the_artefacts_that_load_networks_first(tmp_path, monkeypa
                         log=lambda line: None)
     assert errors == dict.fromkeys(["fig7", "fig9", "summary", "table4"])
     assert set(started[:2]) == {"fig7", "fig9"} and set(started[2:]) == {"summary", "table4"}
+
+
+def test_missing_runs_are_reported_only_for_the_names_a_caller_expects(tmp_path):
+    """The main job's quick size never trains the summary's reference rows: they are not reported missing."""
+    lines = []
+    regenerate(tmp_path / "none", tmp_path / "out", "digits", 1, ["fig6"], log=lines.append,
+               expected={"digits-table4-stpg"})
+    assert lines[0] == "fig6: missing runs digits-table4-stpg"
+    lines.clear()
+    regenerate(tmp_path / "none", tmp_path / "out", "digits", 1, ["fig6"], log=lines.append)
+    assert lines[0].startswith("fig6: missing runs ") and "digits-fixmatch-1_8" in lines[0]

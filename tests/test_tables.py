@@ -159,12 +159,37 @@ def test_summary_pairs_seeds_against_supervised_and_writes_the_paired_table(tmp_
     t = built.table.set_index("Method")["Δ vs supervised [95 % CI]"]
     half = stats.t.ppf(0.975, 2) * pd.Series([10.0, 8.0, 13.0]).std() / math.sqrt(3)
     assert t["STPG"] == f"+10.33 [{31 / 3 - half:+.2f}, {31 / 3 + half:+.2f}] (3)"
-    assert t["supervised"] == "-" and t["FixMatch"] == "-"
+    assert t["supervised"] == "-" and "FixMatch" not in t  # rows without runs are left out, not shown empty
+    assert built.missing and "digits-fixmatch-1_8" in built.missing  # ... and still reported as missing
     paired = (tmp_path / "fig" / "summary_paired.md").read_text()
     assert "| STPG − Mean Teacher | +3.50 [" in paired and "| 2 | s0 +5.00, s1 +2.00 |" in paired
-    assert "| FixMatch − supervised | - | 0 | - |" in paired
+    assert "FixMatch − supervised" not in paired
     assert "$-$" in (tmp_path / "fig" / "summary_paired.tex").read_text()
     assert "$\\Delta$ vs supervised" in (tmp_path / "fig" / "summary.tex").read_text()
+
+
+def test_summary_shows_a_reference_measurement_beside_the_runs(tmp_path, digits_root):
+    """The quick job's summary: its rows beside the same rows of a folder of committed records, labelled as
+    such, and the machine the runs name in the caption."""
+    quick, reference = tmp_path / "quick", tmp_path / "reference"
+    fake_run(quick, "ls-s0", "digits-table4-ls", 0, 0.40, dataset_raw=digits_root)
+    fake_run(quick, "mt-s0", "digits-table4-mt", 0, 0.43, dataset_raw=digits_root)
+    for seed, (ls, mt) in enumerate([(0.50, 0.55), (0.52, 0.58), (0.51, 0.57)]):
+        fake_run(reference, f"ls-s{seed}", "digits-table4-ls", seed, ls, dataset_raw=digits_root)
+        fake_run(reference, f"mt-s{seed}", "digits-table4-mt", seed, mt, dataset_raw=digits_root)
+    built = registry.build("summary", quick, tmp_path / "fig", reference=str(reference))
+    t = built.table.set_index("Method")
+    assert list(t.index) == ["Mean Teacher", "supervised"]
+    assert t.loc["Mean Teacher", "Δ vs supervised [95 % CI]"] == "+3.00 (1)"
+    assert t.loc["Mean Teacher", "committed measurement: mIoU (%)"] == "56.67 ± 1.53 (3)"
+    half = stats.t.ppf(0.975, 2) * pd.Series([5.0, 6.0, 6.0]).std() / math.sqrt(3)
+    assert t.loc["Mean Teacher", "committed measurement: Δ vs supervised [95 % CI]"] == \
+        f"+5.67 [{17 / 3 - half:+.2f}, {17 / 3 + half:+.2f}] (3)"
+    caption = (tmp_path / "fig" / "summary.md").read_text().splitlines()[0]
+    assert f"Committed measurement: the records in {reference}" in caption and "vary by processor" in caption
+    assert "ran on a machine not recorded (2 runs)" in caption
+    same = registry.build("summary", quick, tmp_path / "same", reference=str(quick))  # itself: no extra columns
+    assert "committed measurement: mIoU (%)" not in same.table
 
 
 def test_fig6_error_bars_are_t_intervals_of_the_mean(tmp_path, digits_root):

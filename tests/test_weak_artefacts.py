@@ -43,14 +43,14 @@ def test_weak_figure_draws_the_kinds_whose_runs_exist(weak_runs, tmp_path):
 def test_the_sparse_label_panel_colours_exactly_the_grown_labeled_pixels():
     import numpy as np
 
-    from reprokit.data.palette import palette_for
+    from reprokit.viz.palette import display_palette
     from reprokit.viz.samples import weak_label_panel
 
     image = np.full((9, 9, 3), 200, np.uint8)
     sparse = np.full((9, 9), 11, np.uint8)
     sparse[4, 4] = 3
     panel = weak_label_panel(image, sparse, "digits", 11)
-    coloured = (panel == palette_for("digits")[3]).all(-1)
+    coloured = (panel == display_palette("digits")[3]).all(-1)
     assert coloured.sum() == 9 and coloured[3:6, 3:6].all()
     assert (panel[0, 0] == 90).all()  # the rest dimmed
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from reprokit.data.datasets import SegDataset, ground_truth
-from reprokit.data.palette import palette_for
+from reprokit.viz.palette import display_palette
 from reprokit.data.transforms import cutmix_box_masks
 from reprokit.data.weak_source import WeakLabels
 from reprokit.labels import IGNORE_INDEX
@@ -160,7 +160,7 @@ def label_layer(labels: np.ndarray, dataset: str, classes: set[int] | None, keep
                 ignore: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(RGB, alpha mask) of a label map in the data set's palette; pixels outside ``classes`` or ``keep`` are
     transparent, and so are ignore pixels unless ``ignore`` draws them (in the palette's ignore colour)."""
-    rgb = palette_for(dataset)[np.clip(labels, 0, 255).astype(np.uint8)]
+    rgb = display_palette(dataset)[np.clip(labels, 0, 255).astype(np.uint8)]
     shown = labels != IGNORE_INDEX
     if classes is not None:
         shown &= np.isin(labels, list(classes))

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from reprokit.data.palette import palette_for
+from reprokit.viz.palette import display_palette
 from reprokit.inspect.core import (LABEL_LAYERS, SPARSE_LAYER, MapCache, WeakLabeledImages, compose, heat_layer,
                                    image_stats, layer_names, run_checkpoints)
 from reprokit.methods.display import CategoryLayer, HeatLayer, LabelLayer
@@ -191,7 +191,7 @@ class PseudoLabelInspector:
         for layer in self.cache.layers:
             if layer.title in active and isinstance(layer, CategoryLayer):
                 items += list(zip(layer.colours, layer.names))
-        pal = palette_for(self.dataset)
+        pal = display_palette(self.dataset)
         shown = self.selected_classes() or set(range(len(self.class_names)))
         if LabelLayer in active_kinds or any(layer in active for layer in (*LABEL_LAYERS, SPARSE_LAYER)):
             items += [(pal[c], self.class_names[c]) for c in sorted(shown)]
@@ -214,7 +214,7 @@ class PseudoLabelInspector:
 
     def _histogram_html(self, stats: dict) -> str:
         """Pseudo-label class histogram of the image: one bar per class present, in the palette's colour."""
-        pal, hist = palette_for(self.dataset), stats["histogram"]
+        pal, hist = display_palette(self.dataset), stats["histogram"]
         total = max(int(hist.sum()), 1)
         rows = "".join(
             f"<tr><td>{self.class_names[c]}</td><td><span style='display:inline-block;height:9px;"

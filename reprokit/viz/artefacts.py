@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from reprokit.methods.stpg_equations import SELECTION_CATEGORIES
-from reprokit.results import load_runs, selection_summary
+from reprokit.results import load_runs, machine_counts, selection_summary
 from reprokit.stats import format_difference, format_seed_differences, paired_difference
-from reprokit.viz import plots, provenance, tables
+from reprokit.viz import claims, paper_cells, plots, provenance, tables
 from reprokit.viz.presets import WEAK_REFERENCE, WEAK_ROWS, Preset
 
 FIG8_AXES = {"bank_size": "memory bank size N", "lambda_u": "unsupervised weight lambda_u"}
@@ -104,25 +104,24 @@ def build_ablation(inputs: Inputs, source: str | None) -> Built:
     return inputs.finish(Built(tables.write_table(table, inputs.out / inputs.name, caption), inputs.missing(), table))
 
 
-def build_summary(inputs: Inputs) -> Built:
+def build_summary(inputs: Inputs, reference: str = "") -> Built:
     """The methods side by side at 1/8 labels (and supervised with all labels): mIoU and tail-class mIoU,
     mean ± std over seeds, and the paired difference to supervised; the analogue of Tables 1-3 for data sets
-    the paper does not cover. The preset's ``compare`` pairs go to a second table, ``summary_paired``, its
-    ``init`` pairs to ``summary_init``, and STPG's selection statistics to ``summary_selection``."""
+    the paper does not cover. Rows without runs are left out (the main job's quick size trains four of them).
+    ``reference``, a folder of committed records (the 5-seed measurement), adds its mIoU and difference for the
+    same rows in columns of their own, so a short demonstration run is read beside the numbers to quote. The
+    caption names the machines the runs came from: another processor gives other numbers. The preset's
+    ``compare`` pairs go to a second table, ``summary_paired``, its ``init`` pairs to ``summary_init``, and
+    STPG's selection statistics to ``summary_selection``."""
     runs, rows, preset = inputs.runs, inputs.named, inputs.preset
     by_seed = {label: tables.seed_values(runs, name) for label, name in rows.items()}
-    lines = []
-    for label, name in rows.items():
-        sel = runs_of(runs, name)
-        tail = sel[[f"iou/{c}" for c in preset.tail]].mean(axis=1) if len(sel) else sel
-        delta = "-" if label == "supervised" else format_difference(paired_difference(by_seed[label],
-                                                                                      by_seed["supervised"]))
-        lines.append({"Method": label, "mIoU (%)": tables.fmt(**tables.mean_std(sel["miou"])) if len(sel) else "-",
-                      "tail mIoU (%)": tables.fmt(**tables.mean_std(tail)) if len(sel) else "-",
-                      "Δ vs supervised [95 % CI]": delta, "runs": len(sel)})
-    table = pd.DataFrame(lines)
+    lines = [summary_line(runs, label, name, preset, by_seed) for label, name in rows.items()]
+    table = pd.DataFrame([line for line in lines if line["runs"]])
     caption = (f"{preset.name}: mIoU and tail-class mIoU ({', '.join(preset.tail)}), mean ± std (seeds); mIoU "
-               f"difference to supervised paired by seed, mean [95 % t-interval] (seeds); {inputs.note()}")
+               f"difference to supervised paired by seed, mean [95 % t-interval] (seeds); {inputs.note()}; "
+               f"ran on {machines_named(inputs.used())}")
+    if reference and Path(reference).resolve() != Path(inputs.parameters["runs"]).resolve():
+        table, caption = with_reference(table, rows, preset, reference, caption)
     built = Built(tables.write_table(table, inputs.out / "summary", caption), inputs.missing(), table)
     if preset.compare:
         built.files += tables.write_table(paired_table(by_seed, preset.compare), inputs.out / "summary_paired",
@@ -141,6 +140,42 @@ def build_summary(inputs: Inputs) -> Built:
                                           "pseudo-label accuracy per selection category (second half of training), "
                                           f"mean ± std; {inputs.note([rows['STPG']])}")
     return inputs.finish(built)
+
+
+def summary_line(runs: pd.DataFrame, label: str, name: str, preset: Preset, by_seed: dict) -> dict:
+    """One summary row: mIoU, tail-class mIoU, the paired difference to the ``supervised`` row, run count."""
+    sel = runs_of(runs, name)
+    tail = sel[[f"iou/{c}" for c in preset.tail]].mean(axis=1) if len(sel) else sel
+    delta = "-" if label == "supervised" else format_difference(paired_difference(by_seed[label],
+                                                                                  by_seed["supervised"]))
+    return {"Method": label, "mIoU (%)": tables.fmt(**tables.mean_std(sel["miou"])) if len(sel) else "-",
+            "tail mIoU (%)": tables.fmt(**tables.mean_std(tail)) if len(sel) else "-",
+            "Δ vs supervised [95 % CI]": delta, "runs": len(sel)}
+
+
+def machines_named(runs: pd.DataFrame) -> str:
+    """The machines the runs' records name (``results.machine_counts``), for a caption."""
+    if not len(runs):
+        return "no runs"
+    return "; ".join(f"{m} ({n} runs)" for m, n in machine_counts(runs).items())
+
+
+def with_reference(table: pd.DataFrame, rows: dict[str, str], preset: Preset, reference: str,
+                   caption: str) -> tuple[pd.DataFrame, str]:
+    """``table`` with two columns of the committed measurement in ``reference`` for the same rows."""
+    ref_runs = run_table(reference)
+    by_seed = {label: tables.seed_values(ref_runs, name) for label, name in rows.items()}
+    ref = {line["Method"]: line for line in (summary_line(ref_runs, label, name, preset, by_seed)
+                                             for label, name in rows.items())}
+    table = table.assign(**{
+        "committed measurement: mIoU (%)": [ref[m]["mIoU (%)"] for m in table["Method"]],
+        "committed measurement: Δ vs supervised [95 % CI]": [ref[m]["Δ vs supervised [95 % CI]"]
+                                                             for m in table["Method"]]})
+    used = provenance.used_runs(ref_runs, rows.values())
+    caption += (f". Committed measurement: the records in {reference} for the same rows ({len(used)} runs; "
+                f"{provenance.provenance_note(used)}), the numbers to quote. Short runs of one seed vary by "
+                f"processor: read the direction of each difference beside the measurement's, not its digits")
+    return table, caption
 
 
 def build_weak(inputs: Inputs) -> Built:
@@ -196,8 +231,8 @@ def init_table(runs: pd.DataFrame, init: dict[str, tuple[str, str]]) -> pd.DataF
 
 
 def paired_table(by_seed: dict[str, pd.Series], compare) -> pd.DataFrame:
-    """One line per ``(A, B)`` of ``compare``: A − B paired by seed, its interval, seeds and per-seed values;
-    ``by_seed`` maps row labels to mIoU indexed by seed."""
+    """One line per ``(A, B)`` of ``compare`` with runs of a common seed: A − B paired by seed, its interval,
+    seeds and per-seed values; ``by_seed`` maps row labels to mIoU indexed by seed."""
     rows = []
     for a, b in compare:
         unknown = [x for x in (a, b) if x not in by_seed]
@@ -205,6 +240,8 @@ def paired_table(by_seed: dict[str, pd.Series], compare) -> pd.DataFrame:
             raise ValueError(f"summary compare ({a!r}, {b!r}): no summary row labeled {unknown}; "
                              f"rows are {sorted(by_seed)}")
         diff = paired_difference(by_seed[a], by_seed[b])
+        if not diff["n"]:  # a row the runs folder does not have: no line rather than an empty one
+            continue
         rows.append({"Comparison": f"{a} − {b}", "Δ mIoU [95 % CI]": format_difference(diff, count=False),
                      "seeds": diff["n"], "per seed": format_seed_differences(diff)})
     return pd.DataFrame(rows)
@@ -217,6 +254,35 @@ def selection_table(run_dirs) -> pd.DataFrame:
                           "pixels (%)": tables.fmt(**tables.mean_std(per_run[f"sel/{c}"].dropna())),
                           "accuracy (%)": tables.fmt(**tables.mean_std(per_run[f"acc/{c}"].dropna()))}
                          for c, name in SELECTION_CATEGORIES.items()])
+
+
+def build_claims(inputs: Inputs) -> Built:
+    """The claims ledger (:mod:`reprokit.viz.claims`): each seed-paper claim, the paper's number, the paired
+    difference measured on the preset's runs and its verdict; claims whose runs are missing or stale say so."""
+    table, used = claims.ledger(inputs.runs, inputs.preset)
+    counts = ", ".join(f"{n} {v}" for v, n in claims.verdict_counts(table).items())
+    caption = (f"Claims of the seed papers on {inputs.preset.name} ({counts}). Measured: a − b paired by seed, "
+               "mean [95 % t-interval] in percent points. Verdict: holds when the interval excludes 0 on the "
+               "claimed side (for 'within m points': lies inside ±m), contradicted when it excludes 0 on the other "
+               "side (lies outside ±m), not resolved otherwise or with one seed; "
+               f"{provenance.provenance_note(used)}")
+    built = Built(tables.write_table(table, inputs.out / inputs.name, caption), inputs.missing(), table)
+    return inputs.finish(built, used)
+
+
+def build_paper_cells(inputs: Inputs) -> Built:
+    """The papers' VOC and Cityscapes numbers of every cell reprokit can run, with its reproduction where the
+    runs folder holds that cell's runs (:mod:`reprokit.viz.paper_cells`)."""
+    table, used = paper_cells.paper_cells_table(inputs.runs)
+    done = int((table["reprokit"] != "-").sum())
+    caption = (f"The papers' reported mIoU (%) for the {len(table)} VOC and Cityscapes cells reprokit has parameter "
+               f"files for; reprokit: mean ± std (runs) of that file's runs under the runs folder ({done} of "
+               f"{len(table)} cells run), delta = reprokit − paper; {provenance.provenance_note(used)}")
+    files = tables.write_table(table, inputs.out / inputs.name, caption)
+    files += tables.write_table(paper_cells.compact(table), inputs.out / f"{inputs.name}_compact",
+                                f"{caption}. One line per paper, data set, method and backbone: each split's paper "
+                                "mIoU and, in brackets, reprokit's (- until a run exists)")
+    return inputs.finish(Built(files, [], table), used)
 
 
 def build_fig6(inputs: Inputs) -> Built:

@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from reprokit.viz import artefacts
+from reprokit.viz import artefacts, claims
 from reprokit.viz.artefacts import Built, Inputs, run_table
 from reprokit.viz.presets import CW_BASS_ROWS, FARCLUSS_ROWS, PRESETS, Preset, preset
 
@@ -80,7 +80,8 @@ def _table5_runs(p: Preset) -> dict[str, str]:
 
 
 ARTEFACTS = (
-    Artefact("summary", "Methods at 1/8 labels", artefacts.build_summary, _summary_runs),
+    Artefact("summary", "Methods at 1/8 labels", artefacts.build_summary, _summary_runs,
+             (Param("reference", "", "folder of committed records shown beside the runs ('' for none)"),)),
     Artefact("tables_1_3", "Tables 1-3: comparison with the paper", artefacts.build_tables_1_3, None),
     Artefact("table4", "Table 4: module ablation", partial(artefacts.build_ablation, source="Table 4"),
              lambda p: p.table4),
@@ -103,6 +104,10 @@ ARTEFACTS = (
                         "default": p.table4["STPG (all)"]}),
     Artefact("fig9", "Figs. 9/10: qualitative results", artefacts.build_fig9, lambda p: p.methods,
              (Param("images", 4, "validation images shown, one row each"),), loads_networks=True),
+    Artefact("claims", "Claims ledger: the seed papers' claims on this benchmark", artefacts.build_claims,
+             claims.config_names),
+    Artefact("paper_cells", "The papers' VOC and Cityscapes cells and their reproduction", artefacts.build_paper_cells,
+             None),
 )
 NAMES = tuple(a.name for a in ARTEFACTS)
 

@@ -14,10 +14,10 @@ import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from reprokit.data.datasets import SegDataset, class_names, resolve_splits  # noqa: E402
-from reprokit.data.palette import colorize, palette_for  # noqa: E402
 from reprokit.engine.evaluate import predict_probs  # noqa: E402
 from reprokit.engine.reeval import load_trained_method  # noqa: E402
 from reprokit.labels import IGNORE_INDEX  # noqa: E402
+from reprokit.viz.palette import colorize, display_palette  # noqa: E402
 
 
 class TrainedRun:
@@ -66,7 +66,7 @@ def panel_grid(rows: list[list[np.ndarray]], titles: list[str]):
 
 def qualitative_grid(runs: dict[str, TrainedRun], indices: list[int]):
     """Figs. 9/10: one row per validation image: the image, each run's prediction (one column per label of
-    ``runs``, in order) and the ground truth, in the data set's palette."""
+    ``runs``, in order) and the ground truth, in the data set's display palette."""
     first = next(iter(runs.values()))
     dataset = first.cfg.data.dataset
     rows = [[first.image(i), *(colorize(run.predict(i), dataset) for run in runs.values()),
@@ -87,7 +87,7 @@ def weak_label_panel(image: np.ndarray, sparse: np.ndarray, dataset: str, num_cl
             grown = np.where(shifted != IGNORE_INDEX, shifted, grown)
     panel = (0.45 * image).astype(np.uint8)
     show = grown != IGNORE_INDEX
-    panel[show] = palette_for(dataset)[grown[show]]
+    panel[show] = display_palette(dataset)[grown[show]]
     return panel
 
 
@@ -142,14 +142,14 @@ def sample_features(run: TrainedRun, per_class: int = 256, seed: int = 0, max_im
 
 
 def tsne_panels(runs: dict[str, TrainedRun], per_class: int = 256, seed: int = 0):
-    """Fig. 7: one t-SNE panel per run, points coloured in the data set's palette with a class legend."""
+    """Fig. 7: one t-SNE panel per run, points coloured in the data set's display palette with a class legend."""
     from sklearn.manifold import TSNE
 
     fig, axes = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 4.5), squeeze=False)
     for ax, (title, run) in zip(axes[0], runs.items()):
         feats, labels = sample_features(run, per_class, seed)
         xy = TSNE(n_components=2, init="pca", perplexity=30, random_state=seed).fit_transform(feats)
-        pal = palette_for(run.cfg.data.dataset) / 255.0
+        pal = display_palette(run.cfg.data.dataset) / 255.0
         for c in np.unique(labels):
             m = labels == c
             ax.scatter(xy[m, 0], xy[m, 1], s=3, color=pal[c], label=run.classes[c])
