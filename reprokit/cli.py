@@ -180,7 +180,8 @@ def _sweep(args) -> int:
         return 0
     devices = args.devices.split(",") if args.devices else None
     results = run_sweep(args.sweep_file, args.jobs, devices, args.stagger, rerun_stale=args.rerun_stale,
-                        executor=args.executor, slurm=args.slurm, wait_for_jobs=not args.no_wait)
+                        executor=args.executor, slurm=args.slurm, wait_for_jobs=not args.no_wait,
+                        if_running=args.if_running)
     return 1 if any(not r["ok"] for r in results) else 0
 
 
@@ -235,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
                     help="SLURM option over the sweep file's slurm block, e.g. partition=gpu, time=240")
     sw.add_argument("--no-wait", action="store_true", help="with --executor slurm: submit and return")
+    sw.add_argument("--if-running", choices=["skip", "wait"], default="skip",
+                    help="a cell another process on this machine is training (another sweep of the file, a "
+                    "reprokit train on its directory): skip it (default), or wait and run it after that process "
+                    "unless it finished the cell")
     sw.add_argument("--status", action="store_true",
                     help="show every cell's state (done, queued, running, failed, stale, new); runs nothing")
     sw.set_defaults(func=_sweep)
@@ -332,12 +337,15 @@ def main(argv: list[str] | None = None) -> int:
             return _input_error(exc)
     from reprokit.data.errors import DataError
     from reprokit.engine.checkpoint import CheckpointError
-    from reprokit.engine.rundir import RunDirError
+    from reprokit.engine.rundir import RunDirError, RunDirLocked, RunWriteError
     from reprokit.certify import CertifyError
     from reprokit.replay import ReplayError
 
     try:
         return args.func(args)
+    except (RunDirLocked, RunWriteError) as exc:  # not bad input: another writer, a full disk
+        print(f"reprokit: error: {exc}", file=sys.stderr)
+        return 1
     except (ConfigError, DataError, CheckpointError, RunDirError, ReplayError, CertifyError) as exc:
         return _input_error(exc)
 

@@ -57,7 +57,7 @@ from reprokit.allocator import allocator_name, with_allocator
 from reprokit.codeversion import CodeVersions
 from reprokit.config import ConfigError, apply_overrides, config_digest, read_yaml
 from reprokit.configure import load_config
-from reprokit.engine.rundir import commit_label
+from reprokit.engine.rundir import RunDirLocked, commit_label, lock_holder, run_dir_lock
 from reprokit.kernels import execute_logged
 from reprokit.machine import machine_description
 from reprokit.progress import SweepDisplay, run_progress
@@ -158,11 +158,17 @@ def status(cell: Cell, versions: CodeVersions | None = None, queue: dict | None 
     set: :meth:`CodeVersions.is_current`; ``versions`` caches today's versions across calls),
     'changed' (parameters differ from the record), 'failed', 'new', or, while a process or SLURM job works on
     the cell, 'queued', 'running' or 'submitted' (SLURM job whose state the scheduler could not tell).
-    ``queue`` holds SLURM job states already read (``queue_states``); without it the scheduler is asked."""
+    ``queue`` holds SLURM job states already read (``queue_states``); without it the scheduler is asked. A run
+    directory another live process writes (its lock, :func:`reprokit.engine.rundir.lock_holder`) is 'running'."""
     record = _read_json(cell.run_dir / CELL_RECORD)
-    live = in_flight(record, submission(cell.run_dir), queue)
+    live = in_flight(record, submission(cell.run_dir), queue) or ("running" if lock_holder(cell.run_dir) else None)
     if live:
         return live
+    return _recorded_state(cell, record, versions)
+
+
+def _recorded_state(cell: Cell, record: dict | None, versions: CodeVersions | None = None) -> str:
+    """What the files say of a cell nobody works on: 'done', 'stale', 'changed', 'failed' or 'new'."""
     if record is None:
         if (cell.run_dir / "config.yaml").is_file() and not _same_config(cell):
             return "changed"
@@ -269,10 +275,27 @@ def _job_id() -> str | None:
     return env.get("SLURM_JOB_ID")
 
 
-def execute(cell: Cell, notebook: str, retries: int = 3) -> dict:
-    """Execute the train notebook for one cell; never raises (the sweep must go on). The cell's record says
-    'running' (with host, process and SLURM job) while it runs, and holds the outcome afterwards."""
-    cell.run_dir.mkdir(parents=True, exist_ok=True)
+def execute(cell: Cell, notebook: str, retries: int = 3, wait_for_writer: bool = False) -> dict:
+    """Execute the train notebook for one cell as its run directory's one writer; never raises (the sweep must
+    go on). Another process writing the directory (another sweep of the same file, a ``reprokit train``) means
+    the cell is run elsewhere: it is reported so, or, with ``wait_for_writer``, waited for; a cell that process finished
+    is not trained again. The cell's record says 'running' (with host, process and SLURM job) while it runs,
+    and holds the outcome afterwards."""
+    try:
+        with run_dir_lock(cell.run_dir, what=f"sweep cell {cell.cell_id}", wait=wait_for_writer):
+            if _recorded_state(cell, _read_json(cell.run_dir / CELL_RECORD)) == "done":
+                return _elsewhere(cell, "finished by another process")
+            return _execute(cell, notebook, retries)
+    except RunDirLocked as exc:
+        return _elsewhere(cell, str(exc))
+
+
+def _elsewhere(cell: Cell, why: str) -> dict:
+    return {"cell": cell.cell_id, "ok": True, "elsewhere": why, "seconds": 0.0, "error": None,
+            "notebook": str(cell.run_dir / EXECUTED), "log": str(cell.run_dir / KERNEL_LOG), "device": _DEVICE}
+
+
+def _execute(cell: Cell, notebook: str, retries: int) -> dict:
     out_nb = cell.run_dir / EXECUTED
     where = {"host": socket.gethostname(), "pid": os.getpid(), "job_id": _job_id()}
     bookkeeping = {"param_hash": cell.param_hash(), "parameters": cell.parameters()}
@@ -305,14 +328,20 @@ def execute(cell: Cell, notebook: str, retries: int = 3) -> dict:
 
 def run_sweep(sweep_file: str | Path, jobs: int = 1, devices: list[str] | None = None, stagger: float = 3.0,
               log=print, rerun_stale: bool = False, executor: str = "local", slurm: list[str] = (),
-              wait_for_jobs: bool = True, poll: float | None = None, cluster: str = "slurm") -> list[dict]:
+              wait_for_jobs: bool = True, poll: float | None = None, cluster: str = "slurm",
+              if_running: str = "skip") -> list[dict]:
     """Run every cell that is neither done nor in flight (stale cells too when ``rerun_stale``) with the
     local executor (``jobs`` processes) or as SLURM jobs; returns one result per executed cell (none for
-    SLURM cells when not ``wait_for_jobs``). ``cluster`` is submitit's ("local" stands in for SLURM in tests)."""
+    SLURM cells when not ``wait_for_jobs``). ``cluster`` is submitit's ("local" stands in for SLURM in tests).
+    A cell another process on this machine is running is skipped (``if_running`` "skip"), or waited for and
+    run afterwards unless that process finished it ("wait"; local executor)."""
     settings, cells = expand(sweep_file)
     with_allocator(dict(os.environ))  # a bad REPROKIT_ALLOCATOR stops the sweep here, before any cell starts
     if executor not in ("local", "slurm"):
         raise ConfigError(f"--executor: expected local or slurm (got {executor!r})")
+    if if_running not in ("skip", "wait"):
+        raise ConfigError(f"--if-running: expected skip or wait (got {if_running!r})")
+    wait_local = if_running == "wait" and executor == "local"
     options = slurm_options(settings["slurm"], list(slurm), where=f"{settings['file']}: slurm") \
         if executor == "slurm" else None
     states = sweep_states(cells)
@@ -321,6 +350,10 @@ def run_sweep(sweep_file: str | Path, jobs: int = 1, devices: list[str] | None =
         state = states[cell.cell_id]
         if state == "done":
             log(f"skip   {cell.cell_id} (done, same parameters)")
+            continue
+        if state == "running" and wait_local and not _job_note(cell):
+            log(f"wait   {cell.cell_id} (running elsewhere: run after it unless it finishes the cell)")
+            todo.append(cell)
             continue
         if state in IN_FLIGHT:
             log(f"skip   {cell.cell_id} ({state}{_job_note(cell)})")
@@ -343,7 +376,7 @@ def run_sweep(sweep_file: str | Path, jobs: int = 1, devices: list[str] | None =
     display = SweepDisplay(settings["name"], {c.cell_id: c.run_dir for c in todo}, log)
     try:
         if executor == "local":
-            results = _run_local(todo, settings, jobs, devices, stagger, display, poll or 2.0)
+            results = _run_local(todo, settings, jobs, devices, stagger, display, poll or 2.0, wait_local)
         else:
             results = _run_slurm(todo, settings, options, display, wait_for_jobs, poll or 15.0, cluster)
     finally:
@@ -358,7 +391,7 @@ def _job_note(cell: Cell) -> str:
     return f", job {job}" if job else ""
 
 
-def _run_local(todo, settings, jobs, devices, stagger, display, poll) -> list[dict]:
+def _run_local(todo, settings, jobs, devices, stagger, display, poll, wait_for_writer: bool) -> list[dict]:
     jobs = max(1, min(jobs, len(todo)))
     ctx = mp.get_context("spawn")
     slots = ctx.Manager().Queue()
@@ -366,7 +399,7 @@ def _run_local(todo, settings, jobs, devices, stagger, display, poll) -> list[di
         slots.put((i, devices[i % len(devices)] if devices else None))
     results = []
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(slots, stagger)) as pool:
-        pending = {pool.submit(execute, cell, settings["notebook"]): cell for cell in todo}
+        pending = {pool.submit(execute, cell, settings["notebook"], 3, wait_for_writer): cell for cell in todo}
         finished: dict[str, str] = {}
         while pending:
             done, _ = wait(pending, timeout=poll, return_when=FIRST_COMPLETED)
@@ -374,7 +407,10 @@ def _run_local(todo, settings, jobs, devices, stagger, display, poll) -> list[di
                 res = fut.result()
                 results.append(res)
                 finished[pending.pop(fut).cell_id] = "done" if res["ok"] else "failed"
-                display.write(f"{'ok' if res['ok'] else 'FAILED':6s} {res['cell']} ({res['seconds']} s)")
+                if res.get("elsewhere"):
+                    display.write(f"elsewhere {res['cell']}: {res['elsewhere']}")
+                else:
+                    display.write(f"{'ok' if res['ok'] else 'FAILED':6s} {res['cell']} ({res['seconds']} s)")
             display.update({**{c.cell_id: _local_state(c) for c in pending.values()}, **finished})
     return results
 

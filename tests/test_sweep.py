@@ -157,7 +157,7 @@ def test_stale_cells_are_reported_and_rerun_on_request(tmp_path, digits_root, mo
     executed = []
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setattr("reprokit.sweep.ProcessPoolExecutor", InlinePool)
-    monkeypatch.setattr("reprokit.sweep.execute", lambda cell, nb: executed.append(cell.cell_id) or
+    monkeypatch.setattr("reprokit.sweep.execute", lambda cell, nb, *_: executed.append(cell.cell_id) or
                         {"cell": cell.cell_id, "ok": True, "seconds": 0.0, "notebook": nb, "error": None})
     results = run_sweep(path, stagger=0.0, log=logs.append, rerun_stale=True)
     assert executed == ["tiny-s1"] and [r["cell"] for r in results] == ["tiny-s1"]
