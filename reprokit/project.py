@@ -47,7 +47,7 @@ class Project:
         full = self.resolve(value)
         if expect == "file" and not full.is_file() or expect == "dir" and not full.is_dir():
             kind = "file" if expect == "file" else "folder"
-            state = f"a {'folder' if full.is_dir() else 'file'}, not a {kind}" if full.exists() else "does not exist"
+            state = f"is a {'folder' if full.is_dir() else 'file'}, not a {kind}" if full.exists() else "does not exist"
             raise ProjectPathError(f"{name} = {str(value)!r} resolved to {full}, which {state}; expected an existing "
                                    f"{kind} ({self.where()})")
         try:
