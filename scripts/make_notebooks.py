@@ -22,14 +22,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # Each notebook's time on 2 CPU cores from a fresh checkout, as measured by the browser test
 # (tests/test_e2e_notebooks.py: JupyterLab, "Run All", kernel start and imports included); the first cell says it.
 SECONDS = {
-    "train": "about 40 s (300 steps; the first run also builds the digit scenes, about 10 s)",
-    "evaluate": "about 10 s",
-    "inspect_pseudo_labels": "about 15 s to open; the first time also about 50 s to build its demo run",
-    "fig7": "about 30 s; the first time also about 70 s to build its two demo runs",
-    "fig9": "about 15 s; the first time also about 70 s to build its two demo runs",
-    "fig_weak": "about 15 s; the first time also about 60 s to build its two demo runs",
+    "train": "about 20 s (300 steps), plus about 10 s on first use to build the digit scenes",
+    "evaluate": "about 5 s",
+    "inspect_pseudo_labels": "about 25 s once its demo run exists; building it first takes about 45 s more",
+    "fig7": "about 100 s the first time, about 70 s of it building its two demo runs",
+    "fig9": "about 30 s once its demo runs exist; building them first takes about 70 s more",
+    "fig_weak": "about 40 s the first time, most of it building its two demo runs",
 }
-ARTEFACT_SECONDS = "about 10 s"  # the artefacts built from records alone
+ARTEFACT_SECONDS = "about 6 s"  # the artefacts built from records alone
 
 ROOT_NOTE = ("Relative paths resolve against the project root (the folder holding `notebooks/` and `params/`), "
              "wherever the kernel starts: JupyterLab, papermill from any folder, or a sweep.")
@@ -78,7 +78,8 @@ nproc: int = 1  # processes (GPUs) per run; > 1 launches torchrun'''),
             reads="`run_dir`'s `eval.json` alone (no checkpoint).",
             writes="nothing.",
             takes=SECONDS["evaluate"] + ".")),
-        ("params", '''run_dir: str = "docs/runs/benchmark/digits-table4-stpg-s0"  # a finished run directory (holds eval.json)'''),
+        ("params", 'run_dir: str = "docs/runs/benchmark/digits-table4-stpg-s0"  '
+                   '# a finished run directory (holds eval.json)'),
         ("code", SETUP + 'run_dir = project.path("run_dir", run_dir, expect="dir")'),
         ("code", "from reprokit.notebook import confusion_figure, per_class_table\n\nper_class_table(run_dir)"),
         ("code", "confusion_figure(run_dir);"),

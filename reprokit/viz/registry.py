@@ -96,7 +96,8 @@ def _table5_runs(p: Preset) -> dict[str, str]:
             "cons+hmis": t4["STPG (all)"], "cons+lmis+hmis": t4["+DM+DCL"]}
 
 
-STPG_PAPER = 'the STPG paper (Hong et al., "Semi-Supervised Semantic Segmentation with Professional and General Training")'
+STPG_PAPER = ('the STPG paper (Hong et al., "Semi-Supervised Semantic Segmentation with Professional and General '
+              'Training")')
 ARTEFACTS = (
     Artefact("summary", "Digits benchmark: the methods at 1/8 labels",
              "the comparison the STPG paper's Tables 1-3 make, on the embedded digit scenes the paper does not "
