@@ -50,7 +50,7 @@ DEDICATED = {
             reproduces="one cell of any table: trains and evaluates the experiment a parameter file describes, "
                        "in a child process (torchrun when `nproc > 1`), so a long run survives the kernel and "
                        "rerunning resumes from the last checkpoint. The default is a short run, "
-                       "`params/digits/short.yaml`: supervised training on the digit scenes with 1/8 labels for "
+                       "`params/notebook/short.yaml`: supervised training on the digit scenes with 1/8 labels for "
                        "300 of the benchmark's 4000 steps. A sweep runs this notebook once per cell, and the "
                        "executed copy is the run's record.",
             reads="`config` (YAML, may use `_base_`) and the data set it names; the digit scenes are built "
@@ -58,7 +58,7 @@ DEDICATED = {
             writes="`run_dir` (`runs/` is untracked): resolved config, metrics, checkpoint, `eval.json`.",
             takes=f"{SECONDS['train']} with the default; the benchmark's full 4000 steps take about 7 minutes "
                   "(supervised) to 30 minutes (STPG).")),
-        ("params", '''config: str = "params/digits/short.yaml"  # parameter file (YAML, may use _base_)
+        ("params", '''config: str = "params/notebook/short.yaml"  # parameter file (YAML, may use _base_)
 overrides: list = []  # extra config settings, each a string as for reprokit train --set
 run_dir: str = "runs/notebook/short-supervised"  # run directory (created, resumed, or reused when finished)
 nproc: int = 1  # processes (GPUs) per run; > 1 launches torchrun'''),
@@ -101,8 +101,7 @@ nproc: int = 1  # processes (GPUs) per run; > 1 launches torchrun'''),
         ("params", '''run_dir: str = "runs/demo/digits-table4-stpg-s0"  # a run directory of a method with pseudo-labels
 export_dir: str = "outputs/inspector"  # where "Export PNG" writes the current view
 scale: int = 6  # display magnification of the small embedded images'''),
-        ("code", SETUP + "from reprokit import demo\n\n"
-                         'run_dir = demo.run_directory(project, "run_dir", run_dir)\n'
+        ("code", "from reprokit import demo\n" + SETUP + 'run_dir = demo.run_directory(project, "run_dir", run_dir)\n'
                          'export_dir = project.path("export_dir", export_dir)'),
         ("code", "from reprokit.inspect import PseudoLabelInspector\n\n"
                  "inspector = PseudoLabelInspector.from_run(run_dir, export_dir=export_dir, scale=scale)\n"
@@ -119,7 +118,7 @@ def artefact_cells(a: Artefact) -> list:
                  "short demo runs (100-150 steps, not results) that `python -m reprokit.demo` builds, as this "
                  "notebook does when they are missing; after `make main`, `runs = \"runs/quick\"` shows the "
                  "quick job's runs.")
-        resolve = f'from reprokit import demo\n\nruns = demo.runs_folder(project, "runs", runs, {a.name!r})\n'
+        resolve = f'runs = demo.runs_folder(project, "runs", runs, {a.name!r})\n'
     else:
         reads = ("`runs`: the run records (config, evaluation, metrics) alone, no checkpoints. The default, "
                  "`docs/runs/benchmark`, holds the committed records of the digits benchmark (5 seeds), so it "
@@ -132,7 +131,8 @@ def artefact_cells(a: Artefact) -> list:
                               "`.provenance.json` sidecar naming the runs used.",
                        takes=SECONDS.get(a.name, ARTEFACT_SECONDS) + ".")),
         ("params", "\n".join(p.line() for p in a.notebook_params)),
-        ("code", SETUP + resolve + 'out = project.path("out", out)'),
+        ("code", ("from reprokit import demo\n" if a.loads_networks else "") + SETUP + resolve
+                 + 'out = project.path("out", out)'),
         ("code", "from reprokit.notebook import show_outputs\nfrom reprokit.viz.registry import build\n\n"
                  f"built = build({a.name!r}, runs, out, preset{own})\nif built.missing:\n"
                  "    print('missing runs:', ', '.join(built.missing))\nshow_outputs(built.files)\nbuilt.table"),

@@ -42,7 +42,7 @@ def test_explicit_root_must_be_a_project(tmp_path, clean_env):
 
 def test_paths_resolve_against_the_root_and_errors_say_where(tmp_path):
     project = Project(ROOT, "the working directory (x)")
-    assert project.path("config", "params/digits/short.yaml", expect="file") == Path("params/digits/short.yaml")
+    assert project.path("config", "params/notebook/short.yaml", expect="file") == Path("params/notebook/short.yaml")
     assert project.path("out", tmp_path / "o") == tmp_path / "o"  # outside the root: stays absolute
     with pytest.raises(ProjectPathError) as err:
         project.path("config", "params/digits/nope.yaml", expect="file")
