@@ -52,13 +52,16 @@ def regenerate(runs_dir: str | Path, out: str | Path, preset: str = "digits", jo
     if skipped:
         log(f"skipped (none of their runs exist): {', '.join(skipped)}")
 
+    # absolute: the notebooks resolve relative paths against the project root, these are relative to ours
+    parameters = {"runs": str(Path(runs_dir).resolve()), "out": str(out.resolve()), "preset": preset}
+
     def run(artefact) -> str | None:
         start = time.perf_counter()
         kernel_log = out / "notebooks" / f"{artefact.name}.kernel.log"
         try:
             execute_logged(Path(notebooks_dir) / artefact.notebook, out / "notebooks" / artefact.notebook,
-                           {"runs": str(runs_dir), "out": str(out), "preset": preset,
-                            **(params or {}).get(artefact.name, {})}, kernel_log, start_timeout=120)
+                           {**parameters, **(params or {}).get(artefact.name, {})}, kernel_log,
+                           start_timeout=120)
             log(f"{artefact.name}: built in {time.perf_counter() - start:.1f} s")
             return None
         except Exception as exc:  # noqa: BLE001 - one artefact failing must not stop the others

@@ -27,21 +27,24 @@ def train_command(config: str, overrides: list[str], run_dir: str, nproc: int = 
 
 
 def train_in_subprocess(config: str, overrides: list[str] | None, run_dir: str, nproc: int = 1,
-                        env: dict | None = None) -> dict:
+                        env: dict | None = None, cwd: str | Path | None = None) -> dict:
     """Train (or resume, or find finished) the run in a child process, echoing its output; returns eval.json.
 
-    The child owns the run: if the kernel dies, rerunning the cell resumes from the last checkpoint.
+    The child owns the run: if the kernel dies, rerunning the cell resumes from the last checkpoint. It runs in
+    ``cwd`` (default: this process's working directory), against which the config's relative paths
+    (``data.root``) resolve.
     """
     cmd = train_command(config, list(overrides or []), run_dir, nproc)
     tail: deque[str] = deque(maxlen=40)
     child_env = {**os.environ, "REPROKIT_PROGRESS": os.environ.get("REPROKIT_PROGRESS", "0"), **(env or {})}
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env) as proc:
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env,
+                          cwd=cwd) as proc:
         for line in proc.stdout:
             tail.append(line)
             print(line, end="", flush=True)
     if proc.returncode:
         raise TrainingFailed(f"training of {run_dir} failed (exit {proc.returncode}); last output:\n{''.join(tail)}")
-    return json.loads((Path(run_dir) / "eval.json").read_text())
+    return json.loads((Path(cwd or ".") / run_dir / "eval.json").read_text())
 
 
 def per_class_table(run_dir: str) -> pd.DataFrame:

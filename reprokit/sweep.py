@@ -303,10 +303,13 @@ def _execute(cell: Cell, notebook: str, retries: int) -> dict:
                                               **bookkeeping})
     result = {"cell": cell.cell_id, "notebook": str(out_nb), "log": str(cell.run_dir / KERNEL_LOG),
               "device": _DEVICE, "ok": False, "error": None}
+    # absolute: the notebook resolves relative paths against the project root, the cell's against ours
+    parameters = {**cell.parameters(), "config": str(Path(cell.config).resolve()),
+                  "run_dir": str(cell.run_dir.resolve())}
     start = time.perf_counter()
     for attempt in range(retries):
         try:
-            execute_logged(notebook, out_nb, cell.parameters(), cell.run_dir / KERNEL_LOG, log_output=False,
+            execute_logged(notebook, out_nb, parameters, cell.run_dir / KERNEL_LOG, log_output=False,
                            start_timeout=120)
             result["ok"] = True
             break

@@ -15,57 +15,126 @@ from pathlib import Path
 
 import nbformat as nbf
 
-from reprokit.viz.registry import ARTEFACTS, COMMON_PARAMS, Artefact
+from reprokit.viz.registry import ARTEFACTS, Artefact
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Each notebook's time on 2 CPU cores from a fresh checkout, as measured by the browser test
+# (tests/test_e2e_notebooks.py: JupyterLab, "Run All", kernel start and imports included); the first cell says it.
+SECONDS = {
+    "train": "about 20 s (300 steps), plus about 10 s on first use to build the digit scenes",
+    "evaluate": "about 5 s",
+    "inspect_pseudo_labels": "about 25 s once its demo run exists; building it first takes about 45 s more",
+    "fig7": "about 100 s the first time, about 70 s of it building its two demo runs",
+    "fig9": "about 30 s once its demo runs exist; building them first takes about 70 s more",
+    "fig_weak": "about 40 s the first time, most of it building its two demo runs",
+}
+ARTEFACT_SECONDS = "about 6 s"  # the artefacts built from records alone
+
+ROOT_NOTE = ("Relative paths resolve against the project root (the folder holding `notebooks/` and `params/`), "
+             "wherever the kernel starts: JupyterLab, papermill from any folder, or a sweep.")
+
+
+def heading(title: str, **parts: str) -> str:
+    """The first cell: a title, then what it reproduces, reads, writes and how long it takes."""
+    return f"# {title}\n\n" + "\n".join(f"- **{k.capitalize()}**: {v}" for k, v in parts.items()) + \
+        f"\n\n{ROOT_NOTE}"
+
+
+SETUP = "from reprokit.project import enter_project\n\nproject = enter_project()\n"
+
 DEDICATED = {
     "train": [
-        ("md", "# Train one experiment\n\nRuns `reprokit train` in a child process (torchrun when `nproc > 1`), so a "
-               "long run survives the kernel; rerunning resumes from the last checkpoint. The executed copy of this "
-               "notebook is the run's record when a sweep runs it."),
-        ("params", '''config: str = "params/digits/supervised.yaml"  # parameter file (YAML, may use _base_)
+        ("md", heading(
+            "Train one experiment",
+            reproduces="one cell of any table: trains and evaluates the experiment a parameter file describes, "
+                       "in a child process (torchrun when `nproc > 1`), so a long run survives the kernel and "
+                       "rerunning resumes from the last checkpoint. The default is a short run, "
+                       "`params/notebook/short.yaml`: supervised training on the digit scenes with 1/8 labels for "
+                       "300 of the benchmark's 4000 steps. A sweep runs this notebook once per cell, and the "
+                       "executed copy is the run's record.",
+            reads="`config` (YAML, may use `_base_`) and the data set it names; the digit scenes are built "
+                  "under `data/digits` on first use.",
+            writes="`run_dir` (`runs/` is untracked): resolved config, metrics, checkpoint, `eval.json`.",
+            takes=f"{SECONDS['train']} with the default; the benchmark's full 4000 steps take about 7 minutes "
+                  "(supervised) to 30 minutes (STPG).")),
+        ("params", '''config: str = "params/notebook/short.yaml"  # parameter file (YAML, may use _base_)
 overrides: list = []  # extra config settings, each a string as for reprokit train --set
-run_dir: str = "runs/notebook/supervised"  # run directory (created, resumed, or reused when finished)
+run_dir: str = "runs/notebook/short-supervised"  # run directory (created, resumed, or reused when finished)
 nproc: int = 1  # processes (GPUs) per run; > 1 launches torchrun'''),
-        ("code", "from reprokit.notebook import per_class_table, train_in_subprocess"),
-        ("code", "summary = train_in_subprocess(config, overrides, run_dir, nproc)\n"
+        ("code", SETUP + 'config = project.path("config", config, expect="file")\n'
+                         'run_dir = project.path("run_dir", run_dir)'),
+        ("code", "from reprokit.notebook import per_class_table, train_in_subprocess\n\n"
+                 "summary = train_in_subprocess(str(config), overrides, str(run_dir), nproc)\n"
                  "print(f\"mIoU {100 * summary['miou']:.2f}\")"),
         ("code", "per_class_table(run_dir).T"),
     ],
     "evaluate": [
-        ("md", "# Evaluate a run\n\nPer-class IoU and the confusion matrix of a finished run directory."),
-        ("params", '''run_dir: str = "runs/notebook/supervised"  # a finished run directory (holds eval.json)'''),
-        ("code", "from reprokit.notebook import confusion_figure, per_class_table"),
-        ("code", "per_class_table(run_dir)"),
+        ("md", heading(
+            "Evaluate a run",
+            reproduces="the per-class IoU and the row-normalised confusion matrix of one finished run; the "
+                       "default is a committed record of the digits benchmark, STPG with 1/8 labels, seed 0 "
+                       "(4000 steps).",
+            reads="`run_dir`'s `eval.json` alone (no checkpoint).",
+            writes="nothing.",
+            takes=SECONDS["evaluate"] + ".")),
+        ("params", 'run_dir: str = "docs/runs/benchmark/digits-table4-stpg-s0"  '
+                   '# a finished run directory (holds eval.json)'),
+        ("code", SETUP + 'run_dir = project.path("run_dir", run_dir, expect="dir")'),
+        ("code", "from reprokit.notebook import confusion_figure, per_class_table\n\nper_class_table(run_dir)"),
         ("code", "confusion_figure(run_dir);"),
     ],
     "inspect_pseudo_labels": [
-        ("md", "# Pseudo-label inspector\n\nBrowse a run's pseudo-labels: image slider, split, checkpoint (snapshots "
-               "kept with `train.snapshot_every`), layers with opacity, class filter, confidence threshold. STPG runs "
-               "also show the selection category per pixel and the batch's class mismatch scores. Changing layers "
-               "or filters reuses the cached forward pass."),
-        ("params", '''run_dir: str = "runs/quick/digits-table4-stpg-s0"  # a run directory of a method with pseudo-labels
-export_dir: str = "figures"  # where "Export PNG" writes the current view
+        ("md", heading(
+            "Pseudo-label inspector",
+            reproduces="no paper figure: a view of the pseudo-labels a method trains on, per image. Image "
+                       "slider, split, checkpoint (snapshots kept with `train.snapshot_every`), layers with "
+                       "opacity, class filter, confidence threshold; STPG runs also show each pixel's selection "
+                       "category and the batch's class mismatch scores. Changing layers or filters reuses the "
+                       "cached forward pass.",
+            reads="`run_dir`'s config and checkpoints, and the images of its data set. The default is "
+                  "`runs/demo/digits-table4-stpg-s0`, a demo STPG run of 100 steps (not a result) that "
+                  "`python -m reprokit.demo` builds, as this notebook does when it is missing; after `make main`, "
+                  "`run_dir = \"runs/quick/digits-table4-stpg-s0\"` opens the quick job's 2000-step STPG run.",
+            writes="the current view as PNG into `export_dir` when you press \"Export PNG\".",
+            takes=SECONDS["inspect_pseudo_labels"] + ".")),
+        ("params", '''run_dir: str = "runs/demo/digits-table4-stpg-s0"  # a run directory of a method with pseudo-labels
+export_dir: str = "outputs/inspector"  # where "Export PNG" writes the current view
 scale: int = 6  # display magnification of the small embedded images'''),
-        ("code", "from reprokit.inspect import PseudoLabelInspector"),
-        ("code", "inspector = PseudoLabelInspector.from_run(run_dir, export_dir=export_dir, scale=scale)\n"
+        ("code", "from reprokit import demo\n" + SETUP + 'run_dir = demo.run_directory(project, "run_dir", run_dir)\n'
+                         'export_dir = project.path("export_dir", export_dir)'),
+        ("code", "from reprokit.inspect import PseudoLabelInspector\n\n"
+                 "inspector = PseudoLabelInspector.from_run(run_dir, export_dir=export_dir, scale=scale)\n"
                  "inspector.widget"),
     ],
 }
 
 
 def artefact_cells(a: Artefact) -> list:
-    """Heading, parameters (the common ones and the artefact's own), and one call of its builder."""
-    reads = ("each shown run's checkpoint and the validation images its config names, so the data set must be "
-             "on disk" if a.loads_networks else "the runs' records (config, evaluation, metrics) alone")
+    """First cell, parameters (the common ones and the artefact's own), path resolution, one builder call."""
+    if a.loads_networks:
+        reads = ("`runs`: each shown run's checkpoint, and the validation images its config names (the data set "
+                 "must be on disk). The committed records hold no checkpoints, so the default is `runs/demo`: "
+                 "short demo runs (100-150 steps, not results) that `python -m reprokit.demo` builds, as this "
+                 "notebook does when they are missing; after `make main`, `runs = \"runs/quick\"` shows the "
+                 "quick job's runs.")
+        resolve = f'runs = demo.runs_folder(project, "runs", runs, {a.name!r})\n'
+    else:
+        reads = ("`runs`: the run records (config, evaluation, metrics) alone, no checkpoints. The default, "
+                 "`docs/runs/benchmark`, holds the committed records of the digits benchmark (5 seeds), so it "
+                 "trains nothing.")
+        resolve = 'runs = project.path("runs", runs, expect="dir")\n'
     own = "".join(f", {p.name}={p.name}" for p in a.params)
     return [
-        ("md", f"# {a.title}\n\nRebuilt without training from {reads}. Files go to `out`, each with a "
-               "`.provenance.json` sidecar naming the runs used."),
-        ("params", "\n".join(p.line() for p in (*COMMON_PARAMS, *a.params))),
-        ("code", "from reprokit.notebook import show_outputs\nfrom reprokit.viz.registry import build"),
-        ("code", f"built = build({a.name!r}, runs, out, preset{own})\nif built.missing:\n"
+        ("md", heading(a.title, reproduces=a.reproduces[0].upper() + a.reproduces[1:] + ".", reads=reads,
+                       writes=f"{a.writes} into `out` (default `outputs/`, untracked), each with a "
+                              "`.provenance.json` sidecar naming the runs used.",
+                       takes=SECONDS.get(a.name, ARTEFACT_SECONDS) + ".")),
+        ("params", "\n".join(p.line() for p in a.notebook_params)),
+        ("code", ("from reprokit import demo\n" if a.loads_networks else "") + SETUP + resolve
+                 + 'out = project.path("out", out)'),
+        ("code", "from reprokit.notebook import show_outputs\nfrom reprokit.viz.registry import build\n\n"
+                 f"built = build({a.name!r}, runs, out, preset{own})\nif built.missing:\n"
                  "    print('missing runs:', ', '.join(built.missing))\nshow_outputs(built.files)\nbuilt.table"),
     ]
 

@@ -34,10 +34,14 @@ def test_runs_per_preset_follow_the_data_set_and_reuse_table4_runs():
 @pytest.mark.parametrize("artefact", registry.ARTEFACTS, ids=lambda a: a.name)
 def test_each_artefact_notebook_offers_the_registry_parameters(artefact):
     params = pm.inspect_notebook(str(ROOT / "notebooks" / artefact.notebook))
-    assert list(params) == [p.name for p in (*registry.COMMON_PARAMS, *artefact.params)]
+    assert list(params) == [p.name for p in artefact.notebook_params]
     written = {p.name: json.dumps(p.default) if isinstance(p.default, str) else repr(p.default)
                for p in artefact.params}  # as Param.line writes them
     assert {p.name: params[p.name]["default"] for p in artefact.params} == written
+    # the defaults a newcomer runs: the committed records, or the demo runs where checkpoints are needed,
+    # written to the untracked outputs folder
+    runs = "runs/demo" if artefact.loads_networks else "docs/runs/benchmark"
+    assert (params["runs"]["default"], params["out"]["default"]) == (f'"{runs}"', '"outputs"')
 
 
 def test_builders_refuse_parameters_they_do_not_have(tmp_path):
