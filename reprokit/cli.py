@@ -115,10 +115,17 @@ def _results(args) -> int:
         table[["miou", "miou_reference"]] = (100 * table[["miou", "miou_reference"]]).round(2)
         print(f"mIoU (%) of {args.root} against the same cells under {args.against}:")
         print(table.to_string(index=False))
+    elif args.versions:
+        by = [df["path"].map(lambda p: Path(p).relative_to(args.root).parts[0] if len(Path(p).relative_to(
+            args.root).parts) > 1 else "."), "code_scheme", "standing"]
+        table = df.groupby(by, dropna=False).size().unstack("standing", fill_value=0)
+        print("runs by folder and by how their code version compares with today's package (code_scheme: the "
+              "digest scheme compared; 'certified': bit-identical by a certificate in docs/certificates)")
+        print(table.rename_axis(index=["folder", "code_scheme"]).to_string())
     elif args.per_run:
         df = df.assign(miou=(100 * df["miou"]).round(2)).sort_values(["name", "run_id"])
         listed = df.assign(machine=df["machine"].fillna(NO_MACHINE))
-        print(listed[["run_id", "name", "seed", "miou", "stale", "machine"]].to_string(index=False))
+        print(listed[["run_id", "name", "seed", "miou", "stale", "standing", "machine"]].to_string(index=False))
     else:  # percent, as in every table
         table = summary_table(df.assign(miou=100 * df["miou"]), ["name", "method"]).round(2)
         print("mIoU (%) per experiment: mean and std over its runs, and how many of them are stale")
@@ -278,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("results", help="summarise finished runs under a folder")
     r.add_argument("root", nargs="?", default="runs")
     r.add_argument("--per-run", action="store_true", help="one line per run (mIoU in percent) instead of per group")
+    r.add_argument("--versions", action="store_true", help="count the runs per folder by how their code version "
+                   "compares with today's: same code, certified, stale, unknown")
     r.add_argument("--against", metavar="OTHER_ROOT",
                    help="compare with the same cells (run ids) under OTHER_ROOT: paired differences per config")
     r.set_defaults(func=_results)

@@ -319,9 +319,17 @@ class CodeVersions:
                 todo += self.successors.get(version, ())
         return False
 
-    def is_current(self, meta: dict) -> bool:
+    def standing(self, meta: dict) -> str:
+        """'same code' (the record's digest is today's, computed the same way), 'certified' (a chain of
+        certificates leads from it to today's), 'stale', or 'unknown' (no digest can be had)."""
         found = record_version(meta, self.package_dir)
         if found is None:
-            return False
+            return "unknown"
         scheme, version = found
-        return self.leads_to(version, self.today(scheme, meta.get("method"), meta.get("dataset")))
+        today = self.today(scheme, meta.get("method"), meta.get("dataset"))
+        if version == today:
+            return "same code"
+        return "certified" if self.leads_to(version, today) else "stale"
+
+    def is_current(self, meta: dict) -> bool:
+        return self.standing(meta) in ("same code", "certified")

@@ -36,7 +36,8 @@ def load_run(run_dir: str | Path, versions: CodeVersions | None = None) -> dict:
         "status": meta.get("status"), "miou": ev["miou"],
     }
     if versions is not None:
-        row["stale"] = not versions.is_current(meta)
+        row["standing"] = versions.standing(meta)
+        row["stale"] = row["standing"] not in ("same code", "certified")
     row.update({f"method.{k}": v for k, v in cfg["method"].items() if isinstance(v, (int, float, str, bool))})
     row.update({f"iou/{k}": v for k, v in ev["iou"].items()})
     return row
