@@ -329,7 +329,9 @@ class CodeVersions:
         today = self.today(scheme, meta.get("method"), meta.get("dataset"))
         if version == today:
             return "same code"
-        return "certified" if self.leads_to(version, today) else "stale"
+        # a certificate carries an old commit's scheme-1 digest to a scheme-2 one
+        now = today if scheme == SCHEME else self.today(SCHEME, meta.get("method"), meta.get("dataset"))
+        return "certified" if self.leads_to(version, now) else "stale"
 
     def is_current(self, meta: dict) -> bool:
         return self.standing(meta) in ("same code", "certified")

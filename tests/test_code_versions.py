@@ -155,9 +155,13 @@ def test_certificates_carry_a_version_forward_along_a_chain(package, tmp_path):
                                                             "new": "v2"}]}))
     (certs / "b.json").write_text(json.dumps({"versions": [{"method": "stpg", "dataset": "digits", "old": "v2",
                                                             "new": now}]}))
+    (certs / "a.json").write_text(json.dumps({"versions": [{"method": "stpg", "dataset": "digits", "old": "v1",
+                                                            "old_scheme1": "s1", "new": "v2"}]}))
     versions_now = CodeVersions(package, certs)
     record = {"method": "stpg", "dataset": "digits", "code_version_scheme": 2}
     assert versions_now.is_current({**record, "code_version": "v1"})
+    dirty = {"method": "stpg", "dataset": "digits", "code_version": "s1", "git": {"commit": "c", "dirty": True}}
+    assert versions_now.standing(dirty) == "certified"  # a scheme-1 record of the old commit's code
     assert not versions_now.is_current({**record, "code_version": "v0"})
     assert not versions_now.is_current({**record, "method": "cosa", "code_version": "v1"})
     (certs / "c.json").write_text("{not json")
