@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_allocator.py --steps 150        # the quick job's four cells
 
-For each config, two training processes start at the same moment, one per allocator (reprokit.allocator),
+For each config, two training processes start at the same moment, one per allocator (reprokit.experiments.allocator),
 and run the same steps of the same run (1 thread each, the unsupervised losses and all of STPG's phases on
 from step 0); then the pair runs again, started in the other order. Both sides see the same machine load, so the ratio holds where the
 absolute times do not. Each process also prints the logged losses, and the script fails unless both
@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-from reprokit.allocator import ENV_SWITCH, with_allocator
+from reprokit.experiments.allocator import ENV_SWITCH, with_allocator
 
 CONFIGS = ("params/digits/table4/stpg.yaml", "params/digits/table4/mt.yaml", "params/digits/fixmatch.yaml",
            "params/digits/table4/ls.yaml")

@@ -116,7 +116,7 @@ def run_check(work: Path, tiny: bool, steps: int, warmup: int, torchrun: bool, t
     from reprokit.engine.rundir import read_metrics
     from reprokit.engine.train import Trainer, total_iterations
     from reprokit.machine import machine_description
-    from reprokit.origin import machine_label
+    from reprokit.runs.origin import machine_label
 
     root = write_voc_tree(work / "VOC2012", 16 if tiny else 64, (80, 60) if tiny else (500, 375))
     cfg = load_config(CONFIG, overrides(root, steps, tiny))

@@ -24,7 +24,7 @@ def _train(args) -> int:
 
 
 def _certify(args) -> int:
-    from reprokit.certify import certify, sweep_candidates
+    from reprokit.experiments.certify import certify, sweep_candidates
 
     sweeps = args.sweep or sorted(Path("params/sweeps").glob("*.yaml"))
     report = certify(args.old, args.new, sweep_candidates(sweeps), steps=args.steps, jobs=args.jobs,
@@ -78,7 +78,7 @@ def _pretrain(args) -> int:
     from reprokit.configure import load_config
     from reprokit.models.pretrain import ensure_pretrained
     from reprokit.engine.loop import show_progress
-    from reprokit.origin import backbone_description
+    from reprokit.runs.origin import backbone_description
 
     cfg = load_config(args.config, args.set)
     torch.set_num_threads(args.threads)
@@ -101,7 +101,7 @@ def _pretrain(args) -> int:
 
 def _results(args) -> int:
     from reprokit.codeversion import SCHEME, CodeVersions
-    from reprokit.results import NO_MACHINE, compare_runs, load_runs, machine_counts, summary_table
+    from reprokit.runs.results import NO_MACHINE, compare_runs, load_runs, machine_counts, summary_table
 
     df = load_runs(args.root)
     if df.empty:
@@ -149,7 +149,7 @@ def _results(args) -> int:
 
 
 def _archive(args) -> int:
-    from reprokit.results import archive_runs
+    from reprokit.runs.results import archive_runs
 
     copied = archive_runs(args.root, args.dest)
     print(f"archived the records of {len(copied)} runs from {args.root} into {args.dest}")
@@ -158,7 +158,7 @@ def _archive(args) -> int:
 
 def _replay(args) -> int:
     from reprokit.records import write_json_atomic
-    from reprokit.replay import replay, verdict_line
+    from reprokit.runs.replay import replay, verdict_line
 
     if args.steps < 1:
         print(f"reprokit: error: --steps must be a positive step count, got {args.steps}", file=sys.stderr)
@@ -175,7 +175,7 @@ def _replay(args) -> int:
 
 
 def _sweep(args) -> int:
-    from reprokit.sweep import run_sweep, sweep_report
+    from reprokit.experiments.sweep import run_sweep, sweep_report
 
     if args.status:
         rows = sweep_report(args.sweep_file)
@@ -329,12 +329,12 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
         _python_show_warning(message, category, filename, lineno, file, line)
 
 
-# the commands whose speed the allocator decides (reprokit.allocator)
+# the commands whose speed the allocator decides (reprokit.experiments.allocator)
 TRAINING_COMMANDS = ("train", "pretrain", "replay")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from reprokit.allocator import restart_with_allocator
+    from reprokit.experiments.allocator import restart_with_allocator
     from reprokit.config import ConfigError
 
     args = build_parser().parse_args(argv)
@@ -347,8 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     from reprokit.data.errors import DataError
     from reprokit.engine.checkpoint import CheckpointError
     from reprokit.engine.rundir import RunDirError, RunDirLocked, RunWriteError
-    from reprokit.certify import CertifyError
-    from reprokit.replay import ReplayError
+    from reprokit.experiments.certify import CertifyError
+    from reprokit.runs.replay import ReplayError
 
     try:
         return args.func(args)

@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from reprokit.kernels import execute_logged
+from reprokit.experiments.kernels import execute_logged
 from reprokit.viz.artefacts import run_table
 from reprokit.viz.registry import ARTEFACTS, select
 

@@ -26,8 +26,8 @@ from reprokit.data.digits import ensure_digit_scenes
 from reprokit.engine.rundir import read_metrics
 from reprokit.figures import longest_first, regenerate
 from reprokit.machine import machine_description
-from reprokit.origin import machine_label
-from reprokit.sweep import Cell, expand, run_sweep, sweep_states
+from reprokit.runs.origin import machine_label
+from reprokit.experiments.sweep import Cell, expand, run_sweep, sweep_states
 from reprokit.viz.registry import NAMES, Artefact, select
 
 

@@ -40,9 +40,9 @@ if ! [[ -x "$VENV/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]];
   "$VENV/bin/python" -m ipykernel install --sys-prefix --name python3 >/dev/null
   echo "$want" > "$stamp"
 fi
-# tcmalloc for the training kernels a sweep starts (reprokit/allocator.py): faster CPU steps, the same numbers.
+# tcmalloc for the training kernels a sweep starts (reprokit/experiments/allocator.py): faster CPU steps, the same numbers.
 # Optional: without root or apt-get the kernels keep glibc's malloc.
-has_tcmalloc() { "$VENV/bin/python" -c "import sys; from reprokit.allocator import tcmalloc_library as t; sys.exit(not t())"; }
+has_tcmalloc() { "$VENV/bin/python" -c "import sys; from reprokit.experiments.allocator import tcmalloc_library as t; sys.exit(not t())"; }
 if ! has_tcmalloc && command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
   echo "bootstrap: installing Debian's libtcmalloc-minimal4 for the training kernels" >&2
   apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1 || (apt-get update -q >/dev/null \

@@ -41,7 +41,7 @@ def heading(title: str, **parts: str) -> str:
         f"\n\n{ROOT_NOTE}"
 
 
-SETUP = "from reprokit.project import enter_project\n\nproject = enter_project()\n"
+SETUP = "from reprokit.experiments.project import enter_project\n\nproject = enter_project()\n"
 
 DEDICATED = {
     "train": [
@@ -64,7 +64,7 @@ run_dir: str = "runs/notebook/short-supervised"  # run directory (created, resum
 nproc: int = 1  # processes (GPUs) per run; > 1 launches torchrun'''),
         ("code", SETUP + 'config = project.path("config", config, expect="file")\n'
                          'run_dir = project.path("run_dir", run_dir)'),
-        ("code", "from reprokit.notebook import per_class_table, train_in_subprocess\n\n"
+        ("code", "from reprokit.experiments.notebook import per_class_table, train_in_subprocess\n\n"
                  "summary = train_in_subprocess(str(config), overrides, str(run_dir), nproc)\n"
                  "print(f\"mIoU {100 * summary['miou']:.2f}\")"),
         ("code", "per_class_table(run_dir).T"),
@@ -81,7 +81,7 @@ nproc: int = 1  # processes (GPUs) per run; > 1 launches torchrun'''),
         ("params", 'run_dir: str = "docs/runs/benchmark/digits-table4-stpg-s0"  '
                    '# a finished run directory (holds eval.json)'),
         ("code", SETUP + 'run_dir = project.path("run_dir", run_dir, expect="dir")'),
-        ("code", "from reprokit.notebook import confusion_figure, per_class_table\n\nper_class_table(run_dir)"),
+        ("code", "from reprokit.experiments.notebook import confusion_figure, per_class_table\n\nper_class_table(run_dir)"),
         ("code", "confusion_figure(run_dir);"),
     ],
     "inspect_pseudo_labels": [
@@ -94,14 +94,14 @@ nproc: int = 1  # processes (GPUs) per run; > 1 launches torchrun'''),
                        "cached forward pass.",
             reads="`run_dir`'s config and checkpoints, and the images of its data set. The default is "
                   "`runs/demo/digits-table4-stpg-s0`, a demo STPG run of 100 steps (not a result) that "
-                  "`python -m reprokit.demo` builds, as this notebook does when it is missing; after `make main`, "
+                  "`python -m reprokit.experiments.demo` builds, as this notebook does when it is missing; after `make main`, "
                   "`run_dir = \"runs/quick/digits-table4-stpg-s0\"` opens the quick job's 2000-step STPG run.",
             writes="the current view as PNG into `export_dir` when you press \"Export PNG\".",
             takes=SECONDS["inspect_pseudo_labels"] + ".")),
         ("params", '''run_dir: str = "runs/demo/digits-table4-stpg-s0"  # a run directory of a method with pseudo-labels
 export_dir: str = "outputs/inspector"  # where "Export PNG" writes the current view
 scale: int = 6  # display magnification of the small embedded images'''),
-        ("code", "from reprokit import demo\n" + SETUP + 'run_dir = demo.run_directory(project, "run_dir", run_dir)\n'
+        ("code", "from reprokit.experiments import demo\n" + SETUP + 'run_dir = demo.run_directory(project, "run_dir", run_dir)\n'
                          'export_dir = project.path("export_dir", export_dir)'),
         ("code", "from reprokit.inspect import PseudoLabelInspector\n\n"
                  "inspector = PseudoLabelInspector.from_run(run_dir, export_dir=export_dir, scale=scale)\n"
@@ -115,7 +115,7 @@ def artefact_cells(a: Artefact) -> list:
     if a.loads_networks:
         reads = ("`runs`: each shown run's checkpoint, and the validation images its config names (the data set "
                  "must be on disk). The committed records hold no checkpoints, so the default is `runs/demo`: "
-                 "short demo runs (100-150 steps, not results) that `python -m reprokit.demo` builds, as this "
+                 "short demo runs (100-150 steps, not results) that `python -m reprokit.experiments.demo` builds, as this "
                  "notebook does when they are missing; after `make main`, `runs = \"runs/quick\"` shows the "
                  "quick job's runs.")
         resolve = f'runs = demo.runs_folder(project, "runs", runs, {a.name!r})\n'
@@ -131,9 +131,9 @@ def artefact_cells(a: Artefact) -> list:
                               "`.provenance.json` sidecar naming the runs used.",
                        takes=SECONDS.get(a.name, ARTEFACT_SECONDS) + ".")),
         ("params", "\n".join(p.line() for p in a.notebook_params)),
-        ("code", ("from reprokit import demo\n" if a.loads_networks else "") + SETUP + resolve
+        ("code", ("from reprokit.experiments import demo\n" if a.loads_networks else "") + SETUP + resolve
                  + 'out = project.path("out", out)'),
-        ("code", "from reprokit.notebook import show_outputs\nfrom reprokit.viz.registry import build\n\n"
+        ("code", "from reprokit.experiments.notebook import show_outputs\nfrom reprokit.viz.registry import build\n\n"
                  f"built = build({a.name!r}, runs, out, preset{own})\nif built.missing:\n"
                  "    print('missing runs:', ', '.join(built.missing))\nshow_outputs(built.files)\nbuilt.table"),
     ]

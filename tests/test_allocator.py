@@ -1,11 +1,11 @@
-"""The allocator a sweep's training kernels start with (reprokit.allocator)."""
+"""The allocator a sweep's training kernels start with (reprokit.experiments.allocator)."""
 import os
 
 import nbformat
 import pytest
 
-from reprokit import allocator
-from reprokit.allocator import ENV_SWITCH, allocator_name, tcmalloc_library, with_allocator
+from reprokit.experiments import allocator
+from reprokit.experiments.allocator import ENV_SWITCH, allocator_name, tcmalloc_library, with_allocator
 from reprokit.config import ConfigError
 from tests.test_notebooks import ROOT
 
@@ -37,7 +37,7 @@ def test_no_preload_off_linux(monkeypatch):
 
 
 def test_an_unknown_choice_stops_a_sweep_before_any_cell_and_names_the_variable(tmp_path, monkeypatch):
-    from reprokit.sweep import run_sweep
+    from reprokit.experiments.sweep import run_sweep
 
     with pytest.raises(ConfigError, match=rf"{ENV_SWITCH}='jemalloc'.*'tcmalloc', 'system'"):
         with_allocator({ENV_SWITCH: "jemalloc"})
@@ -53,7 +53,7 @@ def test_an_unknown_choice_stops_a_sweep_before_any_cell_and_names_the_variable(
 @needs_tcmalloc
 @pytest.mark.parametrize("choice, loaded", [("tcmalloc", True), ("system", False)])
 def test_a_sweep_kernel_runs_with_the_chosen_allocator(tmp_path, monkeypatch, choice, loaded):
-    from reprokit.kernels import execute_logged
+    from reprokit.experiments.kernels import execute_logged
 
     monkeypatch.setenv(ENV_SWITCH, choice)
     nb = nbformat.v4.new_notebook()

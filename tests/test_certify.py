@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from reprokit import codeversion
-from reprokit.certify import (Candidate, CertifyError, certify, check_schedule, phase_boundaries, shortest_schedule,
+from reprokit.experiments.certify import (Candidate, CertifyError, certify, check_schedule, phase_boundaries, shortest_schedule,
                               sweep_candidates)
 from reprokit.codeversion import CodeVersions
 from tests.conftest import tiny_raw

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from reprokit.results import load_runs
+from reprokit.runs.results import load_runs
 from reprokit.viz import claims, registry
 from reprokit.viz.presets import preset
 from tests.test_tables import fake_run

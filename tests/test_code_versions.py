@@ -67,7 +67,7 @@ def test_an_edit_in_the_loop_moves_every_method(package):
 
 
 @pytest.mark.parametrize("module", ["inspect/core.py", "engine/rundir.py", "engine/reeval.py", "data/check.py",
-                                    "engine/train.py", "results.py", "sweep.py", "viz/tables.py",
+                                    "engine/train.py", "runs/results.py", "experiments/sweep.py", "viz/tables.py",
                                     "data/weak_label_stats.py", "methods/display.py"])
 def test_code_that_only_runs_around_training_moves_no_version(package, module):
     before = versions(package)
@@ -93,7 +93,7 @@ def test_the_static_closure_holds_every_module_training_imports():
     modules = {codeversion._module_name(rel) for rel in closure}
     assert set(loaded) <= modules, set(loaded) - modules
     outside = {"reprokit.engine.rundir", "reprokit.engine.reeval", "reprokit.data.check", "reprokit.inspect.core",
-               "reprokit.results", "reprokit.configure", "reprokit.codeversion", "reprokit.data.weak_label_stats"}
+               "reprokit.runs.results", "reprokit.configure", "reprokit.codeversion", "reprokit.data.weak_label_stats"}
     assert not outside & (modules | set(loaded))
 
 
@@ -231,3 +231,21 @@ def test_training_never_reads_the_inspector_layers(tiny_cfg, tmp_path, monkeypat
         monkeypatch.setattr(entry.cls, "inspector_layers", property(unreadable))
     cfg = tiny_cfg(method={"name": "stpg", "contrastive_start": 0.0, "bank_start": 0.0}, train={"iters": 2})
     assert 0 <= train(cfg, tmp_path / "run")["miou"] <= 1
+
+
+LAYERS = (("entry points", ("cli.py", "figures.py", "main.py", "__main__.py", "viz/", "inspect/")),
+          ("experiments", ("experiments/",)), ("records of runs", ("runs/",)))
+
+
+def _layer(rel: str) -> int:
+    """3 entry points (and the figures and inspector they show), 2 experiments, 1 records of runs, 0 the rest:
+    configuration, data, models, methods, engine."""
+    return next((3 - i for i, (_, prefixes) in enumerate(LAYERS) if rel.startswith(prefixes)), 0)
+
+
+def test_the_layers_import_downwards_only():
+    files = codeversion.tree_files()
+    upward = [f"{rel} -> {dep}" for rel in sorted(files) for dep in sorted(codeversion.imports_of(rel, files))
+              if _layer(dep) > _layer(rel)]
+    assert not upward
+    assert {_layer(rel) for rel in files} == {0, 1, 2, 3}

@@ -45,7 +45,7 @@ def test_main_job_trains_builds_artefacts_and_records_timing(tmp_path, digits_ro
 
 def quick_cells(tmp_path):
     """The quick job's cells with their run folders under ``tmp_path``, and their config names."""
-    from reprokit.sweep import Cell
+    from reprokit.experiments.sweep import Cell
 
     configs = {"ls": "table4/ls", "stpg": "table4/stpg", "mt": "table4/mt", "fixmatch": "fixmatch"}
     cells = {k: Cell(f"{k}-s0", str(ROOT / "params/digits" / f"{c}.yaml"), [], tmp_path / f"{k}-s0")
@@ -153,7 +153,7 @@ def test_makefile_main_target_parses_as_the_main_job_command():
 def test_committed_quick_summary_quotes_the_archived_main_job_records():
     """figures/summary.md shows exactly the quick sweep's cells, each mIoU its record's (docs/runs/quick), beside
     the committed measurement: a rebuilt main job with other numbers or cells fails here until it is rebuilt."""
-    from reprokit.sweep import expand
+    from reprokit.experiments.sweep import expand
 
     rows = {"supervised": "digits-table4-ls", "Mean Teacher": "digits-table4-mt",
             "FixMatch": "digits-fixmatch-1_8", "STPG": "digits-table4-stpg"}

@@ -15,7 +15,7 @@ from reprokit.data.glyphs import (CLASSES, DUPLICATES, EXCLUDED, GlyphSetSpec, b
 from reprokit.machine import machine_description
 from reprokit.models import pretrain
 from reprokit.models.deeplab import CheckpointKeyError, build_network
-from reprokit.origin import backbone_description, recorded_origin
+from reprokit.runs.origin import backbone_description, recorded_origin
 
 TINY_GLYPHS = GlyphSetSpec(n_train_per_class=2, n_heldout_per_class=1)
 TINY_RECIPE = pretrain.PretrainRecipe(glyphs=TINY_GLYPHS, steps=3, batch_size=16)

@@ -1,13 +1,13 @@
-"""Notebook paths resolve against the project root wherever the kernel starts (reprokit.project), and the
-defaults of the notebooks that load networks point at demo runs (reprokit.demo)."""
+"""Notebook paths resolve against the project root wherever the kernel starts (reprokit.experiments.project), and the
+defaults of the notebooks that load networks point at demo runs (reprokit.experiments.demo)."""
 import json
 from pathlib import Path
 
 import papermill as pm
 import pytest
 
-from reprokit import demo
-from reprokit.project import Project, ProjectPathError, enter_project, find_project
+from reprokit.experiments import demo
+from reprokit.experiments.project import Project, ProjectPathError, enter_project, find_project
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,8 +12,8 @@ from reprokit.engine import rundir
 from reprokit.configure import load_config
 from reprokit.models.pretrain import weights_path
 from reprokit.machine import machine_description
-from reprokit.origin import CELL_RECORD, backbone_description, machine_label, recorded_origin, run_backbone
-from reprokit.results import compare_runs, load_runs
+from reprokit.runs.origin import CELL_RECORD, backbone_description, machine_label, recorded_origin, run_backbone
+from reprokit.runs.results import compare_runs, load_runs
 from reprokit.viz import registry
 from tests.test_tables import fake_run
 

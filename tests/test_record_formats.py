@@ -9,7 +9,7 @@ import pytest
 
 from reprokit.cli import main as cli_main
 from reprokit.engine.rundir import RUN_FORMAT, RunDirError, prepare, record_format
-from reprokit.results import load_run, load_runs
+from reprokit.runs.results import load_run, load_runs
 from tests.conftest import ROOT
 
 ARCHIVE = ROOT / "docs" / "runs"

@@ -8,9 +8,9 @@ import pytest
 from reprokit.cli import main
 from reprokit.engine.train import train
 from reprokit.machine import machine_description
-from reprokit.origin import machine_label
-from reprokit.origin import CELL_RECORD
-from reprokit.replay import ReplayError, compare_metrics, replay, verdict_line
+from reprokit.runs.origin import machine_label
+from reprokit.runs.origin import CELL_RECORD
+from reprokit.runs.replay import ReplayError, compare_metrics, replay, verdict_line
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from reprokit.engine import rundir
 from reprokit.engine.checkpoint import load_checkpoint
 from reprokit.engine.rundir import RunDirLocked, RunWriteError, lock_holder, run_dir_lock
 from reprokit.engine.train import train
-from reprokit.origin import CELL_RECORD
+from reprokit.runs.origin import CELL_RECORD
 from tests.conftest import tiny_raw, tree_digest
 from tests.test_sweep import write_sweep
 
@@ -98,7 +98,7 @@ def test_two_sweeps_of_one_file_started_together_train_each_cell_once(tmp_path, 
 
 
 def test_a_locked_cell_is_running_and_a_sweep_skips_it(tmp_path, digits_root):
-    from reprokit.sweep import expand, run_sweep, status
+    from reprokit.experiments.sweep import expand, run_sweep, status
 
     sweep = write_sweep(tmp_path, digits_root, [{"seeds": [0]}])
     cell = expand(sweep)[1][0]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from reprokit.progress import run_progress
-from reprokit.slurm import SUBMITTED, queue_states
-from reprokit.sweep import IN_FLIGHT, expand, run_sweep, sweep_report, sweep_states
+from reprokit.experiments.progress import run_progress
+from reprokit.experiments.slurm import SUBMITTED, queue_states
+from reprokit.experiments.sweep import IN_FLIGHT, expand, run_sweep, sweep_report, sweep_states
 from tests.slurm_cluster import local_slurm, slurm_available
 from tests.test_sweep import write_sweep
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from reprokit.stats import format_difference, format_seed_differences, mean_interval, paired_difference
+from reprokit.runs.stats import format_difference, format_seed_differences, mean_interval, paired_difference
 
 
 def test_paired_interval_matches_the_hand_computation():

@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reprokit.allocator import tcmalloc_library
+from reprokit.experiments.allocator import tcmalloc_library
 from reprokit.config import ConfigError
 from reprokit.machine import machine_description
-from reprokit.origin import CELL_RECORD
-from reprokit.results import archive_runs, finished_runs
-from reprokit.sweep import expand, run_sweep, status
+from reprokit.runs.origin import CELL_RECORD
+from reprokit.runs.results import archive_runs, finished_runs
+from reprokit.experiments.sweep import expand, run_sweep, status
 from tests.conftest import tiny_raw
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def test_param_hash_follows_the_files_not_the_defaults(tmp_path, digits_root, mo
     def no_resolving(*args, **kwargs):
         raise AssertionError("the hash must not depend on the resolved config (its defaults)")
 
-    monkeypatch.setattr("reprokit.sweep.load_config", no_resolving)
+    monkeypatch.setattr("reprokit.experiments.sweep.load_config", no_resolving)
     assert cell.param_hash() == before
     cfg = Path(cell.config)
     cfg.write_text(cfg.read_text().replace("lr: 0.01", "lr: 0.02"))
@@ -156,8 +156,8 @@ def test_stale_cells_are_reported_and_rerun_on_request(tmp_path, digits_root, mo
 
     executed = []
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setattr("reprokit.sweep.ProcessPoolExecutor", InlinePool)
-    monkeypatch.setattr("reprokit.sweep.execute", lambda cell, nb, *_: executed.append(cell.cell_id) or
+    monkeypatch.setattr("reprokit.experiments.sweep.ProcessPoolExecutor", InlinePool)
+    monkeypatch.setattr("reprokit.experiments.sweep.execute", lambda cell, nb, *_: executed.append(cell.cell_id) or
                         {"cell": cell.cell_id, "ok": True, "seconds": 0.0, "notebook": nb, "error": None})
     results = run_sweep(path, stagger=0.0, log=logs.append, rerun_stale=True)
     assert executed == ["tiny-s1"] and [r["cell"] for r in results] == ["tiny-s1"]

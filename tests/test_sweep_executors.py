@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from reprokit.config import ConfigError
-from reprokit.progress import SweepDisplay, run_progress
-from reprokit.origin import CELL_RECORD
-from reprokit.slurm import SUBMITTED, CellJob, queue_states, slurm_options
-from reprokit.sweep import execute, expand, in_flight, run_sweep, status, sweep_report
+from reprokit.experiments.progress import SweepDisplay, run_progress
+from reprokit.runs.origin import CELL_RECORD
+from reprokit.experiments.slurm import SUBMITTED, CellJob, queue_states, slurm_options
+from reprokit.experiments.sweep import execute, expand, in_flight, run_sweep, status, sweep_report
 from tests.test_sweep import write_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,7 +139,7 @@ def test_display_shows_counts_and_the_running_cells_steps(tmp_path, monkeypatch)
 def test_kernel_output_goes_to_its_log_not_the_terminal(tmp_path, capfd):
     import nbformat
 
-    from reprokit.kernels import execute_logged
+    from reprokit.experiments.kernels import execute_logged
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("import os; os.write(2, b'kernel-side noise\\n')")]

@@ -11,7 +11,7 @@ from PIL import Image
 from scipy import stats
 
 from reprokit.configure import from_dict
-from reprokit.results import load_runs
+from reprokit.runs.results import load_runs
 from reprokit.viz import registry, tables
 from tests.conftest import tiny_raw
 
@@ -121,7 +121,7 @@ def test_fig8_curves_take_their_default_point_from_the_method_cell(tmp_path, dig
 
 
 def test_selection_summary_averages_the_late_steps(tmp_path):
-    from reprokit.results import selection_summary
+    from reprokit.runs.results import selection_summary
 
     run = tmp_path / "r"
     run.mkdir()

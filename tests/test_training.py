@@ -16,7 +16,7 @@ from reprokit.configure import from_dict
 from reprokit.engine.checkpoint import load_checkpoint
 from reprokit.engine.loop import NonFiniteLossError
 from reprokit.engine.train import Trainer, train
-from reprokit.results import load_runs
+from reprokit.runs.results import load_runs
 from tests.conftest import tiny_raw
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from reprokit.methods.stpg_equations import SELECTION_CATEGORIES
-from reprokit.results import load_runs, machine_counts, selection_summary
-from reprokit.stats import format_difference, format_seed_differences, paired_difference
+from reprokit.runs.results import load_runs, machine_counts, selection_summary
+from reprokit.runs.stats import format_difference, format_seed_differences, paired_difference
 from reprokit.viz import claims, paper_cells, plots, provenance, tables
 from reprokit.viz.presets import WEAK_REFERENCE, WEAK_ROWS, Preset
 

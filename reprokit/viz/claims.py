@@ -2,7 +2,7 @@
 and given a verdict by one written rule, so a reader sees at a glance which claims hold on the benchmark.
 
 The claims are data: a method adds its claims to ``claims.yaml`` and no code changes. A measurement is the
-difference ``a - b`` paired by seed (:func:`reprokit.stats.paired_difference`), in percent points, with its
+difference ``a - b`` paired by seed (:func:`reprokit.runs.stats.paired_difference`), in percent points, with its
 95 % t-interval. The verdict rule (:func:`verdict`):
 
 - ``greater`` / ``less`` claims: **holds** when the interval excludes 0 on the claimed side, **contradicted**
@@ -22,7 +22,7 @@ from importlib import resources
 import pandas as pd
 import yaml
 
-from reprokit.stats import paired_difference
+from reprokit.runs.stats import paired_difference
 from reprokit.viz.presets import Preset
 
 HOLDS, NOT_RESOLVED, CONTRADICTED = "holds", "not resolved", "contradicted"
@@ -127,7 +127,7 @@ def side_values(sel: pd.DataFrame, side: Side, preset: Preset) -> pd.Series:
     elif side.metric == "tail_miou":
         values = sel[[f"iou/{c}" for c in preset.tail]].astype(float).mean(axis=1)
     elif side.metric.startswith("accuracy/"):
-        from reprokit.results import selection_summary
+        from reprokit.runs.results import selection_summary
 
         values = selection_summary(sel["path"])[f"acc/{side.metric.split('/', 1)[1]}"].astype(float)
     else:

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from reprokit.stats import mean_interval  # noqa: E402
+from reprokit.runs.stats import mean_interval  # noqa: E402
 
 
 def save_figure(fig, stem: Path, note: str | None = None) -> list[Path]:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from reprokit.codeversion import code_version
 from reprokit.engine.rundir import commit_label
-from reprokit.results import machine_counts
+from reprokit.runs.results import machine_counts
 
 
 def run_records(runs: pd.DataFrame) -> list[dict]:

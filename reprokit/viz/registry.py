@@ -32,8 +32,8 @@ class Param:
 
 
 # The defaults a newcomer can run: the committed records of the 5-seed digits benchmark (no checkpoints, so
-# for the artefacts that load networks the demo runs, reprokit.demo), written to the untracked outputs/.
-# Relative paths resolve against the project root (reprokit.project). ``reprokit figures`` sets all three.
+# for the artefacts that load networks the demo runs, reprokit.experiments.demo), written to the untracked outputs/.
+# Relative paths resolve against the project root (reprokit.experiments.project). ``reprokit figures`` sets all three.
 RECORDS = "docs/runs/benchmark"
 OUTPUTS = "outputs"
 
@@ -63,7 +63,7 @@ class Artefact:
     @property
     def notebook_params(self) -> tuple[Param, ...]:
         """The parameters cell: the common ones, then the artefact's own."""
-        from reprokit.demo import FOLDER
+        from reprokit.experiments.demo import FOLDER
 
         return (*common_params(FOLDER if self.loads_networks else RECORDS), *self.params)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reprokit.stats import format_difference, paired_difference
+from reprokit.runs.stats import format_difference, paired_difference
 
 SPLIT_BY_FRACTION = {0.0625: "1/16", 0.125: "1/8", 0.25: "1/4", 0.5: "1/2", 1.0: "full"}
 

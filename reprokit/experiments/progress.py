@@ -55,7 +55,7 @@ def _clock(seconds: float | None) -> str:
 
 
 class SweepDisplay:
-    """Shows the cells a sweep runs. ``update`` takes every cell's state (see ``reprokit.sweep.status``,
+    """Shows the cells a sweep runs. ``update`` takes every cell's state (see ``reprokit.experiments.sweep.status``,
     plus 'queued' and 'running'); ``write`` prints a message without tearing the bars."""
 
     def __init__(self, name: str, run_dirs: dict[str, Path], log=print, interactive: bool | None = None):

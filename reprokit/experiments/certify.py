@@ -104,7 +104,7 @@ def sweep_candidates(sweep_files, dataset: str | None = "digits") -> list[Candid
     """The distinct configurations of the sweep files' cells on ``dataset`` (None: all; seeds and split seeds set
     aside: the same code runs for every seed), resolved by this package, in sweep order."""
     from reprokit.configure import load_config
-    from reprokit.sweep import expand
+    from reprokit.experiments.sweep import expand
 
     found, seen = [], set()
     for sweep in sweep_files:

@@ -5,7 +5,7 @@ encryption", once per kernel) to the stdout and stderr it inherits. A sweep star
 terminal or a batch log would fill with that noise and hide the lines that matter. Here each kernel gets a
 log file of its own instead: nothing is thrown away, and a failure report can point at the file.
 
-Each kernel also gets the training allocator of :mod:`reprokit.allocator` (tcmalloc where the machine has it).
+Each kernel also gets the training allocator of :mod:`reprokit.experiments.allocator` (tcmalloc where the machine has it).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
 
-from reprokit.allocator import with_allocator
+from reprokit.experiments.allocator import with_allocator
 
 
 class _LoggedKernelManager(AsyncKernelManager):

@@ -1,6 +1,6 @@
 """Sweep cells as SLURM jobs, submitted through submitit (one job array per submission).
 
-Each job executes the cell exactly as the local executor does (``reprokit.sweep.execute``: the train notebook
+Each job executes the cell exactly as the local executor does (``reprokit.experiments.sweep.execute``: the train notebook
 through papermill, training in a child process, or under torchrun for cells with ``nproc > 1``), so the run
 directory is the same wherever a cell ran. A job that SLURM preempts or stops at its time limit is requeued
 by submitit (``CellJob`` is checkpointable) and training resumes from the run's last checkpoint.

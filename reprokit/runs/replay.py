@@ -9,7 +9,7 @@ ones), and require every logged loss and diagnostic to come out bit for bit equa
 directory still holds its final checkpoint, that checkpoint is also evaluated by the current code and the
 whole eval summary must match. The verdict is written as a small JSON record that docs can cite.
 
-Bit for bit holds on the same kind of processor, from the same pretrained weights, only (``reprokit.origin``):
+Bit for bit holds on the same kind of processor, from the same pretrained weights, only (``reprokit.runs.origin``):
 a verdict names the machine it replayed on and the weights it started from and, where the record's sweep cell
 names them, the record's, so a DIFFERENT verdict across machines is not taken for a change of code.
 """
@@ -26,7 +26,7 @@ from reprokit.configure import from_dict
 from reprokit.engine import rundir
 from reprokit.engine.checkpoint import CheckpointError, load_checkpoint
 from reprokit.machine import machine_description
-from reprokit.origin import backbone_description, machine_label, recorded_origin
+from reprokit.runs.origin import backbone_description, machine_label, recorded_origin
 from reprokit.records import git_commit
 
 # metric keys that measure the machine, not the computation

@@ -5,7 +5,7 @@ Figs. 7 and 9, the weak-label figure) a checkpoint to open on a fresh checkout, 
 They train the benchmark's own parameter files for 100-150 of its 4000 steps, under the config names the
 artefacts look for, into ``runs/demo``: enough to show how each view works, not to compare methods (their
 mIoU is far below the benchmark's). These notebooks build the runs they need when their default folder lacks
-them; ``python -m reprokit.demo`` builds all of them at once (about 2 minutes on 2 CPU cores).
+them; ``python -m reprokit.experiments.demo`` builds all of them at once (about 2 minutes on 2 CPU cores).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from reprokit.project import Project, ProjectPathError, find_project
+from reprokit.experiments.project import Project, ProjectPathError, find_project
 
 FOLDER = "runs/demo"
 SEED_SUFFIX = "-s0"
@@ -64,7 +64,7 @@ def _locked(folder: Path):
 
 def ensure(project: Project, names=None, log=print) -> list[Path]:
     """Train the demo runs ``names`` (default: all) that are not built yet; returns their run directories."""
-    from reprokit.notebook import train_in_subprocess
+    from reprokit.experiments.notebook import train_in_subprocess
 
     names = list(names or RUNS)
     unknown = [n for n in names if n not in RUNS]
@@ -100,7 +100,7 @@ def run_directory(project: Project, name: str, value: str) -> Path:
     if full in demo:
         ensure(project, [demo[full]])
         print(f"{name} = {value!r}: a demo run ({RUNS[demo[full]][1]} steps of {RUNS[demo[full]][0]}), built by "
-              "python -m reprokit.demo")
+              "python -m reprokit.experiments.demo")
     path = project.path(name, value, expect="dir")
     if not (full / "checkpoint.pt").is_file():
         raise ProjectPathError(f"{name} = {value!r} resolved to {full}, which holds no checkpoint.pt; expected a "

@@ -10,8 +10,8 @@ import yaml
 from reprokit.codeversion import CodeVersions, record_version
 from reprokit.engine.rundir import read_metrics, record_format
 from reprokit.methods.stpg_equations import SELECTION_CATEGORIES
-from reprokit.origin import CELL_RECORD, machine_label, recorded_origin
-from reprokit.stats import format_difference, format_seed_differences, paired_difference
+from reprokit.runs.origin import CELL_RECORD, machine_label, recorded_origin
+from reprokit.runs.stats import format_difference, format_seed_differences, paired_difference
 
 
 def load_run(run_dir: str | Path, versions: CodeVersions | None = None) -> dict:

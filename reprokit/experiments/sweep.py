@@ -18,7 +18,7 @@ A sweep file::
       - configs: [params/digits/stpg.yaml]
         name: digits-fig8-bank       # optional: the cells' config name (figures group runs by it)
         grid: {method.bank_size: [0, 64, 128, 256, 512]}
-    slurm: {partition: gpu, time: 240}   # optional: options of --executor slurm (see reprokit.slurm)
+    slurm: {partition: gpu, time: 240}   # optional: options of --executor slurm (see reprokit.experiments.slurm)
 
 By default every seed trains on the same labeled split (``data.split_seed`` of the config), so seeds vary the
 initialisation and data order only; ``split_per_seed: true`` makes the seed also pick the labeled subset, so
@@ -31,7 +31,7 @@ is unknown) is reported as stale, never passed off as current; ``--rerun-stale``
 and reruns them. One failing cell never stops the others; failures are listed with their notebook and log.
 
 Cells run as local processes (``--jobs`` at a time) or as SLURM jobs (``--executor slurm``, through
-submitit; ``reprokit.slurm``). Either way a cell's run directory tells its state: ``sweep-cell.json`` is
+submitit; ``reprokit.experiments.slurm``). Either way a cell's run directory tells its state: ``sweep-cell.json`` is
 written when the cell starts ('running', with its host, process and SLURM job id) and when it ends, and a
 submitted cell also has ``slurm-job.json``. So ``--status`` can say, without running anything, which cells
 are done, queued, running (with their step), failed or stale, and a second ``reprokit sweep`` never submits
@@ -53,18 +53,18 @@ from pathlib import Path
 
 import yaml
 
-from reprokit.allocator import allocator_name, with_allocator
+from reprokit.experiments.allocator import allocator_name, with_allocator
 from reprokit.codeversion import CodeVersions
 from reprokit.config import ConfigError, apply_overrides, config_digest, read_yaml
 from reprokit.configure import load_config
 from reprokit.engine.rundir import RunDirLocked, commit_label, lock_holder, run_dir_lock
-from reprokit.kernels import execute_logged
+from reprokit.experiments.kernels import execute_logged
 from reprokit.machine import machine_description
-from reprokit.progress import SweepDisplay, run_progress
-from reprokit.origin import CELL_RECORD, run_backbone
+from reprokit.experiments.progress import SweepDisplay, run_progress
+from reprokit.runs.origin import CELL_RECORD, run_backbone
 from reprokit.records import write_json_atomic
-from reprokit.results import REPLACED_MARK
-from reprokit.slurm import SUBMITTED, queue_states, slurm_options, submission, submit
+from reprokit.runs.results import REPLACED_MARK
+from reprokit.experiments.slurm import SUBMITTED, queue_states, slurm_options, submission, submit
 
 EXECUTED = "train.ipynb"
 KERNEL_LOG = "kernel.log"
