@@ -114,7 +114,8 @@ def torchrun_check(root: Path, work: Path, tiny: bool, timeout: int) -> dict:
 def run_check(work: Path, tiny: bool, steps: int, warmup: int, torchrun: bool, torchrun_timeout: int = 240) -> dict:
     from reprokit.configure import load_config
     from reprokit.engine.rundir import read_metrics
-    from reprokit.engine.train import Trainer, total_iterations
+    from reprokit.engine.loop import total_iterations
+    from reprokit.engine.train import Trainer
     from reprokit.machine import machine_description
     from reprokit.runs.origin import machine_label
 

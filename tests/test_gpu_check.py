@@ -36,7 +36,7 @@ def test_tiny_check_measures_and_extrapolates(tmp_path):
     assert np.isclose(r["steps_per_second"], 1 / r["seconds_per_step"], rtol=1e-2)
     assert r["flops_per_step"] > 1e8 and r["peak_memory_gib"] > 0
     from reprokit.configure import load_config
-    from reprokit.engine.train import total_iterations
+    from reprokit.engine.loop import total_iterations
 
     iters = total_iterations(load_config(gpu_check.CONFIG), 1323, 10582 - 1323, 1)
     assert r["table2_cell_iterations"] == iters
