@@ -3,6 +3,7 @@ its records stay current, a changed constant is named where it first shows, a sh
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +94,25 @@ def test_a_schedule_that_misses_a_phase_is_refused_before_training(repo, digits_
                                            r"\(step 0\)"):
         certify(old, new, [Candidate("tiny", raw)], steps=3, repo=repo, out=tmp_path / "certs")
     assert git(repo, "worktree", "list").count("\n") == 0, "no worktree is left behind"
+
+
+def test_a_terminated_certification_removes_its_worktrees(repo, digits_root, tmp_path):
+    import signal
+    import sys
+    import time
+
+    old = git(repo, "rev-parse", "HEAD")
+    new = commit_edit(repo, "methods/supervised.py", "logits", "scores")
+    script = (f"import sys; sys.path.insert(0, {str(repo)!r}); from tests.conftest import tiny_raw; "
+              "from reprokit.experiments.certify import Candidate, certify; from pathlib import Path; "
+              f"certify({old!r}, {new!r}, [Candidate('tiny', tiny_raw(Path({str(digits_root)!r}), train="
+              "{'iters': 3000, 'ckpt_every': 3000, 'log_every': 1, 'threads': 1}))], steps=3000, "
+              f"repo=Path({str(repo)!r}), out=Path({str(tmp_path / 'certs')!r}))")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1])
+    deadline = time.monotonic() + 60
+    while git(repo, "worktree", "list").count("\n") < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert git(repo, "worktree", "list").count("\n") == 2, "both worktrees were made"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert git(repo, "worktree", "list").count("\n") == 0 and not (tmp_path / "certs").exists()

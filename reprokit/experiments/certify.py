@@ -19,9 +19,11 @@ import datetime as dt
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,38 +210,55 @@ def certify(old: str, new: str | None, candidates: list[Candidate], *, steps: in
     log(f"certify {old_sha[:7]} -> {new_sha[:7] if new else 'working tree'}: {len(plan)} of {len(candidates)} "
         f"configurations run changed code")
     report = {"old_commit": old_sha, "new_commit": new_sha, "new_dirty": new_dirty, "configs": [], "identical": True}
-    with tempfile.TemporaryDirectory(prefix="certify-") as tmp:
-        tmp = Path(tmp)
-        _git(repo, "worktree", "add", "--detach", "-q", str(tmp / "old"), old_sha)
-        try:
-            if new:
-                _git(repo, "worktree", "add", "--detach", "-q", str(tmp / "new"), new_sha)
-            trees = {"old": tmp / "old", "new": tmp / "new" if new else repo}
-            for i, (cand, n, boundaries, before, after) in enumerate(plan):
-                cell = tmp / f"{i:03d}-{cand.name}"
-                cell.mkdir()
-                config_file = cell / "config.yaml"
-                config_file.write_text(yaml.safe_dump(_certification_config(cand.raw, n, threads), sort_keys=False))
-                with ThreadPoolExecutor(max_workers=jobs) as pool:
-                    list(pool.map(lambda side: train_on(trees[side], config_file, cell / side, repo), ("old", "new")))
-                difference = first_difference(cell / "old", cell / "new")
-                logged = sum(1 for line in (cell / "new" / "metrics.jsonl").read_text().splitlines() if line)
-                report["configs"].append({"name": cand.name, "method": cand.method, "dataset": cand.dataset,
-                                          "steps": n, "boundaries": boundaries, "logged_steps": logged,
-                                          "old": before, "new": after, "difference": difference})
-                log(f"  {cand.name} ({cand.method}, {n} steps): "
-                    + ("bit-identical" if difference is None else f"DIFFERENT at {difference}"))
-                if difference is not None:
-                    report["identical"] = False
-                    break
-        finally:
-            for side in ("old", "new"):
-                if (tmp / side).exists():
-                    _git(repo, "worktree", "remove", "--force", str(tmp / side))
+    main_thread = threading.current_thread() is threading.main_thread()  # where Python handles signals
+    previous = signal.signal(signal.SIGTERM, _stop) if main_thread else None  # terminated: worktrees removed
+    try:
+        _git(repo, "worktree", "prune")  # those of a certification killed outright (SIGKILL)
+        with tempfile.TemporaryDirectory(prefix="certify-") as tmp:
+            _compare(repo, Path(tmp), old_sha, new_sha if new else None, plan, threads, jobs, report, log)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     if report["identical"] and plan:
         report["certificate"] = str(_write_certificate(report, old_files, out or codeversion.certificate_dir(
             repo / "reprokit"), machine_description()))
     return report
+
+
+def _stop(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _compare(repo: Path, tmp: Path, old_sha: str, new_sha: str | None, plan: list, threads: int, jobs: int,
+             report: dict, log) -> None:
+    """Train each planned configuration on both codes (worktrees under ``tmp``; the working tree when
+    ``new_sha`` is None) and record the first difference of each in ``report``, stopping at the first."""
+    _git(repo, "worktree", "add", "--detach", "-q", str(tmp / "old"), old_sha)
+    try:
+        if new_sha:
+            _git(repo, "worktree", "add", "--detach", "-q", str(tmp / "new"), new_sha)
+        trees = {"old": tmp / "old", "new": tmp / "new" if new_sha else repo}
+        for i, (cand, n, boundaries, before, after) in enumerate(plan):
+            cell = tmp / f"{i:03d}-{cand.name}"
+            cell.mkdir()
+            config_file = cell / "config.yaml"
+            config_file.write_text(yaml.safe_dump(_certification_config(cand.raw, n, threads), sort_keys=False))
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                list(pool.map(lambda side: train_on(trees[side], config_file, cell / side, repo), ("old", "new")))
+            difference = first_difference(cell / "old", cell / "new")
+            logged = sum(1 for line in (cell / "new" / "metrics.jsonl").read_text().splitlines() if line)
+            report["configs"].append({"name": cand.name, "method": cand.method, "dataset": cand.dataset,
+                                      "steps": n, "boundaries": boundaries, "logged_steps": logged,
+                                      "old": before, "new": after, "difference": difference})
+            log(f"  {cand.name} ({cand.method}, {n} steps): "
+                + ("bit-identical" if difference is None else f"DIFFERENT at {difference}"))
+            if difference is not None:
+                report["identical"] = False
+                break
+    finally:
+        for side in ("old", "new"):
+            if (tmp / side).exists():
+                _git(repo, "worktree", "remove", "--force", str(tmp / side))
 
 
 def _write_certificate(report: dict, old_files: dict, out: Path, machine: dict) -> Path:
