@@ -106,13 +106,16 @@ def test_a_terminated_certification_removes_its_worktrees(repo, digits_root, tmp
     script = (f"import sys; sys.path.insert(0, {str(repo)!r}); from tests.conftest import tiny_raw; "
               "from reprokit.experiments.certify import Candidate, certify; from pathlib import Path; "
               f"certify({old!r}, {new!r}, [Candidate('tiny', tiny_raw(Path({str(digits_root)!r}), train="
-              "{'iters': 3000, 'ckpt_every': 3000, 'log_every': 1, 'threads': 1}))], steps=3000, "
+              "{'iters': 20000, 'ckpt_every': 20000, 'log_every': 1, 'threads': 1}))], steps=20000, "
               f"repo=Path({str(repo)!r}), out=Path({str(tmp_path / 'certs')!r}))")
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1])
     deadline = time.monotonic() + 60
     while git(repo, "worktree", "list").count("\n") < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert git(repo, "worktree", "list").count("\n") == 2, "both worktrees were made"
+    old_tree = Path(git(repo, "worktree", "list").splitlines()[1].split()[0])
+    while not (old_tree.parent / "000-tiny" / "old").is_dir() and time.monotonic() < deadline:
+        time.sleep(0.1)  # the trainings have started: terminating must stop them too
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM  # not after the 20000 steps
     assert git(repo, "worktree", "list").count("\n") == 0 and not (tmp_path / "certs").exists()

@@ -138,10 +138,18 @@ def train_on(tree: Path, config_file: Path, run_dir: Path, cwd: Path) -> None:
     relative paths of the configuration (data, pretrained weights) read from ``cwd``, as a user's run reads them.
     ``-P`` keeps ``cwd`` off the import path, so the package imported is ``tree``'s."""
     env = {**os.environ, "PYTHONPATH": str(tree), "REPROKIT_PROGRESS": "0"}
-    done = subprocess.run([sys.executable, "-P", "-c", _TRAIN, str(config_file), str(run_dir)], cwd=cwd,
-                          env=env, capture_output=True, text=True)
-    if done.returncode:
-        raise CertifyError(f"training {config_file} with the code of {tree} failed:\n{done.stderr[-2000:]}")
+    with subprocess.Popen([sys.executable, "-P", "-c", _TRAIN, str(config_file), str(run_dir)], cwd=cwd, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
+        _TRAINING.add(proc)
+        try:
+            _, err = proc.communicate()
+        finally:
+            _TRAINING.discard(proc)
+    if proc.returncode:
+        raise CertifyError(f"training {config_file} with the code of {tree} failed:\n{err[-2000:]}")
+
+
+_TRAINING: set = set()  # the training processes running now, which a terminated certification stops
 
 
 def _same(a, b) -> bool:
@@ -226,6 +234,9 @@ def certify(old: str, new: str | None, candidates: list[Candidate], *, steps: in
 
 
 def _stop(signum, frame):
+    """SIGTERM: stop the trainings (their threads then return) and unwind, so the worktrees are removed."""
+    for proc in list(_TRAINING):
+        proc.kill()
     raise SystemExit(128 + signum)
 
 
