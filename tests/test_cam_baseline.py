@@ -50,7 +50,7 @@ def test_stage2_learns_the_frozen_classifiers_thresholded_cams(tiny_cfg):
     x, valid = labeled["image"], labeled["valid"]
     by_hand = copy.deepcopy(method)
     with torch.no_grad():
-        cams = dense_cams(by_hand.net.eval()(x)["cam"], x.shape[-2:])
+        cams = dense_cams(by_hand.net.eval()(x)["cam"], x.shape[-2:], by_hand.net.backbone.grids["high"])
         target = cam_pseudo_labels(cams, labeled["image_labels"][:, 1:], 0.4, 0.4).masked_fill(~valid, IGNORE_INDEX)
     assert (target == 0).any() and ((target > 0) & (target != IGNORE_INDEX)).any()  # not a trivial mask
     bn_before = {k: v.clone() for k, v in method.net.state_dict().items() if "running" in k}

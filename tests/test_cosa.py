@@ -12,6 +12,7 @@ from reprokit.methods import build_method
 from reprokit.methods.cam import ViTStages, dense_cams
 from reprokit.methods.cosa import (ThresholdSearch, balanced_seg_loss, cam_pseudo_labels, contrastive_separation,
                                    gmm_thresholds, reliability_weights, segmentation_pseudo_labels, spl_cam_loss)
+from reprokit.models.cells import CellGrid
 from tests.conftest import categories
 
 C = 11  # digit scenes: background + 10 digits
@@ -37,7 +38,7 @@ def test_segmentation_pseudo_labels_suppress_absent_classes_and_supervise_cams()
     cams = torch.tensor([2.0, -1.0]).view(1, 2, 1, 1)  # ReLU -> [2, 0]
     softplus = math.log1p(math.exp(2.0))
     expected = ((softplus - 2.0 * t) + math.log(2)) / 2  # BCE-with-logits per class, mean over classes
-    assert spl_cam_loss(cams, spl).item() == pytest.approx(expected)
+    assert spl_cam_loss(cams, spl, CellGrid(8)).item() == pytest.approx(expected)
 
 
 def test_balanced_seg_loss_halves_background_and_foreground():
@@ -172,7 +173,7 @@ def test_cam_eval_network_argmax_is_the_thresholded_cam(tiny_cfg):
     x, fg = image_batch()["image"], image_batch()["image_labels"][:, 1:]
     net = method.eval_network()
     with torch.no_grad():
-        cams = dense_cams(method.net(x)["cam"], x.shape[-2:])
+        cams = dense_cams(method.net(x)["cam"], x.shape[-2:], method.net.backbone.grids["high"])
         assert torch.equal(net(x, image_labels=fg).argmax(1), cam_pseudo_labels(cams, fg, 0.4, 0.4))
         predicted = method.net(x)["cls"] > 0
         assert torch.equal(net(x).argmax(1), cam_pseudo_labels(cams, predicted, 0.4, 0.4))

@@ -27,6 +27,7 @@ from reprokit.labels import IGNORE_INDEX
 from reprokit.methods.base import Method, MethodEntry, StepOutput
 from reprokit.methods.display import HeatLayer
 from reprokit.methods.semi import accuracy
+from reprokit.models.cells import CellGrid, cells_to_pixels
 from reprokit.models.deeplab import CheckpointKeyError, build_network, pretrained_trunk
 from reprokit.models.resnet import BASIC_DEPTHS, ResNetBackbone
 from reprokit.records import TensorFileError, load_tensors
@@ -80,11 +81,16 @@ def class_labels(batch: dict, source: str = "image") -> torch.Tensor:
 # --- networks -----------------------------------------------------------------------------------------------
 class ResNetStages(ResNetBackbone):
     """The configured ResNet (reprokit.models.deeplab) returning (low 1/4, mid = layer3, high = layer4): the
-    earlier ``mid`` feature feeds an auxiliary CAM head."""
+    earlier ``mid`` feature feeds an auxiliary CAM head. ``grids`` says where each stage's cells sit: every
+    strided layer pads by half its kernel, so cell o of a stride-s stage is centred over pixel s * o (the stem
+    without max-pool halves every stride)."""
 
     def __init__(self, cfg):
         super().__init__(cfg, pretrained_trunk(cfg))
         self.mid_channels = getattr(self.layer3[-1], "conv2" if cfg.backbone in BASIC_DEPTHS else "conv3").out_channels
+        base = 4 if cfg.stem_maxpool else 2
+        self.grids = {"low": CellGrid(base), "mid": CellGrid(base * (2 if cfg.output_stride == 8 else 4)),
+                      "high": CellGrid(base * cfg.output_stride // 4)}
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         low = self.layer1(self.stem(x))
@@ -105,6 +111,8 @@ class ViTStages(nn.Module):
         if weights:
             load_vit_weights(vit, weights)
         self.vit, self.aux_layer = vit, aux_layer
+        patch = CellGrid.patches(vit.patch_size)
+        self.grids = {"low": patch, "mid": patch, "high": patch}
         depth = len(vit.encoder.layers)
         if not -depth <= aux_layer < depth:
             raise ConfigError(f"config key 'method.vit_aux_layer': {aux_layer} is not a block of a {depth}-block ViT")
@@ -186,9 +194,10 @@ class CAMNetwork(nn.Module):
         return {"cam": cam, "cls": cls}
 
 
-def dense_cams(cams: torch.Tensor, size) -> torch.Tensor:
-    """Raw CAMs upsampled (bilinear) to ``size`` and normalised: what is thresholded."""
-    return normalise_cams(F.interpolate(cams.float(), size=size, mode="bilinear", align_corners=False))
+def dense_cams(cams: torch.Tensor, size, grid: CellGrid) -> torch.Tensor:
+    """Raw CAMs on the cells of ``grid`` resampled onto the ``size`` pixels of their input (each cell at its
+    centre, :func:`reprokit.models.cells.cells_to_pixels`) and normalised: what is thresholded."""
+    return normalise_cams(cells_to_pixels(cams, size, grid))
 
 
 class ThresholdedCAM(nn.Module):
@@ -205,7 +214,7 @@ class ThresholdedCAM(nn.Module):
 
     def classes_and_cams(self, x: torch.Tensor, image_labels: Optional[torch.Tensor] = None):
         out = self.net(x)
-        cams = dense_cams(out["cam"], x.shape[-2:])
+        cams = dense_cams(out["cam"], x.shape[-2:], self.net.backbone.grids["high"])
         if image_labels is not None:
             present = image_labels.bool()
         elif self.eval_classes == "predicted":
@@ -321,7 +330,7 @@ class CAMBaseline(Method):
         was_training = self.net.training
         self.net.eval()
         try:
-            return dense_cams(self.net(image)["cam"], image.shape[-2:])
+            return dense_cams(self.net(image)["cam"], image.shape[-2:], self.net.backbone.grids["high"])
         finally:
             self.net.train(was_training)
 
@@ -332,8 +341,8 @@ class CAMBaseline(Method):
             out = self.net(x)
             diag = {"cls_acc": ((out["cls"] > 0) == fg).float().mean()}
             with torch.no_grad():  # the masks stage 2 would learn now (classifier in training mode)
-                diag.update(self.mask_diagnostics(self.pseudo_masks(dense_cams(out["cam"], x.shape[-2:]), labeled),
-                                                  labeled))
+                cams = dense_cams(out["cam"], x.shape[-2:], self.net.backbone.grids["high"])
+                diag.update(self.mask_diagnostics(self.pseudo_masks(cams, labeled), labeled))
             return StepOutput({"cls": image_classification_loss(out["cls"], fg)}, diag)
         target = self.pseudo_masks(self.frozen_cams(x), labeled)
         logits = self.seg_net(x)

@@ -34,6 +34,7 @@ from reprokit.methods.cam import (CAMHead, WeakParams, build_backbone, cam_pseud
                                   image_classification_loss, image_label_protocols, normalise_cams)
 from reprokit.methods.semi import accuracy
 from reprokit.methods.teachers import EMATeachers, ema_copy
+from reprokit.models.cells import CellGrid, cells_to_pixels, pixels_at_cells
 from reprokit.models.deeplab import ASPP, conv_bn_relu
 
 DECODERS = ("deeplabv3plus", "largefov")
@@ -58,12 +59,14 @@ def segmentation_pseudo_labels(seg_logits: torch.Tensor, fg_labels: torch.Tensor
     return (seg_logits.float().masked_fill(~keep, -1e5) / temperature).softmax(1)
 
 
-def spl_cam_loss(cams: torch.Tensor, spl: torch.Tensor) -> torch.Tensor:
+def spl_cam_loss(cams: torch.Tensor, spl: torch.Tensor, grid: CellGrid) -> torch.Tensor:
     """CoSA's CAM loss: multilabel soft margin between ReLU(raw CAMs) [B, K, h, w] (logits, at the feature's
-    resolution) and the SPL's foreground channels [B, 1 + K, H, W] resized to it (bilinear), averaged over
-    positions and classes (the multilabel soft margin of the flattened positions equals the mean element-wise
-    BCE with logits). Every position counts, padding included, as in the released code."""
-    target = F.interpolate(spl[:, 1:], size=cams.shape[-2:], mode="bilinear", align_corners=False)
+    resolution) and the SPL's foreground channels [B, 1 + K, H, W] sampled at the centres of the CAM's cells
+    (``grid``; the released code resizes with ``align_corners=False``, which samples a convolutional CAM's cell
+    half a stride off its centre and so trains the CAMs towards that shift), averaged over positions and
+    classes (the multilabel soft margin of the flattened positions equals the mean element-wise BCE with
+    logits). Every position counts, padding included, as in the released code."""
+    target = pixels_at_cells(spl[:, 1:], cams.shape[-2:], grid)
     return F.binary_cross_entropy_with_logits(F.relu(cams.float()), target)
 
 
@@ -190,10 +193,13 @@ class ThresholdSearch(nn.Module):
 # --- networks -----------------------------------------------------------------------------------------------
 class DeepLabDecoder(nn.Module):
     """DeepLabV3+'s head as reprokit.models.deeplab builds it (ASPP on the last feature, fused with the reduced
-    low-level feature; same module names), on the stages of a CAM backbone."""
+    low-level feature; same module names), on the stages of a CAM backbone; the ASPP output reaches the
+    low-level cells with each high-level cell at its centre (``high_in_low``: the high stage's grid in units of
+    low-level cells)."""
 
-    def __init__(self, cfg, low_channels: int, high_channels: int, num_classes: int):
+    def __init__(self, cfg, low_channels: int, high_channels: int, num_classes: int, high_in_low: CellGrid):
         super().__init__()
+        self.high_in_low = high_in_low
         self.aspp = ASPP(high_channels, cfg.aspp_channels, cfg.aspp_rates)
         self.reduce = conv_bn_relu(low_channels, cfg.low_level_channels, 1)
         self.fuse = nn.Sequential(conv_bn_relu(cfg.aspp_channels + cfg.low_level_channels, cfg.decoder_channels),
@@ -201,7 +207,7 @@ class DeepLabDecoder(nn.Module):
         self.classifier = nn.Sequential(nn.Dropout2d(cfg.dropout), nn.Conv2d(cfg.decoder_channels, num_classes, 1))
 
     def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-        high = F.interpolate(self.aspp(high), size=low.shape[-2:], mode="bilinear", align_corners=False)
+        high = cells_to_pixels(self.aspp(high), low.shape[-2:], self.high_in_low).to(low.dtype)
         return self.classifier(self.fuse(torch.cat([high, self.reduce(low)], dim=1)))
 
 
@@ -224,13 +230,20 @@ class LargeFOV(nn.Module):
 class CoSANetwork(nn.Module):
     """Backbone, segmentation decoder, CAM head on the last feature, auxiliary CAM head on the earlier one.
     ``forward(x)`` gives segmentation logits at the input's size (what is evaluated); ``heads=True`` gives the
-    dict of every head's output at its own resolution: seg, cam, cls, cam_aux, cls_aux, feature."""
+    dict of every head's output at its own resolution: seg, cam, cls, cam_aux, cls_aux, feature. ``grids``
+    places each head's cells on the input (``seg``: the decoder's output, ``cam``, ``cam_aux``)."""
 
     def __init__(self, model_cfg, params, num_classes: int):
         super().__init__()
         self.backbone = bb = build_backbone(model_cfg, params)
-        self.decoder = LargeFOV(bb.high_channels, num_classes) if params.decoder == "largefov" else \
-            DeepLabDecoder(model_cfg, bb.low_channels, bb.high_channels, num_classes)
+        low, mid, high = (bb.grids[k] for k in ("low", "mid", "high"))
+        if params.decoder == "largefov":
+            self.decoder, seg = LargeFOV(bb.high_channels, num_classes), high
+        else:
+            high_in_low = CellGrid(high.stride // low.stride, (high.offset - low.offset) / low.stride)
+            self.decoder = DeepLabDecoder(model_cfg, bb.low_channels, bb.high_channels, num_classes, high_in_low)
+            seg = low
+        self.grids = {"seg": seg, "cam": high, "cam_aux": mid}
         self.cam_head = CAMHead(bb.high_channels, num_classes - 1, params.pool)
         self.aux_cam_head = CAMHead(bb.mid_channels, num_classes - 1, params.pool)
 
@@ -238,7 +251,7 @@ class CoSANetwork(nn.Module):
         low, mid, high = self.backbone(x)
         seg = self.decoder(low, high)
         if not heads:
-            return F.interpolate(seg, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            return cells_to_pixels(seg, x.shape[-2:], self.grids["seg"]).to(seg.dtype)
         cam, cls = self.cam_head(high)
         cam_aux, cls_aux = self.aux_cam_head(mid)
         return {"seg": seg, "cam": cam, "cls": cls, "cam_aux": cam_aux, "cls_aux": cls_aux, "feature": high}
@@ -248,16 +261,18 @@ class CoSANetwork(nn.Module):
 def assignment_maps(net: CoSANetwork, x: torch.Tensor, scales, flip: bool = True,
                     aux_last_scale_only: bool = False) -> dict:
     """The assignment network's maps on ``x`` [B, 3, H, W], at H x W: ``cams`` and ``cams_aux`` (each view's CAMs
-    upsampled, the max over the flip pair, ReLU, summed over the scales, then :func:`normalise_cams`), ``seg``
-    (segmentation logits summed over flips and scales) and ``cls`` (image logits averaged over the views): the
-    released code's multi-scale assignment. That code keeps only the last scale's auxiliary CAM (a list it
-    reassigns), ``aux_last_scale_only``."""
+    resampled onto the pixels of ``x``, the max over the flip pair, ReLU, summed over the scales, then
+    :func:`normalise_cams`), ``seg`` (segmentation logits summed over flips and scales) and ``cls`` (image
+    logits averaged over the views): the released code's multi-scale assignment. Every map is resampled with
+    its cells at their centres on the rescaled input (:func:`reprokit.models.cells.cells_to_pixels`) and the
+    flipped view's maps are mirrored in pixel space, so all views and scales agree on where a cell's evidence
+    lies. That code keeps only the last scale's auxiliary CAM (a list it reassigns), ``aux_last_scale_only``."""
     b, _, h, w = x.shape
     cams = aux = seg = cls = 0
     for s in scales:
         xs = x if s == 1 else F.interpolate(x, size=(int(s * h), int(s * w)), mode="bilinear", align_corners=False)
         out = net(torch.cat([xs, xs.flip(-1)]) if flip else xs, heads=True)
-        c, a, g = (F.interpolate(out[k].float(), size=(h, w), mode="bilinear", align_corners=False)
+        c, a, g = (cells_to_pixels(out[k], (h, w), net.grids[k], input_size=xs.shape[-2:])
                    for k in ("cam", "cam_aux", "seg"))
         if flip:
             c, a, g = torch.max(c[:b], c[b:].flip(-1)), torch.max(a[:b], a[b:].flip(-1)), g[:b] + g[b:].flip(-1)
@@ -276,6 +291,9 @@ class CoSAParams(WeakParams):
     name: str = "cosa"
     decoder: str = chosen(DECODERS, "deeplabv3plus")  # reprokit's segmentation head; largefov: the released code's
     ema_momentum: float = ranged(PROBABILITY, 0.9994)  # AN = EMA of the ON
+    # the AN's horizon 1 / (1 - momentum) as a fraction of training; when set, the momentum follows from it and
+    # the schedule's length (the code's 0.9994 over its 32,000 VOC steps is a horizon of 0.052)
+    ema_horizon: Optional[float] = ranged(PROBABILITY, None)
     ema_warmup: bool = False  # min(ema_momentum, 1 - 1 / (t + 1)) at step t (not in the paper or code)
     # copy: AN starts as the ON; independent: its own random heads (code)
     assignment_init: str = chosen(ASSIGNMENT_INITS, "copy")
@@ -289,7 +307,9 @@ class CoSAParams(WeakParams):
     low: float = ranged(PROBABILITY, 0.25)
     spl_temperature: float = ranged(POSITIVE, 0.01)
     pseudo_scales: list = ranged(POSITIVE, factory=lambda: [1.0, 0.5, 1.5])  # AN input scales (code)
-    pseudo_flip: bool = True  # AN also sees the flipped views (code)
+    # AN also sees the flipped views (code); None: when the data set flips (data.flip), as mirrored views are
+    # only evidence where mirrored images are images of the same classes
+    pseudo_flip: Optional[bool] = None
     # the released code's extra: the auxiliary CAM's CPL also supervises the segmentation head,
     # L_seg = (1 - s) L_seg(main CPL) + s L_seg(aux CPL), with its own thresholds
     aux_cam2seg: bool = False
@@ -374,9 +394,22 @@ class CoSA(EMATeachers):
                       floor=params.search_floor, iters=params.search_iters)
         self.search = ThresholdSearch(low=params.low, high=params.high, **search)
         self.search_aux = ThresholdSearch(low=params.low_aux, high=params.high_aux, **search)
+        if params.pseudo_flip and not cfg.data.flip:
+            raise ConfigError("config key 'method.pseudo_flip': true shows the assignment network mirrored images, "
+                              "but data.flip is false (this data set's mirrored images are not images of the same "
+                              "classes); leave method.pseudo_flip unset to follow data.flip")
+        self.flip_views = cfg.data.flip if params.pseudo_flip is None else params.pseudo_flip
 
     def reads_hidden_masks(self) -> bool:
         return True  # the labeled batches' hidden masks feed the pseudo-label accuracy diagnostics
+
+    def ema_pairs(self):
+        """The AN's momentum: ``ema_momentum``, or the one whose horizon is ``ema_horizon`` of the schedule."""
+        horizon = self.params.ema_horizon
+        if horizon is None:
+            return super().ema_pairs()
+        momentum = 1.0 - 1.0 / max(horizon * self.total_steps, 1.0)
+        return [(teacher, student, momentum) for teacher, student, _ in super().ema_pairs()]
 
     def cpl(self, cams, fg, valid, search: ThresholdSearch, low: float, high: float, update: bool):
         """(CPL, low, high, weights) of one set of normalised CAMs."""
@@ -392,7 +425,7 @@ class CoSA(EMATeachers):
         """The AN's pseudo-labels for images ``x`` with foreground classes ``fg`` [B, K]; ``update`` moves the
         threshold search (training), otherwise its current thresholds are used (inspection)."""
         p = self.params
-        maps = assignment_maps(self.assignment, x, p.pseudo_scales, p.pseudo_flip, p.aux_last_scale_only)
+        maps = assignment_maps(self.assignment, x, p.pseudo_scales, self.flip_views, p.aux_last_scale_only)
         cpl, low, high, weight = self.cpl(maps["cams"], fg, valid, self.search, p.low, p.high, update)
         out = Assignment(maps["cams"], cpl, low, high, weight, segmentation_pseudo_labels(maps["seg"], fg,
                                                                                           p.spl_temperature))
@@ -416,13 +449,13 @@ class CoSA(EMATeachers):
         diag.update(self.diagnostics(a, labeled))
         if not full:
             return StepOutput(losses, diag)
-        seg = F.interpolate(out["seg"], size=x_w.shape[-2:], mode="bilinear", align_corners=False)
+        seg = cells_to_pixels(out["seg"], x_w.shape[-2:], self.online.grids["seg"])
         l_seg = balanced_seg_loss(seg, a.cpl, a.weight, p.fg_share)
         if a.cpl_aux is not None:
             l_aux = balanced_seg_loss(seg, a.cpl_aux, a.weight_aux, p.fg_share)
             l_seg = (1 - p.aux_cam2seg_share) * l_seg + p.aux_cam2seg_share * l_aux
         losses["seg"] = p.seg_weight * l_seg
-        losses["cam"] = p.cam_weight * spl_cam_loss(out["cam"], a.spl)
+        losses["cam"] = p.cam_weight * spl_cam_loss(out["cam"], a.spl, self.online.grids["cam"])
         if p.contrastive:
             regions = labels_at(a.spl.argmax(1).masked_fill(~valid, IGNORE_INDEX), out["feature"].shape[-2:])
             losses["cs"] = p.cs_weight * contrastive_separation(out["feature"], regions, self.num_classes,
