@@ -45,6 +45,25 @@ def _eval(args) -> int:
     return 0
 
 
+def _cam_seed(args) -> int:
+    from reprokit.runs.cam_seed import check_admissible, measure_cam_seed
+
+    for run in args.run_dir:
+        s = measure_cam_seed(Path(run))
+        bg = s["all_background"]
+        print(f"{run}: CAM seed ({s['seed']}, {s['images']} training images) accuracy {s['accuracy']:.3f} on "
+              f"{100 * s['coverage']:.1f} % of pixels (all-background {bg['accuracy']:.3f} there, "
+              f"{bg['accuracy_all']:.3f} on all), foreground IoU {s['fg_iou']:.3f}")
+    if args.check:
+        losing = check_admissible(args.run_dir)
+        if losing:
+            print(f"not admissible: the CAM seed does not beat all-background in pixel accuracy in "
+                  f"{', '.join(losing)}", file=sys.stderr)
+            return 1
+        print(f"admissible: the CAM seed beats all-background in every one of {len(args.run_dir)} runs")
+    return 0
+
+
 def _data_check(args) -> int:
     from reprokit.configure import load_config
     from reprokit.data.check import check_data
@@ -231,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="eval overrides, e.g. eval.mode=sliding")
     e.set_defaults(func=_eval)
+    cs = sub.add_parser("cam-seed", help="score image-label runs' CAM pseudo-masks on their training images "
+                                         "against the hidden masks, and against all-background (cam_seed.json)")
+    cs.add_argument("run_dir", nargs="+")
+    cs.add_argument("--check", action="store_true", help="exit 1 unless every run's seed beats all-background in "
+                    "pixel accuracy (the admission rule of an image-label protocol, on the CAM baseline's seeds)")
+    cs.set_defaults(func=_cam_seed)
     sw = sub.add_parser("sweep", help="run a grid of experiments through the train notebook (papermill)")
     sw.add_argument("sweep_file")
     sw.add_argument("--jobs", type=int, default=1, help="cells executed at once (one process each)")

@@ -122,9 +122,10 @@ CODE = {"aux_cam2seg": True, "threshold_search": False, "reliability": False, "c
 
 
 @pytest.mark.parametrize("name,params,keys", [
-    ("cosa", {}, {"cls", "cls_aux", "seg", "cam", "cs"}),
-    ("cosa", CODE, {"cls", "cls_aux", "seg", "cam"}),
-    ("cam", {}, {"seg"})], ids=["cosa", "cosa-code", "cam"])
+    ("cosa", {}, {"cls", "cls_aux", "seg", "cam", "cs", "crf"}),
+    ("cosa", CODE, {"cls", "cls_aux", "seg", "cam", "crf"}),
+    ("cosa", {"crf": False}, {"cls", "cls_aux", "seg", "cam", "cs"}),
+    ("cam", {}, {"seg"})], ids=["cosa", "cosa-code", "cosa-no-crf", "cam"])
 def test_one_step_trains_and_ignores_hidden_masks(tiny_cfg, name, params, keys):
     method = built(tiny_cfg, name, **params)
     batch = image_batch()
@@ -152,7 +153,7 @@ def test_warm_up_is_classification_only_and_resume_is_exact(tiny_cfg):
     for key, value in method.state_dict().items():
         assert torch.equal(fresh.state_dict()[key], value), key
     a, b = step(method, batch, 50), step(fresh, batch, 50)
-    assert set(a.losses) == {"cls", "cls_aux", "seg", "cam", "cs"}
+    assert set(a.losses) == {"cls", "cls_aux", "seg", "cam", "cs", "crf"}
     assert all(torch.equal(a.losses[k], b.losses[k]) for k in a.losses)
 
 

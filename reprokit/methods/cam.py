@@ -293,6 +293,7 @@ class CAMBaseline(Method):
     inspector_layers = (HeatLayer("CAM per class", "cams", per_class=True, first_class=1),)
     label_kinds = ("image",)
     may_skip_params = True  # stage 1 gives the segmentation network no gradient, stage 2 the classifier
+    cam_seed = "teacher_label"  # the pseudo_labels map stage 2 trains on (reprokit.runs.cam_seed)
 
     def other_protocols(self, protocol):
         return image_label_protocols(protocol)

@@ -7,14 +7,17 @@ One step (after a classification-only warm-up, ``cls_only``):
 - ON on the student view (``image_s`` when the batch has it, else ``image``): segmentation logits, CAMs and
   image logits of a CAM head on the last feature and of an auxiliary CAM head on an earlier one;
   L_cls + L_cls_aux = multilabel soft margin of both heads' image logits against the image's classes;
-- AN on ``image`` (scales ``pseudo_scales``, with flips): normalised CAMs -> CPL (:func:`cam_pseudo_labels`,
+- AN on ``image`` (scales ``pseudo_scales``, with flips where the data set flips): normalised CAMs -> CPL (:func:`cam_pseudo_labels`,
   thresholds fixed or found by :class:`ThresholdSearch`), optionally weighted by their reliability
   (:func:`reliability_weights`); the summed segmentation logits -> SPL (:func:`segmentation_pseudo_labels`);
 - L_seg = :func:`balanced_seg_loss` of the ON's segmentation on the CPL; L_cam = :func:`spl_cam_loss` of the
   ON's CAMs against the SPL; L_cs = :func:`contrastive_separation` of the ON's CAM feature by SPL region;
-- L = L_cls + L_cls_aux + ``seg_weight`` L_seg + ``cam_weight`` L_cam + ``cs_weight`` L_cs.
-The paper's description is the default; each way the released code differs is an option (docs/cosa.md has
-the table, and says which formulas are reprokit's reading where the description leaves them open).
+- L_crf = the dense-CRF energy of the ON's segmentation (:mod:`reprokit.methods.crf_energy`, the released
+  code's regulariser), gated by the CPL;
+- L = L_cls + L_cls_aux + ``seg_weight`` L_seg + ``cam_weight`` L_cam + ``cs_weight`` L_cs + ``crf_weight`` L_crf.
+The paper's description is the default, and the code's dense-CRF energy, which the paper leaves unsaid, is on
+as the code trains with it; each way the released code differs is an option (docs/cosa.md has the table,
+and says which formulas are reprokit's reading where the description leaves them open).
 """
 from __future__ import annotations
 
@@ -27,11 +30,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from reprokit.config import COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, ConfigError, chosen, ranged
+from reprokit.data.transforms import denormalize
 from reprokit.labels import IGNORE_INDEX
 from reprokit.methods.base import MethodEntry, StepOutput
 from reprokit.methods.display import CategoryLayer, HeatLayer, LabelLayer
 from reprokit.methods.cam import (CAMHead, WeakParams, build_backbone, cam_pseudo_labels, class_labels,
                                   image_classification_loss, image_label_protocols, normalise_cams)
+from reprokit.methods.crf_energy import dense_crf_energy_loss
 from reprokit.methods.semi import accuracy
 from reprokit.methods.teachers import EMATeachers, ema_copy
 from reprokit.models.cells import CellGrid, cells_to_pixels, pixels_at_cells
@@ -331,6 +336,15 @@ class CoSAParams(WeakParams):
     contrastive: bool = True
     cs_weight: float = ranged(NON_NEGATIVE, 0.1)
     cs_temperature: float = ranged(POSITIVE, 0.1)
+    # the released code's dense-CRF energy loss on the ON's segmentation (reprokit.methods.crf_energy),
+    # crf_weight in the total; the rest are the code's values, which hold for its crf_reference_crop
+    crf: bool = True
+    crf_weight: float = ranged(NON_NEGATIVE, 0.05)
+    crf_energy_weight: float = ranged(POSITIVE, 1e-7)
+    crf_sigma_rgb: float = ranged(POSITIVE, 15.0)  # colours 0-255
+    crf_sigma_xy: float = ranged(POSITIVE, 100.0)  # pixels of the reference crop
+    crf_scale: float = ranged(PROBABILITY, 0.5)  # computed on the image and probabilities downscaled by this
+    crf_reference_crop: int = ranged(COUNT, 448)
 
     def check(self) -> None:
         for low, high in (("low", "high"), ("low_aux", "high_aux")):
@@ -371,6 +385,7 @@ class CoSA(EMATeachers):
     label_kinds = ("image",)
     labeled_strong_view = True  # the online network sees the crop with a photometric change (the code's view)
     may_skip_params = True  # the decoder has no loss in the classification-only warm-up
+    cam_seed = "cpl"  # the pseudo_labels map the segmentation head trains on (reprokit.runs.cam_seed)
     inspector_layers = (
         CategoryLayer("CoSA CPL region", "cpl_region", CPL_REGIONS, ((46, 160, 67), (127, 127, 127), (31, 119, 180))),
         CategoryLayer("CoSA CPL vs SPL", "cpl_vs_spl", CPL_VS_SPL, ((46, 160, 67), (214, 39, 40), (127, 127, 127))),
@@ -456,6 +471,8 @@ class CoSA(EMATeachers):
             l_seg = (1 - p.aux_cam2seg_share) * l_seg + p.aux_cam2seg_share * l_aux
         losses["seg"] = p.seg_weight * l_seg
         losses["cam"] = p.cam_weight * spl_cam_loss(out["cam"], a.spl, self.online.grids["cam"])
+        if p.crf:
+            losses["crf"] = p.crf_weight * self.crf_energy(seg, labeled.get("image_s", x_w), valid, a.cpl)
         if p.contrastive:
             regions = labels_at(a.spl.argmax(1).masked_fill(~valid, IGNORE_INDEX), out["feature"].shape[-2:])
             losses["cs"] = p.cs_weight * contrastive_separation(out["feature"], regions, self.num_classes,
@@ -463,6 +480,15 @@ class CoSA(EMATeachers):
         if "hidden_mask" in labeled:
             diag["acc/online"] = accuracy(seg.detach().argmax(1), labeled["hidden_mask"], valid)
         return StepOutput(losses, diag)
+
+    def crf_energy(self, seg: torch.Tensor, x: torch.Tensor, valid: torch.Tensor, cpl: torch.Tensor) -> torch.Tensor:
+        """The dense-CRF energy of the ON's segmentation ``seg`` [B, K, H, W] (logits at the pixels of the
+        normalised image ``x`` it saw), gated by the CPL ``cpl`` (its 255s are the undecided pixels)."""
+        p, data = self.params, self.cfg.data
+        colour = 255.0 * denormalize(x.float(), data.mean, data.std)
+        return dense_crf_energy_loss(seg.float().softmax(1), colour, valid, cpl == IGNORE_INDEX,
+                                     weight=p.crf_energy_weight, sigma_rgb=p.crf_sigma_rgb, sigma_xy=p.crf_sigma_xy,
+                                     scale=p.crf_scale, reference_crop=p.crf_reference_crop)
 
     def diagnostics(self, a: Assignment, labeled: dict) -> dict:
         """Thresholds, CPL shares (foreground, background; the rest is ignored) of the valid pixels, the mean

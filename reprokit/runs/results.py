@@ -10,6 +10,7 @@ import yaml
 from reprokit.codeversion import CodeVersions, record_version
 from reprokit.engine.rundir import read_metrics, record_format
 from reprokit.methods.stpg_equations import SELECTION_CATEGORIES
+from reprokit.runs.cam_seed import SEED_FILE
 from reprokit.runs.origin import CELL_RECORD, machine_label, recorded_origin
 from reprokit.runs.stats import format_difference, format_seed_differences, paired_difference
 
@@ -120,7 +121,7 @@ def selection_summary(run_dirs, from_fraction: float = 0.5) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-ARCHIVED = ("config.yaml", "meta.json", "eval.json", "metrics.jsonl", CELL_RECORD, "splits/labeled.txt")
+ARCHIVED = ("config.yaml", "meta.json", "eval.json", "metrics.jsonl", CELL_RECORD, "splits/labeled.txt", SEED_FILE)
 
 
 def archive_runs(root: str | Path, dest: str | Path) -> list[Path]:
