@@ -58,6 +58,8 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     cfg, method = load_trained_method(args.run)
     method.eval()
+    net = method.online if hasattr(method, "online") else method.net  # CoSA's online network, the CAM classifier
+    grid = net.grids["cam"] if hasattr(net, "grids") else net.backbone.grids["high"]
     data = SegDataset(resolve_splits(cfg.data).val, cfg.data, train=False)
     shifts = [(dx, dy) for dx in range(-args.max_shift, args.max_shift + 1, 2)
               for dy in range(-args.max_shift, args.max_shift + 1, 2)]
@@ -67,7 +69,7 @@ def main(argv=None) -> None:
             sample = data[i]
             truth_mask, image = sample["mask"], sample["image"][None]
             if args.cam:
-                maps = dense_cams(method.net(image)["cam"], image.shape[-2:])[0]
+                maps = dense_cams(net(image)["cam"], image.shape[-2:], grid)[0]
                 weight_of = {c: maps[c - 1] * (maps[c - 1] > method.params.threshold)
                              for c in range(1, cfg.data.num_classes)}
             else:
