@@ -165,6 +165,13 @@ def test_a_partial_certificate_holds_for_the_identical_configurations_only(repo,
     assert versions.standing(meta, from_dict(ohem.raw).to_dict()) == "stale"
     assert versions.standing(meta) == "stale", "a record whose configuration is not known is not certified"
 
+    # all compared configurations identical: the partial certificate still names them, and only them
+    report = certify(old, new, [plain], steps=6, repo=repo, out=tmp_path / "all", partial=True, log=lines.append)
+    [pair] = json.loads(Path(report["certificate"]).read_text())["versions"]
+    assert report["identical"] and pair["configs"] == [config_key(plain_record)] and pair["moved"] == []
+    versions = CodeVersions(repo / "reprokit", tmp_path / "all")
+    assert versions.standing(meta, from_dict(ohem.raw).to_dict()) == "stale", "not compared: not certified"
+
 
 def test_the_old_code_is_given_a_configuration_without_the_settings_it_lacks(repo, tmp_path):
     """Settings the new code added (a method's, a section's) are dropped at their defaults and refuse the

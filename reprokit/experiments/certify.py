@@ -14,8 +14,12 @@ counts the records of the older digest as current. One difference and no certifi
 names the configuration, the step and the first value that differs.
 
 A change meant to move some configurations of a method and not others is certified with ``partial``: every
-configuration is compared, and a method's version pair whose configurations did not all agree holds only for the
-configurations that did, named by their :func:`reprokit.codeversion.config_key`; the moved ones are listed.
+configuration is compared, and each method's version pair holds only for the configurations that agreed, named by
+their :func:`reprokit.codeversion.config_key`, even when all of them did; the moved ones are listed. A partial
+certificate thus never speaks for a configuration it did not run, which matters when a short run cannot reach
+the changed path: a change that acts only on confident teacher pixels shows nothing in 40 steps from an
+untrained head, so such a configuration is left out of the sweeps compared (or run with more ``steps``) and
+re-measured.
 
 Both codes train one configuration. The old code is given it without the settings its code does not have (a
 field the change added): when such a setting holds the new code's default the comparison is faithful, otherwise
@@ -322,7 +326,7 @@ def certify(old: str, new: str | None, candidates: list[Candidate], *, steps: in
     certificate into ``out`` (default ``docs/certificates`` of ``repo``) and names it under ``certificate``.
 
     ``partial``: compare every configuration, not stopping at a difference, and write a certificate whose
-    version pairs with moved configurations hold for the identical ones only (their config keys); a pair none of
+    version pairs hold for the identical configurations only (their config keys), whether or not some moved; a pair none of
     whose configurations is identical is left out, and no certificate is written when none is left. The report
     lists the moved configurations under ``moved``."""
     from reprokit.machine import machine_description
@@ -360,7 +364,7 @@ def certify(old: str, new: str | None, candidates: list[Candidate], *, steps: in
             log(f"  {moved['name']} ({moved['method']}): {moved['difference']}")
     if plan and (report["identical"] or (partial and any(c["difference"] is None for c in report["configs"]))):
         report["certificate"] = str(_write_certificate(report, old_files, out or codeversion.certificate_dir(
-            repo / "reprokit"), machine_description()))
+            repo / "reprokit"), machine_description(), partial))
     return report
 
 
@@ -420,12 +424,12 @@ def _train_both(trees: dict, cell: Path, raw: dict, side: OldSide, steps: int, t
     return first_difference(cell / "old", cell / "new"), logged
 
 
-def _write_certificate(report: dict, old_files: dict, out: Path, machine: dict) -> Path:
+def _write_certificate(report: dict, old_files: dict, out: Path, machine: dict, partial: bool = False) -> Path:
     """The certificate: per method and data set compared, the old digest (and the old commit's scheme-1 digest,
     so that records written before scheme 2 from a tree with uncommitted changes compare too) and the new one.
-    A pair some of whose configurations moved (a partial certification) holds for the identical ones only:
-    ``configs`` their config keys, ``config_names`` their names, ``moved`` the others with their first
-    difference; a pair with none identical is left out."""
+    A pair of a partial certification holds for its identical configurations only: ``configs`` their config
+    keys, ``config_names`` their names, ``moved`` the others with their first difference; a pair with none
+    identical is left out."""
     versions, groups = {}, {}
     for cfg in report["configs"]:
         groups.setdefault((cfg["method"], cfg["dataset"]), []).append(cfg)
@@ -436,7 +440,7 @@ def _write_certificate(report: dict, old_files: dict, out: Path, machine: dict) 
         pair = versions[(method, dataset)] = {
             "method": method, "dataset": dataset, "old": group[0]["old"], "new": group[0]["new"],
             "old_scheme1": codeversion.scheme1_version(old_files, method)}
-        if len(same) < len(group):
+        if partial:
             pair["configs"] = sorted({c["config_key"] for c in same})
             pair["config_names"] = [c["name"] for c in same]
             pair["moved"] = [{"name": c["name"], "difference": c["difference"]} for c in group
