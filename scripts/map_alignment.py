@@ -58,8 +58,9 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     cfg, method = load_trained_method(args.run)
     method.eval()
-    net = method.online if hasattr(method, "online") else method.net  # CoSA's online network, the CAM classifier
-    grid = net.grids["cam"] if hasattr(net, "grids") else net.backbone.grids["high"]
+    cosa = hasattr(method, "online")  # CoSA's online network, else the CAM baseline's classifier
+    net = method.online if cosa else method.net
+    threshold = method.params.high if cosa else method.params.threshold
     data = SegDataset(resolve_splits(cfg.data).val, cfg.data, train=False)
     shifts = [(dx, dy) for dx in range(-args.max_shift, args.max_shift + 1, 2)
               for dy in range(-args.max_shift, args.max_shift + 1, 2)]
@@ -69,8 +70,9 @@ def main(argv=None) -> None:
             sample = data[i]
             truth_mask, image = sample["mask"], sample["image"][None]
             if args.cam:
-                maps = dense_cams(net(image)["cam"], image.shape[-2:], grid)[0]
-                weight_of = {c: maps[c - 1] * (maps[c - 1] > method.params.threshold)
+                out = net(image, heads=True) if cosa else net(image)
+                maps = dense_cams(out["cam"], image.shape[-2:], net.grids["cam"])[0]
+                weight_of = {c: maps[c - 1] * (maps[c - 1] > threshold)
                              for c in range(1, cfg.data.num_classes)}
             else:
                 pred = method.eval_network()(image).argmax(1)[0]

@@ -10,7 +10,7 @@ from reprokit.config import ConfigError
 from reprokit.methods import build_method
 from reprokit.methods.cam import ResNetStages, dense_cams
 from reprokit.methods.cosa import assignment_maps, spl_cam_loss
-from reprokit.models.cells import CellGrid, cells_to_pixels, pixels_at_cells
+from reprokit.models.cells import CellGrid, cells_to_pixels, labels_at_cells, pixels_at_cells
 
 
 def hot_cell(size, o):
@@ -50,12 +50,14 @@ def test_patch_grids_resample_as_align_corners_false():
     assert torch.allclose(cells_to_pixels(maps, (64, 80), CellGrid.patches(16)), want, atol=1e-5)
 
 
-def test_the_resnet_grid_is_its_receptive_field_centre(tiny_cfg):
+@pytest.mark.parametrize("model", [{"output_stride": 8}, {"output_stride": 16}, {"output_stride": 8, "stem_maxpool": False}],
+                         ids=["os8", "os16", "os8-no-maxpool"])
+def test_the_resnet_grid_is_its_receptive_field_centre(tiny_cfg, model):
     """The gradient magnitude of a central cell of each stage with respect to the input, averaged over random
     networks and inputs, is centred over the pixel the stage's grid names: the strided layers and the max-pool
     pad by half their windows, so a cell's receptive field is symmetric about it. The resampling that was
     replaced assumed it 3.5 pixels further at stride 8."""
-    cfg = tiny_cfg(model={"pretrained": None, "output_stride": 8})
+    cfg = tiny_cfg(model={"pretrained": None, **model})
     torch.manual_seed(0)
     nets = [ResNetStages(cfg.model).eval() for _ in range(8)]
     g = torch.Generator().manual_seed(1)
@@ -143,3 +145,20 @@ def test_a_schedule_relative_horizon_sets_the_momentum(tiny_cfg):
     assert [m for _, _, m in method.ema_pairs()] == [pytest.approx(1 - 1 / 200)]
     method.set_total_steps(32000)  # the code's schedule: 0.9994 is a horizon of 0.052
     assert [m for _, _, m in method.ema_pairs()] == [pytest.approx(1 - 1 / 1600)]
+
+
+def test_labels_are_read_at_the_cell_centres():
+    labels = torch.arange(48 * 48).view(1, 48, 48)
+    at = labels_at_cells(labels, (6, 6), CellGrid(8))
+    assert at[0, 2, 3].item() == 16 * 48 + 24  # ResNet cell (2, 3): pixel (16, 24)
+    at = labels_at_cells(labels, (3, 3), CellGrid.patches(16))
+    assert at[0, 1, 2].item() == 24 * 48 + 40  # patch (1, 2): centre (23.5, 39.5), rounded half to even
+
+
+def test_resampling_stays_float32_under_autocast():
+    maps = torch.randn(1, 2, 6, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        dense = cells_to_pixels(maps, (48, 48), CellGrid(8))
+        sampled = pixels_at_cells(dense, (6, 6), CellGrid(8))
+    assert dense.dtype == sampled.dtype == torch.float32
+    assert torch.allclose(sampled, maps, atol=1e-5)  # a cell's centre pixel holds the cell's value

@@ -12,6 +12,7 @@ from reprokit.cli import main
 from reprokit.configure import from_dict
 from reprokit.data.datasets import resolve_splits
 from reprokit.engine.train import train
+from reprokit.engine.rundir import RunDirError
 from reprokit.runs.cam_seed import SEED_FILE, check_admissible, measure_cam_seed, seed_counts, seed_scores
 from tests.conftest import tiny_raw
 
@@ -53,19 +54,22 @@ def test_a_cam_run_is_scored_on_its_training_images(cam_run):
     assert result["counts"]["correct"] == round(result["accuracy"] * result["counts"]["decided"])
 
 
-def test_runs_without_a_cam_seed_are_refused_by_name(tmp_path, digits_root):
+def test_runs_without_a_cam_seed_are_refused_by_name(tmp_path, digits_root, capsys):
     train(from_dict(tiny_raw(digits_root, train={"iters": 2, "ckpt_every": 2})), tmp_path / "sup")
-    with pytest.raises(ValueError, match=r"sup: method 'supervised' trains on no CAM pseudo-masks"):
+    with pytest.raises(RunDirError, match=r"sup: method 'supervised' trains on no CAM pseudo-masks"):
         measure_cam_seed(tmp_path / "sup")
+    assert main(["cam-seed", str(tmp_path / "sup")]) == 2 and "trains on no CAM" in capsys.readouterr().err
 
 
 def test_the_admission_rule_names_the_runs_whose_seed_loses_to_all_background(tmp_path, cam_run, capsys):
-    for name, accuracy in (("wins", 0.9), ("loses", 0.8)):
+    for name, accuracy, seed in (("wins", 0.9, "teacher_label"), ("loses", 0.8, "teacher_label"), ("cosa", 0.9, "cpl")):
         (tmp_path / name).mkdir()
-        (tmp_path / name / SEED_FILE).write_text(json.dumps({"accuracy": accuracy,
+        (tmp_path / name / SEED_FILE).write_text(json.dumps({"seed": seed, "accuracy": accuracy,
                                                              "all_background": {"accuracy": 0.85}}))
-    assert check_admissible([tmp_path / "wins", tmp_path / "loses"]) == ["loses"]
-    with pytest.raises(FileNotFoundError, match="reprokit cam-seed"):
+    assert check_admissible([tmp_path / "wins", tmp_path / "loses"]) == [str(tmp_path / "loses")]
+    with pytest.raises(RunDirError, match="cosa: not a CAM baseline run"):
+        check_admissible([tmp_path / "wins", tmp_path / "cosa"])
+    with pytest.raises(RunDirError, match="reprokit cam-seed"):
         check_admissible([tmp_path])
     code = main(["cam-seed", str(cam_run), "--check"])
     seed = json.loads((cam_run / SEED_FILE).read_text())

@@ -85,3 +85,16 @@ def test_the_codes_numbers_hold_at_its_crop_and_scale_with_the_image():
                                    torch.zeros(1, 24, 24, dtype=torch.bool), weight=1.0, sigma_rgb=15.0,
                                    sigma_xy=6.0, scale=1.0, reference_crop=24)
     assert at_small.item() == pytest.approx(1e-7 * direct.item())
+
+
+def test_no_affinity_is_kept_for_the_backward_pass():
+    """The affinities are constants of the step: what autograd saves is a few maps, not the P x P matrix."""
+    g = torch.Generator().manual_seed(2)
+    image = 255 * torch.rand(2, 3, 32, 32, generator=g)
+    logits = torch.randn(2, 3, 32, 32, generator=g, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        value = loss(logits.softmax(1), image, scale=1.0, reference_crop=32)
+    value.backward()
+    pixels = 32 * 32
+    assert logits.grad.abs().sum() > 0 and sum(saved) < 2 * pixels * pixels / 10

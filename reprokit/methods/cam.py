@@ -182,12 +182,14 @@ class CAMHead(nn.Module):
 
 
 class CAMNetwork(nn.Module):
-    """Backbone + CAM classifier on its last feature; ``forward`` returns {"cam": raw CAMs, "cls": logits}."""
+    """Backbone + CAM classifier on its last feature; ``forward`` returns {"cam": raw CAMs, "cls": logits};
+    ``grids["cam"]`` places the CAM's cells on the input."""
 
     def __init__(self, model_cfg, params, num_classes: int):
         super().__init__()
         self.backbone = build_backbone(model_cfg, params)
         self.cam_head = CAMHead(self.backbone.high_channels, num_classes - 1, params.pool)
+        self.grids = {"cam": self.backbone.grids["high"]}
 
     def forward(self, x: torch.Tensor) -> dict:
         cam, cls = self.cam_head(self.backbone(x)[2])
@@ -214,7 +216,7 @@ class ThresholdedCAM(nn.Module):
 
     def classes_and_cams(self, x: torch.Tensor, image_labels: Optional[torch.Tensor] = None):
         out = self.net(x)
-        cams = dense_cams(out["cam"], x.shape[-2:], self.net.backbone.grids["high"])
+        cams = dense_cams(out["cam"], x.shape[-2:], self.net.grids["cam"])
         if image_labels is not None:
             present = image_labels.bool()
         elif self.eval_classes == "predicted":
@@ -331,7 +333,7 @@ class CAMBaseline(Method):
         was_training = self.net.training
         self.net.eval()
         try:
-            return dense_cams(self.net(image)["cam"], image.shape[-2:], self.net.backbone.grids["high"])
+            return dense_cams(self.net(image)["cam"], image.shape[-2:], self.net.grids["cam"])
         finally:
             self.net.train(was_training)
 
@@ -342,7 +344,7 @@ class CAMBaseline(Method):
             out = self.net(x)
             diag = {"cls_acc": ((out["cls"] > 0) == fg).float().mean()}
             with torch.no_grad():  # the masks stage 2 would learn now (classifier in training mode)
-                cams = dense_cams(out["cam"], x.shape[-2:], self.net.backbone.grids["high"])
+                cams = dense_cams(out["cam"], x.shape[-2:], self.net.grids["cam"])
                 diag.update(self.mask_diagnostics(self.pseudo_masks(cams, labeled), labeled))
             return StepOutput({"cls": image_classification_loss(out["cls"], fg)}, diag)
         target = self.pseudo_masks(self.frozen_cams(x), labeled)

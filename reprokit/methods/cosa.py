@@ -39,7 +39,7 @@ from reprokit.methods.cam import (CAMHead, WeakParams, build_backbone, cam_pseud
 from reprokit.methods.crf_energy import dense_crf_energy_loss
 from reprokit.methods.semi import accuracy
 from reprokit.methods.teachers import EMATeachers, ema_copy
-from reprokit.models.cells import CellGrid, cells_to_pixels, pixels_at_cells
+from reprokit.models.cells import CellGrid, cells_to_pixels, labels_at_cells, pixels_at_cells
 from reprokit.models.deeplab import ASPP, conv_bn_relu
 
 DECODERS = ("deeplabv3plus", "largefov")
@@ -245,8 +245,7 @@ class CoSANetwork(nn.Module):
         if params.decoder == "largefov":
             self.decoder, seg = LargeFOV(bb.high_channels, num_classes), high
         else:
-            high_in_low = CellGrid(high.stride // low.stride, (high.offset - low.offset) / low.stride)
-            self.decoder = DeepLabDecoder(model_cfg, bb.low_channels, bb.high_channels, num_classes, high_in_low)
+            self.decoder = DeepLabDecoder(model_cfg, bb.low_channels, bb.high_channels, num_classes, high.within(low))
             seg = low
         self.grids = {"seg": seg, "cam": high, "cam_aux": mid}
         self.cam_head = CAMHead(bb.high_channels, num_classes - 1, params.pool)
@@ -368,11 +367,6 @@ class Assignment:
     weight_aux: Optional[torch.Tensor] = None
 
 
-def labels_at(labels: torch.Tensor, size) -> torch.Tensor:
-    """A label map [B, H, W] resized to ``size`` by nearest neighbour."""
-    return F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
-
-
 def level(values: torch.Tensor) -> torch.Tensor:
     """Bins of :data:`RELIABILITY_LEVELS` (uint8 ids)."""
     return torch.bucketize(values, torch.tensor(LEVEL_EDGES, device=values.device), right=True).to(torch.uint8)
@@ -474,7 +468,8 @@ class CoSA(EMATeachers):
         if p.crf:
             losses["crf"] = p.crf_weight * self.crf_energy(seg, labeled.get("image_s", x_w), valid, a.cpl)
         if p.contrastive:
-            regions = labels_at(a.spl.argmax(1).masked_fill(~valid, IGNORE_INDEX), out["feature"].shape[-2:])
+            regions = labels_at_cells(a.spl.argmax(1).masked_fill(~valid, IGNORE_INDEX), out["feature"].shape[-2:],
+                                      self.online.grids["cam"])
             losses["cs"] = p.cs_weight * contrastive_separation(out["feature"], regions, self.num_classes,
                                                                 p.cs_temperature)
         if "hidden_mask" in labeled:

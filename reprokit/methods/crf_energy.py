@@ -49,15 +49,16 @@ def dense_crf_energy_loss(probs: torch.Tensor, image: torch.Tensor, valid: torch
     pixels ``undecided`` [B, H, W]; ``weight`` and ``sigma_xy`` (pixels) are the values for a
     ``reference_crop`` x ``reference_crop`` image, rescaled to this one's size. The value is E; the gradient
     is the released code's."""
-    small = F.interpolate(probs.float(), scale_factor=scale, mode="bilinear", align_corners=False)
-    size = small.shape[-2:]
+    size = (int(probs.shape[-2] * scale), int(probs.shape[-1] * scale))  # one grid for all four, as the code's
+    small = F.interpolate(probs.float(), size=size, mode="bilinear", align_corners=False)
     colour = F.interpolate(image.float(), size=size, mode="nearest")
     roi, open_ = (F.interpolate(m[:, None].float(), size=size, mode="nearest")[:, 0] for m in (valid, undecided))
-    gate = (roi - small.max(1).values).masked_fill(open_ > 0, 1.0).clamp(min=0)
     s = small * roi[:, None]
     relative = (probs.shape[-2] * probs.shape[-1]) / reference_crop ** 2  # pixels relative to the code's crop
-    gated = bilateral_filter(colour, s, sigma_rgb, sigma_xy * scale * relative ** 0.5) * gate[:, None]
+    with torch.no_grad():  # constants of the step: no affinity chunk is kept for a backward pass
+        gate = (roi - small.max(1).values).masked_fill(open_ > 0, 1.0).clamp(min=0)
+        gated = bilateral_filter(colour, s, sigma_rgb, sigma_xy * scale * relative ** 0.5) * gate[:, None]
     n = len(probs)
-    energy = -(s * gated).sum() / n
-    surrogate = -2 * (s * gated.detach()).sum() / n  # the code's gradient
+    energy = -(s.detach() * gated).sum() / n
+    surrogate = -2 * (s * gated).sum() / n  # the code's gradient
     return weight / relative ** 2 * (surrogate + (energy - surrogate).detach())

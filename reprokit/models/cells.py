@@ -31,19 +31,24 @@ class CellGrid:
         """Non-overlapping ``size`` x ``size`` patches (a ViT): each cell at its patch's centre."""
         return cls(size, (size - 1) / 2)
 
+    def within(self, finer: "CellGrid") -> "CellGrid":
+        """This grid in units of the cells of a ``finer`` grid on the same input (where a decoder fuses a
+        coarse feature into a fine one)."""
+        return CellGrid(self.stride // finer.stride, (self.offset - finer.offset) / finer.stride)
+
 
 def _interpolation(coords: torch.Tensor, n: int) -> torch.Tensor:
     """[len(coords), n] matrix of linear interpolation weights at fractional indices ``coords`` into ``n``
-    samples, clamped to the first and last sample."""
+    samples, clamped to the first and last sample: the tent of each sample evaluated at each coordinate."""
     u = coords.clamp(0, n - 1)
-    lo = u.floor().long().clamp(max=n - 1)
-    hi = (lo + 1).clamp(max=n - 1)
-    frac = u - lo.to(u.dtype)
-    rows = torch.arange(len(u), device=u.device)
-    weights = torch.zeros(len(u), n, dtype=u.dtype, device=u.device)
-    weights.index_put_((rows, lo), 1 - frac, accumulate=True)
-    weights.index_put_((rows, hi), frac, accumulate=True)
-    return weights
+    return (1 - (u[:, None] - torch.arange(n, device=u.device, dtype=u.dtype)).abs()).clamp(min=0)
+
+
+def _separable(a: torch.Tensor, maps: torch.Tensor, b: torch.Tensor, equation: str) -> torch.Tensor:
+    """``einsum`` of the row and column weights with the maps in float32, autocast or not (a lower precision
+    here would round logits that a temperature of 0.01 later magnifies)."""
+    with torch.autocast(maps.device.type, enabled=False):
+        return torch.einsum(equation, a.float(), maps.float(), b.float())
 
 
 def _pixel_of_cell(grid: CellGrid, cells: int, input_px: int, out_px: int, device) -> torch.Tensor:
@@ -61,8 +66,7 @@ def cells_to_pixels(maps: torch.Tensor, size, grid: CellGrid, input_size=None) -
     in_h, in_w = tuple(input_size) if input_size is not None else (height, width)
     rows = _cell_coordinates(grid, h, in_h, height, maps.device)
     cols = _cell_coordinates(grid, w, in_w, width, maps.device)
-    a, b = _interpolation(rows, h), _interpolation(cols, w)
-    return torch.einsum("Yh,bchw,Xw->bcYX", a.float(), maps.float(), b.float())
+    return _separable(_interpolation(rows, h), maps, _interpolation(cols, w), "Yh,bchw,Xw->bcYX")
 
 
 def _cell_coordinates(grid: CellGrid, cells: int, input_px: int, out_px: int, device) -> torch.Tensor:
@@ -77,4 +81,13 @@ def pixels_at_cells(pixel_maps: torch.Tensor, cells, grid: CellGrid) -> torch.Te
     (height, width), (h, w) = pixel_maps.shape[-2:], tuple(cells)
     a = _interpolation(_pixel_of_cell(grid, h, height, height, pixel_maps.device), height)
     b = _interpolation(_pixel_of_cell(grid, w, width, width, pixel_maps.device), width)
-    return torch.einsum("hY,bcYX,wX->bchw", a.float(), pixel_maps.float(), b.float())
+    return _separable(a, pixel_maps, b, "hY,bcYX,wX->bchw")
+
+
+def labels_at_cells(labels: torch.Tensor, cells, grid: CellGrid) -> torch.Tensor:
+    """A label map [B, H, W] read at the pixel nearest each cell centre of a ``cells`` = (h, w) feature map
+    computed on it (labels are not blended)."""
+    (height, width), (h, w) = labels.shape[-2:], tuple(cells)
+    rows = _pixel_of_cell(grid, h, height, height, labels.device).round().long().clamp(0, height - 1)
+    cols = _pixel_of_cell(grid, w, width, width, labels.device).round().long().clamp(0, width - 1)
+    return labels[:, rows][:, :, cols]

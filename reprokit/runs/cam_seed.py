@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from reprokit.engine.rundir import RunDirError
+from reprokit.methods.cam import CAMBaseline
 from reprokit.records import write_json_atomic
 
 SEED_FILE = "cam_seed.json"
@@ -64,7 +66,7 @@ def measure_cam_seed(run_dir: str | Path, batch_size: int = 32) -> dict:
     cfg, method = load_trained_method(run_dir)
     key = getattr(method, "cam_seed", None)
     if key is None:
-        raise ValueError(f"{run_dir}: method {cfg.method.name!r} trains on no CAM pseudo-masks; expected a run of "
+        raise RunDirError(f"{run_dir}: method {cfg.method.name!r} trains on no CAM pseudo-masks; expected a run of "
                          "an image-label method with a CAM seed (cam, cosa)")
     samples = resolve_splits(cfg.data).labeled
     ensure_weak_labels(cfg.data, samples)
@@ -85,13 +87,18 @@ def measure_cam_seed(run_dir: str | Path, batch_size: int = 32) -> dict:
 def read_cam_seed(run_dir: str | Path) -> dict:
     path = Path(run_dir) / SEED_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no CAM seed measured; run `reprokit cam-seed {run_dir}` on the run "
+        raise RunDirError(f"{path}: no CAM seed measured; run `reprokit cam-seed {run_dir}` on the run "
                                 "(it needs the run's checkpoint)")
     return json.loads(path.read_text())
 
 
 def check_admissible(run_dirs) -> list[str]:
-    """The runs (of a CAM baseline, one per seed) whose seed does not beat all-background in pixel accuracy on
-    the pixels it decides; an empty list admits the protocol."""
-    seeds = {Path(r).name: read_cam_seed(r) for r in run_dirs}
-    return [name for name, s in seeds.items() if not s["accuracy"] > s["all_background"]["accuracy"]]
+    """The runs of a CAM baseline (one per seed) whose seed does not beat all-background in pixel accuracy on
+    the pixels it decides; an empty list admits the protocol. The rule is the baseline's: another method's
+    seed is refused."""
+    seeds = {str(r): read_cam_seed(r) for r in run_dirs}
+    others = [r for r, s in seeds.items() if s["seed"] != CAMBaseline.cam_seed]
+    if others:
+        raise RunDirError(f"{others[0]}: not a CAM baseline run (its seed is {seeds[others[0]]['seed']!r}); the "
+                          "admission rule is checked on the CAM baseline's seeds (method cam)")
+    return [r for r, s in seeds.items() if not s["accuracy"] > s["all_background"]["accuracy"]]
