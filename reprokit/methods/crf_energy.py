@@ -10,8 +10,9 @@ so confident predictions are left alone. As in the released code the gate is a c
 gradient with respect to S is -2 g (W S) / N (the code's backward; the exact derivative of E would add
 W (g S) / N instead of doubling).
 
-The code filters with a permutohedral lattice (an approximation); here W S is computed exactly, in row chunks,
-which digit-sized images make cheap and a GPU affords at VOC's crop. The code's numbers (energy weight 1e-7,
+The code filters with a permutohedral lattice, an approximation whose output is a fraction of the exact sum
+(CoSA's ``crf_energy_weight`` takes that gain into the code's weight); here W S is computed exactly, in row
+chunks, which digit-sized images make cheap and a GPU affords at VOC's crop. The code's numbers (energy weight,
 sigma_xy 100 pixels) hold for its 448-pixel crop: on another image size the positions are measured in units of
 that crop and the energy is divided by the square of the pixel count relative to it, so that a scene rescaled to
 the code's crop gets the code's loss.
