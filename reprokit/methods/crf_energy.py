@@ -6,7 +6,7 @@ E(S) = -(1/N) sum_k sum_i g_i S_ki (W S)_ki, with W_ij = exp(-|p_i - p_j|^2 / 2 
 - |I_i - I_j|^2 / 2 sigma_rgb^2) over every pair of pixels of an image (the pair of a pixel with itself
 included), computed on the image and the probabilities downscaled by ``scale``. The gate g is 1 - max_k S_ki on
 pixels the CAM pseudo-label decides, 1 on the pixels it leaves undecided, and 0 outside the image's valid crop,
-so confident predictions are left alone. As in the released code the gate is a constant of the step and the
+so confident predictions are not pulled. As in the released code the gate is a constant of the step and the
 gradient with respect to S is -2 g (W S) / N (the code's backward; the exact derivative of E would add
 W (g S) / N instead of doubling).
 
