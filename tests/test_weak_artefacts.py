@@ -72,3 +72,10 @@ def test_a_run_on_image_labels_is_evaluated_under_both_protocols(digits_root, tm
     table = registry.build("weak", tmp_path / "runs", tmp_path / "out").table.set_index(["labels", "Method"])
     row = table.loc[("image labels", "CAM pseudo-masks (two stages)")]
     assert row["masked protocol mIoU (%)"] == f"{100 * masked['miou']:.2f}"
+    assert row["CAM seed accuracy (%) (all-background)"] == "-"  # not measured yet
+
+    from reprokit.runs.cam_seed import measure_cam_seed
+    seed = measure_cam_seed(run)
+    table = registry.build("weak", tmp_path / "runs", tmp_path / "out").table.set_index(["labels", "Method"])
+    assert table.loc[("image labels", "CAM pseudo-masks (two stages)"), "CAM seed accuracy (%) (all-background)"] == \
+        f"{100 * seed['accuracy']:.2f} ({100 * seed['all_background']['accuracy']:.2f})"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from reprokit.methods.stpg_equations import SELECTION_CATEGORIES
+from reprokit.runs.cam_seed import SEED_FILE
 from reprokit.runs.results import load_runs, machine_counts, selection_summary
 from reprokit.runs.stats import format_difference, format_seed_differences, paired_difference
 from reprokit.viz import claims, paper_cells, plots, provenance, tables
@@ -193,20 +194,33 @@ def build_weak(inputs: Inputs) -> Built:
             delta = "-" if label == base_label else format_difference(
                 paired_difference(tables.seed_values(runs, name), base))
             masked = masked_miou(sel["path"]) if len(sel) else pd.Series([], dtype=float)
+            seeds = cam_seed_accuracy(sel["path"]) if len(sel) else pd.DataFrame()
             lines.append({"labels": kind, "Method": label,
                           "mIoU (%)": tables.fmt(**tables.mean_std(sel["miou"])) if len(sel) else "-",
                           "masked protocol mIoU (%)": tables.fmt(**tables.mean_std(masked)) if len(masked) else "-",
                           "tail mIoU (%)": tables.fmt(**tables.mean_std(tail)) if len(sel) else "-",
+                          "CAM seed accuracy (%) (all-background)": "-" if seeds.empty else
+                          f"{tables.fmt(**tables.mean_std(seeds['seed']))} ({100 * seeds['background'].mean():.2f})",
                           "Δ vs the kind's baseline [95 % CI]": delta, "runs": len(sel)})
     table = pd.DataFrame(lines)
     names = [*inputs.named.values(), reference_name]
     caption = (f"{preset.name}, weak and sparse labels on every training image: mIoU and tail-class mIoU "
                f"({', '.join(preset.tail)}), mean ± std (seeds); difference to the first row of each label kind "
                f"paired by seed, mean [95 % t-interval] (seeds); the masked protocol (CoSA's reported one: classes "
-               f"absent from a val image's true labels are not predicted there) where the runs evaluated it; "
+               f"absent from a val image's true labels are not predicted there) where the runs evaluated it; the "
+               f"pixel accuracy of the CAM pseudo-masks on the training images (reprokit cam-seed) and of "
+               f"all-background on the same pixels, where measured; "
                f"{inputs.note(names)}")
     built = Built(tables.write_table(table, inputs.out / inputs.name, caption), inputs.missing(names), table)
     return inputs.finish(built, inputs.used(names))
+
+
+def cam_seed_accuracy(run_dirs) -> pd.DataFrame:
+    """Per run with a measured CAM seed (``cam_seed.json``): its pixel accuracy and all-background's on the same
+    pixels (columns ``seed``, ``background``)."""
+    found = [json.loads(p.read_text()) for p in (Path(r) / SEED_FILE for r in run_dirs) if p.is_file()]
+    return pd.DataFrame({"seed": [s["accuracy"] for s in found],
+                         "background": [s["all_background"]["accuracy"] for s in found]})
 
 
 def masked_miou(run_dirs) -> pd.Series:
