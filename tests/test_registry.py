@@ -62,14 +62,16 @@ def test_paper_columns_come_from_the_csv(tmp_path):
 
 def test_new_methods_join_the_comparison_and_have_ablation_tables_without_paper_columns(tmp_path):
     """CW-BASS and FARCLUSS come into the summary, Fig. 6 and Fig. 9 through their registry entries; their
-    component ablations are tables of their own, full method first, with no paper columns."""
+    component ablations, and CoSA's, are tables of their own, full method first, with no paper columns."""
     for name in ("summary", "fig6", "fig9"):
         needs = registry.select([name])[0].needs("digits")
         assert {"digits-cw_bass-1_8", "digits-farcluss-1_8"} <= set(needs), name
     assert ("CW-BASS", "Mean Teacher") in PRESETS["digits"].compare
-    for name, full in (("cw_bass_ablation", "CW-BASS (full)"), ("farcluss_ablation", "FARCLUSS (full)")):
+    for name, full in (("cw_bass_ablation", "CW-BASS (full)"), ("farcluss_ablation", "FARCLUSS (full)"),
+                       ("cosa_ablation", "CoSA (full)")):
         table = registry.build(name, tmp_path / "none", tmp_path / "out", "digits").table
-        assert list(table["Row"])[0] == full and list(table["Row"])[-1] == "Mean Teacher"
+        last = "CAM pseudo-masks (two stages)" if name == "cosa_ablation" else "Mean Teacher"
+        assert list(table["Row"])[0] == full and list(table["Row"])[-1] == last
         assert "paper" not in table.columns and (tmp_path / "out" / f"{name}.md").is_file()
 
 

@@ -30,6 +30,15 @@ def test_weak_table_pairs_each_row_with_its_kinds_baseline(weak_runs, tmp_path):
     assert t.loc[("points", "partial CE"), "Δ vs the kind's baseline [95 % CI]"] == "-"
     assert t.loc[("points", "AGMM-SASS"), "Δ vs the kind's baseline [95 % CI]"].endswith("(2)")  # paired, 2 seeds
     assert t.loc[("scribbles", "AGMM-SASS"), "mIoU (%)"] == "-"
+    # each row's mean mIoU as a share of full supervision's, computed from the runs themselves
+    from reprokit.runs.results import load_runs
+
+    runs = load_runs(weak_runs)
+    full = runs[runs["name"] == "digits-supervised-full"]["miou"].mean()
+    agmm = runs[runs["name"] == "digits-weak-agmm-points"]["miou"].mean()
+    assert t.loc[("points", "AGMM-SASS"), "share of full supervision (%)"] == f"{100 * agmm / full:.1f}"
+    assert t.loc[("points", "fully supervised"), "share of full supervision (%)"] == "100.0"
+    assert t.loc[("scribbles", "AGMM-SASS"), "share of full supervision (%)"] == "-"
     assert "digits-weak-agmm-scribbles" in built.missing and "digits-weak-agmm-points" not in built.missing
     assert (tmp_path / "weak.md").is_file()
 

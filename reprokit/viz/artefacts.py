@@ -90,7 +90,7 @@ def build_tables_1_3(inputs: Inputs) -> Built:
 def build_ablation(inputs: Inputs, source: str | None) -> Built:
     """Table 4 or Table 5 (``source``): one row per ablation, beside the paper's numbers of the preset's
     protocol, or of the only protocol the paper's table has (its Table 5 covers Cityscapes alone). Without a
-    ``source`` (the component ablations of CW-BASS and FARCLUSS, which their papers do not give on these rows)
+    ``source`` (the component ablations of CW-BASS, FARCLUSS and CoSA, which their papers do not give on these rows)
     the table has no paper columns."""
     paper = tables.paper_numbers()
     protocols = list(paper[paper["source"] == source]["dataset"].unique())
@@ -181,9 +181,11 @@ def with_reference(table: pd.DataFrame, rows: dict[str, str], preset: Preset, re
 
 def build_weak(inputs: Inputs) -> Built:
     """The weak-supervision table: for each label kind, its baseline, the method and full supervision, with
-    mIoU, tail-class mIoU (mean ± std (seeds)) and each row's difference to the kind's baseline paired by seed."""
+    mIoU, tail-class mIoU (mean ± std (seeds)), each row's difference to the kind's baseline paired by seed, and
+    its mean mIoU as a share of full supervision's (how much of the masks' worth the weak labels recover)."""
     runs, preset, lines = inputs.runs, inputs.preset, []
     reference, reference_name = WEAK_REFERENCE[0], preset.config(WEAK_REFERENCE[1])
+    full = runs_of(runs, reference_name)["miou"].mean() if len(runs) else float("nan")
     for kind in WEAK_ROWS:
         rows = {**preset.weak_rows(kind), reference: reference_name}
         base_label = next(iter(rows))
@@ -199,6 +201,8 @@ def build_weak(inputs: Inputs) -> Built:
                           "mIoU (%)": tables.fmt(**tables.mean_std(sel["miou"])) if len(sel) else "-",
                           "masked protocol mIoU (%)": tables.fmt(**tables.mean_std(masked)) if len(masked) else "-",
                           "tail mIoU (%)": tables.fmt(**tables.mean_std(tail)) if len(sel) else "-",
+                          "share of full supervision (%)": f"{100 * sel['miou'].mean() / full:.1f}"
+                          if len(sel) and full > 0 else "-",
                           "CAM seed accuracy (%) (all-background)": "-" if seeds.empty else
                           f"{tables.fmt(**tables.mean_std(seeds['seed']))} ({100 * seeds['background'].mean():.2f})",
                           "Δ vs the kind's baseline [95 % CI]": delta, "runs": len(sel)})
@@ -206,7 +210,7 @@ def build_weak(inputs: Inputs) -> Built:
     names = [*inputs.named.values(), reference_name]
     caption = (f"{preset.name}, weak and sparse labels on every training image: mIoU and tail-class mIoU "
                f"({', '.join(preset.tail)}), mean ± std (seeds); difference to the first row of each label kind "
-               f"paired by seed, mean [95 % t-interval] (seeds); the masked protocol (CoSA's reported one: classes "
+               f"paired by seed, mean [95 % t-interval] (seeds); mean mIoU as a share of full supervision's; the masked protocol (CoSA's reported one: classes "
                f"absent from a val image's true labels are not predicted there) where the runs evaluated it; the "
                f"pixel accuracy of the CAM pseudo-masks on the training images (reprokit cam-seed) and of "
                f"all-background on the same pixels, where measured; "

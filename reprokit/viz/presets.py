@@ -24,6 +24,13 @@ FARCLUSS_ROWS = {"FARCLUSS (full)": "farcluss-1_8", "without fuzzy labels (top-1
                  "without entropy weights": "farcluss-no_entropy",
                  "without class rebalancing": "farcluss-no_rebalancing",
                  "without contrastive term": "farcluss-no_contrastive", "Mean Teacher": "table4-mt"}
+# CoSA's parts on image-level labels: the full method first, then one row per part turned off or set as the
+# released code sets it, and the two-stage CAM baseline that shares its CAM classifier.
+COSA_ROWS = {"CoSA (full)": "weak-cosa", "without threshold search (authors' code)": "weak-cosa-no_search",
+             "EMA at the code's momentum 0.9994": "weak-cosa-code_momentum",
+             "without dense-CRF energy": "weak-cosa-no_crf", "without reliability weighting": "weak-cosa-no_reliability",
+             "without contrastive separation": "weak-cosa-no_contrastive",
+             "CAM pseudo-masks (two stages)": "weak-cam"}
 
 # The weak-supervision table: per label kind, its baseline first (each row's gain is paired against it) and
 # the weakly supervised method; the table adds training on every mask (the upper bound) to each kind.

@@ -15,7 +15,7 @@ from typing import Callable
 
 from reprokit.viz import artefacts, claims
 from reprokit.viz.artefacts import Built, Inputs, run_table
-from reprokit.viz.presets import CW_BASS_ROWS, FARCLUSS_ROWS, PRESETS, Preset, preset
+from reprokit.viz.presets import COSA_ROWS, CW_BASS_ROWS, FARCLUSS_ROWS, PRESETS, Preset, preset
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,13 @@ ARTEFACTS = (
              "two-stage CAM baseline from image-level labels, AGMM-SASS (Wu et al., CVPR 2023) against partial "
              "cross-entropy from points and from scribbles, with training on every mask as the upper bound",
              "weak.md and weak.tex", artefacts.build_weak, lambda p: p.weak_methods),
+    Artefact("cosa_ablation", "CoSA: component ablation on image-level labels",
+             "the parts of CoSA (Yang et al., ECCV 2024) on the digit scenes' image-level labels: the full method, "
+             "then one row per part turned off or set as the released code sets it (threshold search, the "
+             "assignment network's EMA momentum, the dense-CRF energy, reliability weighting, contrastive "
+             "separation) and the two-stage CAM baseline; each row's gain over the full method paired by seed",
+             "cosa_ablation.md and cosa_ablation.tex", partial(artefacts.build_ablation, source=None),
+             lambda p: p.rows(COSA_ROWS)),
     Artefact("fig_weak", "CoSA and AGMM-SASS: qualitative results of weak supervision",
              "the qualitative figures of weak supervision: per label kind, training images with their weak "
              "labels, the baseline's and the method's predictions and the ground truth",
