@@ -1,6 +1,8 @@
 """The CAM seed instrument: scores of an image-label run's CAM pseudo-masks against hidden masks and against
 all-background, and the admission rule of an image-label protocol."""
 import json
+from pathlib import Path
+
 
 import numpy as np
 import pytest
@@ -85,3 +87,18 @@ def test_cosa_is_scored_on_its_assignment_cpl_over_the_same_images(tmp_path, dig
     assert (cosa["seed"], cam["seed"]) == ("cpl", "teacher_label")
     assert cosa["images"] == cam["images"] and cosa["all_background"]["accuracy_all"] == \
         cam["all_background"]["accuracy_all"]
+
+
+def test_the_placement_script_scores_the_same_classifier_by_both_conventions(cam_run, capsys):
+    """scripts/cam_seed_placement.py: its grid placement is the package's seed; the upsampling convention
+    moves the masks (another seed on the same checkpoint); the run's records are left as they were."""
+    import runpy
+
+    placement = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "cam_seed_placement.py"))
+    before = sorted(p.name for p in cam_run.iterdir())
+    scores = placement["placements"](cam_run)
+    assert sorted(p.name for p in cam_run.iterdir()) == before
+    packaged = measure_cam_seed(cam_run)
+    assert scores["grid"]["counts"] == packaged["counts"]
+    assert scores["align_corners=False"]["counts"] != packaged["counts"]
+    assert scores["align_corners=False"]["counts"]["valid"] == packaged["counts"]["valid"]

@@ -53,21 +53,34 @@ def seed_scores(counts: dict) -> dict:
                                "accuracy_all": share(counts["background"], counts["valid"]), "fg_iou": 0.0}}
 
 
-@torch.no_grad()
 def measure_cam_seed(run_dir: str | Path, batch_size: int = 32) -> dict:
     """Scores of a run's CAM seed on its weakly labeled training images, written to ``<run>/cam_seed.json``."""
+    run_dir = Path(run_dir)
+    result = {"run_id": run_dir.name, **score_cam_seed(*load_cam_method(run_dir), batch_size)}
+    write_json_atomic(run_dir / SEED_FILE, result)
+    return result
+
+
+def load_cam_method(run_dir: Path):
+    """(config, method) of a finished run of an image-label method, from its final checkpoint."""
+    from reprokit.engine.reeval import load_trained_method
+
+    cfg, method = load_trained_method(run_dir)
+    if getattr(method, "cam_seed", None) is None:
+        raise RunDirError(f"{run_dir}: method {cfg.method.name!r} trains on no CAM pseudo-masks; expected a run of "
+                         "an image-label method with a CAM seed (cam, cosa)")
+    return cfg, method
+
+
+@torch.no_grad()
+def score_cam_seed(cfg, method, batch_size: int = 32) -> dict:
+    """The scores and pixel counts of ``method``'s CAM seed on the weakly labeled training images of ``cfg``."""
     from reprokit.data.datasets import ground_truth, resolve_splits
     from reprokit.data.weak_source import ensure_weak_labels
-    from reprokit.engine.reeval import load_trained_method
     from reprokit.inspect.core import WeakLabeledImages
     from reprokit.labels import IGNORE_INDEX
 
-    run_dir = Path(run_dir)
-    cfg, method = load_trained_method(run_dir)
-    key = getattr(method, "cam_seed", None)
-    if key is None:
-        raise RunDirError(f"{run_dir}: method {cfg.method.name!r} trains on no CAM pseudo-masks; expected a run of "
-                         "an image-label method with a CAM seed (cam, cosa)")
+    key = method.cam_seed
     samples = resolve_splits(cfg.data).labeled
     ensure_weak_labels(cfg.data, samples)
     images = WeakLabeledImages(samples, cfg.data)
@@ -79,9 +92,7 @@ def measure_cam_seed(run_dir: str | Path, batch_size: int = 32) -> dict:
         truth = torch.stack([ground_truth(it) for it in items])
         counts = seed_counts(method.pseudo_labels(batch)[key], truth, batch["valid"], IGNORE_INDEX)
         total = {k: total.get(k, 0) + v for k, v in counts.items()}
-    result = {"run_id": run_dir.name, "images": len(images), "seed": key, **seed_scores(total), "counts": total}
-    write_json_atomic(run_dir / SEED_FILE, result)
-    return result
+    return {"images": len(images), "seed": key, **seed_scores(total), "counts": total}
 
 
 def read_cam_seed(run_dir: str | Path) -> dict:
