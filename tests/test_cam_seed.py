@@ -3,7 +3,6 @@ all-background, and the admission rule of an image-label protocol."""
 import json
 from pathlib import Path
 
-
 import numpy as np
 import pytest
 import torch
