@@ -328,7 +328,7 @@ def test_cosa_maps_use_the_image_labels_and_come_through_the_new_layers(tiny_cfg
     """Un-augmented image-labeled items hand CoSA their classes; its CPL and per-class CAMs (foreground classes
     only, so channel k is class k + 1) are drawn by a label layer and a heat layer."""
     from reprokit.data.datasets import resolve_splits
-    from reprokit.inspect.core import WeakLabeledImages
+    from reprokit.data.weak_items import WeakLabeledImages
     from reprokit.methods import build_method
     from reprokit.methods.cosa import CoSA
 

@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reprokit.data.datasets import SegDataset, ground_truth
+from reprokit.data.datasets import ground_truth
 from reprokit.viz.palette import display_palette
 from reprokit.data.transforms import cutmix_box_masks
-from reprokit.data.weak_source import WeakLabels
 from reprokit.labels import IGNORE_INDEX
 from reprokit.methods.display import CategoryLayer, HeatLayer, LabelLayer
 
@@ -32,29 +31,6 @@ def layer_names(method_layers=(), sparse: bool = False) -> tuple[str, ...]:
     images have sparse labels, those labels."""
     return (*LABEL_LAYERS, *(layer.title for layer in method_layers), *OVERLAY_LAYERS,
             *((SPARSE_LAYER,) if sparse else ()))
-
-
-class WeakLabeledImages(torch.utils.data.Dataset):
-    """Weakly labeled training images as the inspector shows them: un-augmented items (``image``, ``valid``,
-    the dense mask as ``hidden_mask``, for display only) carrying the weak labels training read: ``sparse``
-    (sparse kinds; class id at labeled pixels, C elsewhere), ``image_labels`` and ``crop_labels`` (the same:
-    the whole image is the crop)."""
-
-    def __init__(self, samples, cfg):
-        self.samples, self.reader = samples, WeakLabels(cfg)
-        self.items = SegDataset(samples, cfg, train=False, masks="hidden")
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> dict:
-        item = self.items[index]
-        mask = item.get("hidden_mask")
-        maps, classes = self.reader.read(self.samples[index], None if mask is None else mask.numpy())
-        if "sparse" in maps:
-            item["sparse"] = torch.from_numpy(maps["sparse"].astype(np.int64))
-        item["image_labels"] = item["crop_labels"] = classes
-        return item
 
 
 @dataclass

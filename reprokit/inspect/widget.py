@@ -16,7 +16,8 @@ import numpy as np
 from PIL import Image
 
 from reprokit.viz.palette import display_palette
-from reprokit.inspect.core import (LABEL_LAYERS, SPARSE_LAYER, MapCache, WeakLabeledImages, compose, heat_layer,
+from reprokit.data.weak_items import WeakLabeledImages
+from reprokit.inspect.core import (LABEL_LAYERS, SPARSE_LAYER, MapCache, compose, heat_layer,
                                    image_stats, layer_names, run_checkpoints)
 from reprokit.methods.display import CategoryLayer, HeatLayer, LabelLayer
 

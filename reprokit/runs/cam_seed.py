@@ -76,8 +76,8 @@ def load_cam_method(run_dir: Path):
 def score_cam_seed(cfg, method, batch_size: int = 32) -> dict:
     """The scores and pixel counts of ``method``'s CAM seed on the weakly labeled training images of ``cfg``."""
     from reprokit.data.datasets import ground_truth, resolve_splits
+    from reprokit.data.weak_items import WeakLabeledImages
     from reprokit.data.weak_source import ensure_weak_labels
-    from reprokit.inspect.core import WeakLabeledImages
     from reprokit.labels import IGNORE_INDEX
 
     key = method.cam_seed
