@@ -249,6 +249,36 @@ def scheme1_version(files: Files, method: str | None = None) -> str:
 
 # --- records ---------------------------------------------------------------------------------------------
 
+# Entries of a resolved configuration that say which run it is, not which configuration: the experiment's name,
+# the seeds (initialisation and data order, labeled split, simulated weak labels) and the CPU threads. A
+# certification runs one configuration for all its seeds, so its key leaves them out.
+RUN_ENTRIES = ("name", "train.seed", "train.threads", "data.split_seed", "data.weak_seed")
+
+
+def config_key(raw: dict) -> str:
+    """A short stable key of a configuration: the digest of a resolved config mapping (a record's config.yaml as
+    training wrote it, or a configuration as the code that ran it resolves it) with ``RUN_ENTRIES`` set aside.
+    Every other entry counts as written, none is added: two mappings have one key exactly when they hold the
+    same entries with the same values, so a partial certificate (``reprokit certify --partial``) names the
+    configurations it compared by the keys of their old code's resolution, which are the keys of that code's
+    records of them."""
+    text = json.dumps(without_entries(raw, RUN_ENTRIES), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"config key 1\0{text}".encode()).hexdigest()[:12]
+
+
+def without_entries(raw: dict, dotted_keys) -> dict:
+    """A copy of the config mapping ``raw`` less the dotted entries (``"train.seed"``) it holds."""
+    kept = json.loads(json.dumps(raw))  # a deep copy of plain data
+    for dotted in dotted_keys:
+        *path, last = dotted.split(".")
+        node = kept
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return kept
+
+
 def record_version(meta: dict, package_dir: str | Path | None = None) -> tuple[int, str] | None:
     """(scheme, digest) of the code a run record ran. A scheme-2 record says so; a record naming a clean
     commit gets its scheme-2 digest from that commit's files (when the repository has it); otherwise the
@@ -272,11 +302,14 @@ def read_certificates(folder: Path) -> list[dict]:
         try:
             cert = json.loads(path.read_text())
             pairs = [(p["old"], p["new"]) for p in cert["versions"]]
+            restrictions = [p["configs"] for p in cert["versions"] if "configs" in p]
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{path}: not a code-version certificate ({type(exc).__name__}: {exc}); expected JSON "
                              "with a 'versions' list of {{'old', 'new', ...}} digests, as `reprokit certify` writes")
         if not all(isinstance(v, str) for pair in pairs for v in pair):
             raise ValueError(f"{path}: every 'old' and 'new' of 'versions' must be a digest string")
+        if not all(isinstance(keys, list) and all(isinstance(k, str) for k in keys) for keys in restrictions):
+            raise ValueError(f"{path}: a 'configs' of 'versions' must be a list of config keys")
         certs.append(cert)
     return certs
 
@@ -289,17 +322,22 @@ def certificate_dir(package_dir: str | Path | None = None) -> Path:
 class CodeVersions:
     """Today's code versions, cached, and the certificates that declare older versions bit-identical to newer
     ones (``reprokit certify``): a record is current when its digest is today's digest computed the same way,
-    or a chain of certificates leads from it to today's."""
+    or a chain of certificates leads from it to today's. A partial certificate's step (a version pair with
+    ``configs``) holds only for records of those configurations (:func:`config_key` of the record's config)."""
 
     def __init__(self, package_dir: str | Path | None = None, certificates: Path | None = None):
         self.package_dir = package_dir
         self._files = tree_files(package_dir)
         self._now: dict[tuple, str] = {}
-        self.successors: dict[str, set[str]] = {}
+        # old digest -> {new digest: the config keys the step holds for, None for every configuration}
+        self.successors: dict[str, dict[str, frozenset | None]] = {}
         for cert in read_certificates(certificates or certificate_dir(package_dir)):
             for pair in cert["versions"]:  # the old commit's scheme-1 digest too: dirty scheme-1 records chain on
+                keys = frozenset(pair["configs"]) if "configs" in pair else None
                 for old in filter(None, (pair["old"], pair.get("old_scheme1"))):
-                    self.successors.setdefault(old, set()).add(pair["new"])
+                    steps = self.successors.setdefault(old, {})
+                    held = steps.get(pair["new"], frozenset())  # what other certificates hold the step for
+                    steps[pair["new"]] = None if keys is None or held is None else held | keys
 
     def today(self, scheme: int, method: str | None, dataset: str | None) -> str:
         key = (scheme, method, dataset if scheme == SCHEME else None)
@@ -308,7 +346,10 @@ class CodeVersions:
                               else scheme1_version(self._files, method))
         return self._now[key]
 
-    def leads_to(self, old: str, new: str) -> bool:
+    def leads_to(self, old: str, new: str, key: str | None = None) -> bool:
+        """Whether a chain of certificates leads from ``old`` to ``new`` for a record of configuration ``key``
+        (:func:`config_key`): a partial certificate's step is taken only when ``key`` is among its keys, never
+        for None (a record whose configuration is not known)."""
         seen, todo = set(), [old]
         while todo:
             version = todo.pop()
@@ -316,12 +357,15 @@ class CodeVersions:
                 return True
             if version not in seen:
                 seen.add(version)
-                todo += self.successors.get(version, ())
+                todo += [after for after, keys in self.successors.get(version, {}).items()
+                         if keys is None or (key is not None and key in keys)]
         return False
 
-    def standing(self, meta: dict) -> str:
+    def standing(self, meta: dict, config: dict | None = None) -> str:
         """'same code' (the record's digest is today's, computed the same way), 'certified' (a chain of
-        certificates leads from it to today's), 'stale', or 'unknown' (no digest can be had)."""
+        certificates leads from it to today's), 'stale', or 'unknown' (no digest can be had). ``config``: the
+        record's configuration as its config.yaml holds it, which partial certificates need; without it their
+        steps are not taken."""
         found = record_version(meta, self.package_dir)
         if found is None:
             return "unknown"
@@ -331,7 +375,8 @@ class CodeVersions:
             return "same code"
         # a certificate carries an old commit's scheme-1 digest to a scheme-2 one
         now = today if scheme == SCHEME else self.today(SCHEME, meta.get("method"), meta.get("dataset"))
-        return "certified" if self.leads_to(version, now) else "stale"
+        key = config_key(config) if config is not None else None
+        return "certified" if self.leads_to(version, now, key) else "stale"
 
-    def is_current(self, meta: dict) -> bool:
-        return self.standing(meta) in ("same code", "certified")
+    def is_current(self, meta: dict, config: dict | None = None) -> bool:
+        return self.standing(meta, config) in ("same code", "certified")

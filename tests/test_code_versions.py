@@ -5,11 +5,12 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from reprokit import codeversion
-from reprokit.codeversion import CodeVersions, code_version, code_version_at, normalised, record_version
+from reprokit.codeversion import CodeVersions, code_version, code_version_at, config_key, normalised, record_version
 from reprokit.methods import registry
 
 METHODS = sorted(registry())
@@ -167,6 +168,85 @@ def test_certificates_carry_a_version_forward_along_a_chain(package, tmp_path):
     (certs / "c.json").write_text("{not json")
     with pytest.raises(ValueError, match="c.json: not a code-version certificate"):
         CodeVersions(package, certs)
+
+
+def test_a_config_key_leaves_out_only_what_names_a_run():
+    """Certificates hold config keys: this value is the key's definition. Name, seeds and threads are set aside;
+    every other entry counts, and an entry a record lacks (a field added later) is not filled in."""
+    raw = {"name": "a", "method": {"name": "stpg", "tau": 0.5}, "data": {"split_seed": 1, "weak_seed": None,
+                                                                        "crop_size": 48},
+           "train": {"seed": 0, "threads": 1, "iters": 4000}}
+    assert config_key(raw) == "153de36544c8"
+    another_run = {**raw, "name": "b", "data": {**raw["data"], "split_seed": 2, "weak_seed": 7},
+                   "train": {**raw["train"], "seed": 3, "threads": None}}
+    assert config_key(another_run) == config_key(raw) and raw["train"]["seed"] == 0, "the mapping is not changed"
+    for other in ({**raw, "train": {**raw["train"], "iters": 8000}}, {**raw, "method": {"name": "stpg"}},
+                  {**raw, "method": {**raw["method"], "phi": 0.95}}, {**raw, "data": {**raw["data"], "root": "x"}}):
+        assert config_key(other) != config_key(raw)
+
+
+def _partial(package, tmp_path, kept: dict) -> Path:
+    """A certificate folder: v0 -> v1 for every configuration, v1 (and scheme-1 s1) -> today's STPG digest for
+    configuration ``kept`` only."""
+    certs = tmp_path / "certificates"
+    certs.mkdir()
+    (certs / "a.json").write_text(json.dumps({"versions": [{"method": "stpg", "dataset": "digits", "old": "v0",
+                                                            "new": "v1"}]}))
+    (certs / "b.json").write_text(json.dumps({"versions": [{
+        "method": "stpg", "dataset": "digits", "old": "v1", "old_scheme1": "s1",
+        "new": code_version(package, "stpg", "digits"), "configs": [config_key(kept)],
+        "config_names": ["digits-all"], "moved": [{"name": "digits-cons", "difference": "step 9: loss ..."}]}]}))
+    return certs
+
+
+def test_a_partial_certificate_holds_for_the_records_of_its_configurations(package, tmp_path):
+    kept = {"name": "digits-all", "method": {"name": "stpg", "pixel_selection": ["cons", "hmis", "lmis"]},
+            "train": {"seed": 0}}
+    moved = {**kept, "method": {**kept["method"], "pixel_selection": ["cons"]}}
+    certs = _partial(package, tmp_path, kept)
+    versions = CodeVersions(package, certs)
+    record = {"method": "stpg", "dataset": "digits", "code_version_scheme": 2, "code_version": "v1"}
+    assert versions.standing(record, kept) == "certified"
+    assert versions.standing(record, {**kept, "name": "digits-all-s4", "train": {"seed": 4}}) == "certified"
+    assert versions.standing(record, moved) == "stale"
+    assert versions.standing(record) == "stale", "no configuration: the partial step is not taken"
+    older = {**record, "code_version": "v0"}  # a full certificate before it
+    assert versions.is_current(older, kept) and not versions.is_current(older, moved)
+    dirty = {"method": "stpg", "dataset": "digits", "code_version": "s1", "git": {"commit": "c", "dirty": True}}
+    assert versions.standing(dirty, kept) == "certified" and versions.standing(dirty, moved) == "stale"
+    # another certificate of the same step for every configuration: it holds for every configuration
+    (certs / "c.json").write_text(json.dumps({"versions": [{"method": "stpg", "dataset": "digits", "old": "v1",
+                                                            "new": code_version(package, "stpg", "digits")}]}))
+    assert CodeVersions(package, certs).standing(record, moved) == "certified"
+    (certs / "c.json").write_text(json.dumps({"versions": [{"method": "stpg", "dataset": "digits", "old": "v1",
+                                                            "new": "v2", "configs": "abc"}]}))
+    with pytest.raises(ValueError, match="c.json: a 'configs' of 'versions' must be a list of config keys"):
+        CodeVersions(package, certs)
+
+
+def test_results_and_sweeps_read_a_run_s_configuration_for_partial_certificates(package, tmp_path):
+    """``reprokit results`` and the sweep's cell states pass the run's config.yaml to the standing."""
+    import yaml
+
+    from reprokit.experiments.sweep import Cell, _recorded_state, expand
+    from reprokit.runs.results import load_run
+
+    source = Path("docs/runs/benchmark/digits-table4-dm-s0")
+    run = tmp_path / "runs" / source.name
+    run.mkdir(parents=True)
+    for name in ("config.yaml", "eval.json"):
+        shutil.copy(source / name, run / name)
+    meta = json.loads((source / "meta.json").read_text())
+    (run / "meta.json").write_text(json.dumps({**meta, "code_version_scheme": 2, "code_version": "v1"}))
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    versions = CodeVersions(package, _partial(package, tmp_path, config))
+    [cell] = [c for c in expand("params/sweeps/ablations.yaml")[1] if c.cell_id == source.name]
+    cell = Cell(cell.cell_id, cell.config, cell.overrides, run)
+    record = {"param_hash": cell.param_hash(), "ok": True}
+    assert load_run(run, versions)["standing"] == "certified" and _recorded_state(cell, record, versions) == "done"
+    config["method"]["tau"] = 0.25  # a run of another configuration
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    assert load_run(run, versions)["standing"] == "stale" and _recorded_state(cell, record, versions) == "stale"
 
 
 def test_no_module_imports_itself_back():

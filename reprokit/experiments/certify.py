@@ -12,6 +12,18 @@ When every configuration agrees, a certificate (a small JSON file in ``docs/cert
 digest of each method and data set compared stands for the newer one, and :class:`reprokit.codeversion.CodeVersions`
 counts the records of the older digest as current. One difference and no certificate is written: the report
 names the configuration, the step and the first value that differs.
+
+A change meant to move some configurations of a method and not others is certified with ``partial``: every
+configuration is compared, and each method's version pair holds only for the configurations that agreed, named by
+their :func:`reprokit.codeversion.config_key`, even when all of them did; the moved ones are listed. A partial
+certificate thus never speaks for a configuration it did not run, which matters when a short run cannot reach
+the changed path: a change that acts only on confident teacher pixels shows nothing in 40 steps from an
+untrained head, so such a configuration is left out of the sweeps compared (or run with more ``steps``) and
+re-measured.
+
+Both codes train one configuration. The old code is given it without the settings its code does not have (a
+field the change added): when such a setting holds the new code's default the comparison is faithful, otherwise
+the configuration cannot be run by the old code and counts as moved (:func:`old_side`).
 """
 from __future__ import annotations
 
@@ -103,8 +115,9 @@ def shortest_schedule(raw: dict, at_least: int = DEFAULT_STEPS, at_most: int = 1
 
 
 def sweep_candidates(sweep_files, dataset: str | None = "digits") -> list[Candidate]:
-    """The distinct configurations of the sweep files' cells on ``dataset`` (None: all; seeds and split seeds set
-    aside: the same code runs for every seed), resolved by this package, in sweep order."""
+    """The distinct configurations of the sweep files' cells on ``dataset`` (None: all; names, seeds and threads
+    set aside, :func:`reprokit.codeversion.config_key`: the same code runs for every seed), resolved by this
+    package, in sweep order."""
     from reprokit.configure import load_config
     from reprokit.experiments.sweep import expand
 
@@ -114,8 +127,7 @@ def sweep_candidates(sweep_files, dataset: str | None = "digits") -> list[Candid
             raw = load_config(cell.config, cell.overrides).to_dict()
             if dataset is not None and raw["data"]["dataset"] != dataset:
                 continue
-            key = json.dumps({**raw, "train": {**raw["train"], "seed": None},
-                              "data": {**raw["data"], "split_seed": None}}, sort_keys=True)
+            key = codeversion.config_key(raw)
             if key not in seen:
                 seen.add(key)
                 found.append(Candidate(raw["name"], raw))
@@ -150,6 +162,118 @@ def train_on(tree: Path, config_file: Path, run_dir: Path, cwd: Path) -> None:
 
 
 _TRAINING: set = set()  # the training processes running now, which a terminated certification stops
+
+# Run by a tree's own package (``python -P``, like the trainings): "known" drops from each configuration the
+# settings the tree's config classes lack and resolves the rest as its training would write them (or says why it
+# refuses it); "defaults" gives the defaults of dotted settings of a method's configuration.
+_TREE_QUERY = r"""
+import dataclasses, json, sys, typing
+from reprokit.config import Config
+from reprokit.methods import method_class
+
+def section(cls, key, method):
+    if cls is Config and key == "method":
+        return method_class(method).Params
+    hint = typing.get_type_hints(cls).get(key)
+    return hint if dataclasses.is_dataclass(hint) else None
+
+def known(cls, raw, prefix, method, dropped):
+    names, out = {f.name for f in dataclasses.fields(cls)}, {}
+    for key, value in raw.items():
+        if key not in names:
+            dropped[prefix + key] = value
+            continue
+        inner = section(cls, key, method) if isinstance(value, dict) else None
+        out[key] = known(inner, value, f"{prefix}{key}.", method, dropped) if inner else value
+    return out
+
+def default(dotted, method):
+    cls, *path, last = [Config, *dotted.split(".")]
+    for key in path:
+        cls = section(cls, key, method)
+        if cls is None:
+            return None
+    field = {f.name: f for f in dataclasses.fields(cls)}.get(last)
+    if field is None or (field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING):
+        return None
+    value = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+    return [dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value]
+
+mode, todo = sys.argv[1], json.load(open(sys.argv[2]))
+if mode == "known":
+    from reprokit.configure import from_dict
+    out = []
+    for raw in todo:
+        dropped = {}
+        try:
+            kept = known(Config, raw, "", raw["method"]["name"], dropped)
+            out.append({"dropped": dropped, "resolved": from_dict(kept, "the configuration").to_dict()})
+        except Exception as exc:
+            out.append({"dropped": dropped, "error": f"{type(exc).__name__}: {exc}"})
+else:
+    out = [default(dotted, method) for method, dotted in todo]
+json.dump(out, open(sys.argv[3], "w"))
+"""
+
+
+def _ask_tree(tree: Path, mode: str, todo: list, work: Path) -> list:
+    """``_TREE_QUERY`` in ``mode`` over ``todo``, answered by the package of ``tree``."""
+    work.mkdir(parents=True, exist_ok=True)
+    question, answer = work / f"{mode}-question.json", work / f"{mode}-answer.json"
+    question.write_text(json.dumps(todo))
+    env = {**os.environ, "PYTHONPATH": str(tree), "REPROKIT_PROGRESS": "0"}
+    done = subprocess.run([sys.executable, "-P", "-c", _TREE_QUERY, mode, str(question), str(answer)], cwd=work,
+                          env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise CertifyError(f"asking the code of {tree} for its configuration settings failed:\n{done.stderr[-2000:]}")
+    return json.loads(answer.read_text())
+
+
+@dataclass
+class OldSide:
+    """How the old code is given a configuration: without the settings it lacks (``dropped``, each at the new
+    code's default), and ``key``, the :func:`~reprokit.codeversion.config_key` of the old code's resolution of
+    it (that code's records of it have this key, not the key of the new code's resolution, which holds the
+    dropped settings); or, when the old code cannot run it, ``refused`` says why."""
+
+    dropped: tuple[str, ...] = ()
+    key: str | None = None
+    refused: str | None = None
+
+
+def _equal(a, b) -> bool:
+    """Equal values of a setting (an int and a float of one value are; a bool and a number are not)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(_equal, a, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return a == b
+
+
+def old_side(old_tree: Path, new_tree: Path, raws: list[dict], work: Path) -> list[OldSide]:
+    """How the code of ``old_tree`` is given each of ``raws`` (resolved by the new code): the settings its
+    configuration classes lack are dropped when they hold the default of ``new_tree``'s code (then the new code
+    runs what the old one could, and the comparison is faithful); one holding another value makes the
+    configuration impossible to compare (``refused``: the old code has no such setting), as does a configuration
+    the old code rejects (an unknown method, a choice it lacks). ``work``: a scratch folder."""
+    answers = _ask_tree(old_tree, "known", raws, work)
+    asked = sorted({(raw["method"]["name"], dotted) for raw, ans in zip(raws, answers) for dotted in ans["dropped"]})
+    defaults = dict(zip(asked, _ask_tree(new_tree, "defaults", asked, work))) if asked else {}
+    sides = []
+    for raw, ans in zip(raws, answers):
+        method = raw["method"]["name"]
+        other = [dotted for dotted, value in ans["dropped"].items()
+                 if defaults[(method, dotted)] is None or not _equal(value, defaults[(method, dotted)][0])]
+        if other:
+            sides.append(OldSide(refused=f"the old code has no {', '.join(other)} "
+                                         f"(set to {ans['dropped'][other[0]]!r})"))
+        elif "error" in ans:
+            sides.append(OldSide(refused=f"the old code refuses the configuration: {ans['error']}"))
+        else:
+            sides.append(OldSide(tuple(ans["dropped"]), codeversion.config_key(ans["resolved"])))
+    return sides
 
 
 def _same(a, b) -> bool:
@@ -194,12 +318,17 @@ def _git(repo: Path, *args: str) -> str:
 
 def certify(old: str, new: str | None, candidates: list[Candidate], *, steps: int | None = None,
             threads: int = 1, jobs: int = 2, repo: Path | None = None, out: Path | None = None,
-            log=print) -> dict:
+            partial: bool = False, log=print) -> dict:
     """Train every candidate whose code version differs between commit ``old`` and ``new`` (None: the working
     tree) on both codes and compare them (:func:`first_difference`). ``steps`` None takes each configuration's
     shortest schedule of at least ``DEFAULT_STEPS`` steps that crosses all its phase boundaries; a given ``steps``
     that misses one is refused before anything trains. Returns the report; when every run agrees, also writes the
-    certificate into ``out`` (default ``docs/certificates`` of ``repo``) and names it under ``certificate``."""
+    certificate into ``out`` (default ``docs/certificates`` of ``repo``) and names it under ``certificate``.
+
+    ``partial``: compare every configuration, not stopping at a difference, and write a certificate whose
+    version pairs hold for the identical configurations only (their config keys), whether or not some moved; a pair none of
+    whose configurations is identical is left out, and no certificate is written when none is left. The report
+    lists the moved configurations under ``moved``."""
     from reprokit.machine import machine_description
 
     repo = Path(repo or codeversion.PACKAGE_DIR.parent)
@@ -223,13 +352,19 @@ def certify(old: str, new: str | None, candidates: list[Candidate], *, steps: in
     try:
         _git(repo, "worktree", "prune")  # those of a certification killed outright (SIGKILL)
         with tempfile.TemporaryDirectory(prefix="certify-") as tmp:
-            _compare(repo, Path(tmp), old_sha, new_sha if new else None, plan, threads, jobs, report, log)
+            _compare(repo, Path(tmp), old_sha, new_sha if new else None, plan, threads, jobs, report, log, partial)
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
-    if report["identical"] and plan:
+    report["moved"] = [{"name": c["name"], "method": c["method"], "dataset": c["dataset"],
+                        "difference": c["difference"]} for c in report["configs"] if c["difference"] is not None]
+    if partial and report["moved"]:
+        log(f"moved: {len(report['moved'])} of {len(report['configs'])} configurations")
+        for moved in report["moved"]:
+            log(f"  {moved['name']} ({moved['method']}): {moved['difference']}")
+    if plan and (report["identical"] or (partial and any(c["difference"] is None for c in report["configs"]))):
         report["certificate"] = str(_write_certificate(report, old_files, out or codeversion.certificate_dir(
-            repo / "reprokit"), machine_description()))
+            repo / "reprokit"), machine_description(), partial))
     return report
 
 
@@ -241,49 +376,79 @@ def _stop(signum, frame):
 
 
 def _compare(repo: Path, tmp: Path, old_sha: str, new_sha: str | None, plan: list, threads: int, jobs: int,
-             report: dict, log) -> None:
+             report: dict, log, partial: bool = False) -> None:
     """Train each planned configuration on both codes (worktrees under ``tmp``; the working tree when
-    ``new_sha`` is None) and record the first difference of each in ``report``, stopping at the first."""
+    ``new_sha`` is None), the old code given it as :func:`old_side` makes it, and record the first difference of
+    each in ``report``, stopping at the first unless ``partial``."""
     _git(repo, "worktree", "add", "--detach", "-q", str(tmp / "old"), old_sha)
     try:
         if new_sha:
             _git(repo, "worktree", "add", "--detach", "-q", str(tmp / "new"), new_sha)
         trees = {"old": tmp / "old", "new": tmp / "new" if new_sha else repo}
-        for i, (cand, n, boundaries, before, after) in enumerate(plan):
-            cell = tmp / f"{i:03d}-{cand.name}"
-            cell.mkdir()
-            config_file = cell / "config.yaml"
-            config_file.write_text(yaml.safe_dump(_certification_config(cand.raw, n, threads), sort_keys=False))
-            with ThreadPoolExecutor(max_workers=jobs) as pool:
-                list(pool.map(lambda side: train_on(trees[side], config_file, cell / side, repo), ("old", "new")))
-            difference = first_difference(cell / "old", cell / "new")
-            logged = sum(1 for line in (cell / "new" / "metrics.jsonl").read_text().splitlines() if line)
-            report["configs"].append({"name": cand.name, "method": cand.method, "dataset": cand.dataset,
-                                      "steps": n, "boundaries": boundaries, "logged_steps": logged,
-                                      "old": before, "new": after, "difference": difference})
-            log(f"  {cand.name} ({cand.method}, {n} steps): "
-                + ("bit-identical" if difference is None else f"DIFFERENT at {difference}"))
-            if difference is not None:
+        sides = old_side(trees["old"], trees["new"], [cand.raw for cand, *_ in plan], tmp / "settings") \
+            if plan else []
+        for i, ((cand, n, boundaries, before, after), side) in enumerate(zip(plan, sides)):
+            entry = {"name": cand.name, "method": cand.method, "dataset": cand.dataset, "config_key": side.key,
+                     "steps": n, "boundaries": boundaries, "logged_steps": None, "old": before, "new": after}
+            if side.refused:
+                entry["difference"] = side.refused
+                log(f"  {cand.name} ({cand.method}): not compared: {side.refused}")
+            else:
+                entry["difference"], entry["logged_steps"] = _train_both(
+                    trees, tmp / f"{i:03d}-{cand.name}", cand.raw, side, n, threads, jobs, repo)
+                log(f"  {cand.name} ({cand.method}, {n} steps): "
+                    + ("bit-identical" if entry["difference"] is None else f"DIFFERENT at {entry['difference']}"))
+            report["configs"].append(entry)
+            if entry["difference"] is not None:
                 report["identical"] = False
-                break
+                if not partial:
+                    break
     finally:
         for side in ("old", "new"):
             if (tmp / side).exists():
                 _git(repo, "worktree", "remove", "--force", str(tmp / side))
 
 
-def _write_certificate(report: dict, old_files: dict, out: Path, machine: dict) -> Path:
+def _train_both(trees: dict, cell: Path, raw: dict, side: OldSide, steps: int, threads: int, jobs: int,
+                repo: Path) -> tuple[str | None, int]:
+    """Train ``raw`` with the short schedule on the new code and, less the settings ``side`` drops, on the old
+    one, side by side in ``cell``; their first difference and the logged steps."""
+    cell.mkdir()
+    config = _certification_config(raw, steps, threads)
+    files = {"new": cell / "config.yaml", "old": cell / "config-old.yaml"}
+    files["new"].write_text(yaml.safe_dump(config, sort_keys=False))
+    files["old"].write_text(yaml.safe_dump(codeversion.without_entries(config, side.dropped), sort_keys=False))
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(lambda which: train_on(trees[which], files[which], cell / which, repo), ("old", "new")))
+    logged = sum(1 for line in (cell / "new" / "metrics.jsonl").read_text().splitlines() if line)
+    return first_difference(cell / "old", cell / "new"), logged
+
+
+def _write_certificate(report: dict, old_files: dict, out: Path, machine: dict, partial: bool = False) -> Path:
     """The certificate: per method and data set compared, the old digest (and the old commit's scheme-1 digest,
-    so that records written before scheme 2 from a tree with uncommitted changes compare too) and the new one."""
-    versions = {}
+    so that records written before scheme 2 from a tree with uncommitted changes compare too) and the new one.
+    A pair of a partial certification holds for its identical configurations only: ``configs`` their config
+    keys, ``config_names`` their names, ``moved`` the others with their first difference; a pair with none
+    identical is left out."""
+    versions, groups = {}, {}
     for cfg in report["configs"]:
-        versions[(cfg["method"], cfg["dataset"])] = {
-            "method": cfg["method"], "dataset": cfg["dataset"], "old": cfg["old"], "new": cfg["new"],
-            "old_scheme1": codeversion.scheme1_version(old_files, cfg["method"])}
+        groups.setdefault((cfg["method"], cfg["dataset"]), []).append(cfg)
+    for (method, dataset), group in groups.items():
+        same = [c for c in group if c["difference"] is None]
+        if not same:
+            continue
+        pair = versions[(method, dataset)] = {
+            "method": method, "dataset": dataset, "old": group[0]["old"], "new": group[0]["new"],
+            "old_scheme1": codeversion.scheme1_version(old_files, method)}
+        if partial:
+            pair["configs"] = sorted({c["config_key"] for c in same})
+            pair["config_names"] = [c["name"] for c in same]
+            pair["moved"] = [{"name": c["name"], "difference": c["difference"]} for c in group
+                             if c["difference"] is not None]
     cert = {"scheme": codeversion.SCHEME, "old_commit": report["old_commit"], "new_commit": report["new_commit"],
             "new_dirty": report["new_dirty"], "versions": list(versions.values()),
-            "configs": [{k: c[k] for k in ("name", "method", "dataset", "steps", "boundaries", "logged_steps")}
-                        for c in report["configs"]],
+            "configs": [{k: c[k] for k in ("name", "method", "dataset", "config_key", "steps", "boundaries",
+                                           "logged_steps", "difference")} for c in report["configs"]],
             "machine": machine, "date": dt.date.today().isoformat()}
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{report['old_commit'][:7]}-{report['new_commit'][:7]}{'-dirty' if report['new_dirty'] else ''}.json"

@@ -177,7 +177,7 @@ def _recorded_state(cell: Cell, record: dict | None, versions: CodeVersions | No
         return "changed"
     if not (record.get("ok") and (cell.run_dir / "eval.json").is_file()):
         return "failed"
-    return "done" if (versions or CodeVersions()).is_current(_meta(cell)) else "stale"
+    return "done" if (versions or CodeVersions()).is_current(_meta(cell), _recorded_config(cell)) else "stale"
 
 
 def in_flight(record: dict | None, submitted: dict | None, queue: dict | None = None) -> str | None:
@@ -230,6 +230,12 @@ def sweep_states(cells: list[Cell]) -> dict[str, str]:
 def _meta(cell: Cell) -> dict:
     path = cell.run_dir / "meta.json"
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _recorded_config(cell: Cell) -> dict | None:
+    """The configuration the cell's run recorded (partial certificates hold for some configurations only)."""
+    path = cell.run_dir / "config.yaml"
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
 
 
 def _ran_commit(cell: Cell) -> str:

@@ -18,7 +18,8 @@ def load_run(run_dir: str | Path, versions: CodeVersions | None = None) -> dict:
     """One row: identity, provenance (git commit, dirty flag, code version and the scheme it was digested with,
     the machine a sweep ran it on; None where unknown), key settings, scalar method parameters
     (``method.<key>``), mIoU and per-class IoU (``iou/<class>``); with ``versions``, ``stale``: whether the run
-    ran other code than today's package (:meth:`CodeVersions.is_current`)."""
+    ran other code than today's package (:meth:`CodeVersions.is_current`, given the run's configuration, which
+    partial certificates name)."""
     run_dir = Path(run_dir)
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     meta = json.loads((run_dir / "meta.json").read_text()) if (run_dir / "meta.json").is_file() else {}
@@ -36,7 +37,7 @@ def load_run(run_dir: str | Path, versions: CodeVersions | None = None) -> dict:
         "status": meta.get("status"), "miou": ev["miou"],
     }
     if versions is not None:
-        row["standing"] = versions.standing(meta)
+        row["standing"] = versions.standing(meta, cfg)
         row["stale"] = row["standing"] not in ("same code", "certified")
     row.update({f"method.{k}": v for k, v in cfg["method"].items() if isinstance(v, (int, float, str, bool))})
     row.update({f"iou/{k}": v for k, v in ev["iou"].items()})
