@@ -167,3 +167,41 @@ def test_stale_cells_are_reported_and_rerun_on_request(tmp_path, digits_root, mo
     # the run kept aside is not a result: tables and the archive see only the cell's own directory
     assert finished_runs(tmp_path / "runs") == [current.run_dir]
     assert [p.name for p in archive_runs(tmp_path / "runs", tmp_path / "archive")] == [current.run_dir.name]
+
+
+@pytest.mark.slow
+def test_a_terminated_sweep_stops_its_cells(tmp_path, digits_root):
+    """SIGTERM to `reprokit sweep` ends the running cell's kernel and training too, not only the sweep: nothing
+    goes on writing the run directory, and the queued cell never starts."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    path = write_sweep(tmp_path, digits_root, [{"seeds": [0, 1]}],
+                       common=("train.iters=20000", "train.ckpt_every=20000", "train.log_every=1"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "reprokit", "sweep", str(path), "--jobs", "1"], cwd=ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = tmp_path / "runs" / "tiny-s0" / "metrics.jsonl"
+    deadline = time.monotonic() + 180
+    while not (metrics.is_file() and metrics.stat().st_size) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert metrics.is_file(), "the first cell trains"
+
+    def cell_processes():
+        return [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path / "runs") in " ".join(p.info["cmdline"] or ())]
+
+    assert cell_processes(), "the training names its run directory on its command line"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    deadline = time.monotonic() + 30
+    while cell_processes() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not cell_processes()
+    size = metrics.stat().st_size
+    time.sleep(3)
+    assert metrics.stat().st_size == size and not (tmp_path / "runs" / "tiny-s1").exists()

@@ -45,12 +45,15 @@ import itertools
 import json
 import multiprocessing as mp
 import os
+import signal
 import socket
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import yaml
 
 from reprokit.experiments.allocator import allocator_name, with_allocator
@@ -271,7 +274,19 @@ def _worker_init(slots, stagger: float) -> None:
     if device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    signal.signal(signal.SIGTERM, _stop_worker)
     time.sleep(slot * stagger)
+
+
+def _stop_worker(signum, frame):
+    """SIGTERM from the sweep: end the cell's kernel and the training it started (a kernel leads a process group
+    of its own), then this worker, so that no cell goes on training after its sweep."""
+    for child in psutil.Process().children():
+        try:
+            os.killpg(child.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            child.terminate()
+    os._exit(128 + signum)
 
 
 def _job_id() -> str | None:
@@ -408,20 +423,39 @@ def _run_local(todo, settings, jobs, devices, stagger, display, poll, wait_for_w
         slots.put((i, devices[i % len(devices)] if devices else None))
     results = []
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(slots, stagger)) as pool:
-        pending = {pool.submit(execute, cell, settings["notebook"], 3, wait_for_writer): cell for cell in todo}
-        finished: dict[str, str] = {}
-        while pending:
-            done, _ = wait(pending, timeout=poll, return_when=FIRST_COMPLETED)
-            for fut in done:
-                res = fut.result()
-                results.append(res)
-                finished[pending.pop(fut).cell_id] = "done" if res["ok"] else "failed"
-                if res.get("elsewhere"):
-                    display.write(f"elsewhere {res['cell']}: {res['elsewhere']}")
-                else:
-                    display.write(f"{'ok' if res['ok'] else 'FAILED':6s} {res['cell']} ({res['seconds']} s)")
-            display.update({**{c.cell_id: _local_state(c) for c in pending.values()}, **finished})
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: _stop_pool(pool, signum)) \
+            if main_thread else None
+        try:
+            pending = {pool.submit(execute, cell, settings["notebook"], 3, wait_for_writer): cell for cell in todo}
+            finished: dict[str, str] = {}
+            while pending:
+                done, _ = wait(pending, timeout=poll, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    res = fut.result()
+                    results.append(res)
+                    finished[pending.pop(fut).cell_id] = "done" if res["ok"] else "failed"
+                    if res.get("elsewhere"):
+                        display.write(f"elsewhere {res['cell']}: {res['elsewhere']}")
+                    else:
+                        display.write(f"{'ok' if res['ok'] else 'FAILED':6s} {res['cell']} ({res['seconds']} s)")
+                display.update({**{c.cell_id: _local_state(c) for c in pending.values()}, **finished})
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
     return results
+
+
+def _stop_pool(pool: ProcessPoolExecutor, signum: int) -> None:
+    """SIGTERM: queued cells are dropped and the workers stopped with their cells (:func:`_stop_worker`); the
+    interrupted cells' records say 'running' with a process that is gone, so the next sweep resumes them."""
+    workers = list(pool._processes.values())  # noqa: SLF001 - the executor exposes no other handle
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.join(30)
+    raise SystemExit(128 + signum)
 
 
 def _local_state(cell: Cell) -> str:
