@@ -122,6 +122,24 @@ def _pretrain(args) -> int:
     return 0
 
 
+def _print_pairs(df, pairs: list[list[str]], root) -> bool:
+    """Print config A − config B paired by seed for each (A, B) of ``pairs``; False when a config has no run."""
+    from reprokit.runs.stats import format_difference, format_seed_differences, paired_difference
+    from reprokit.viz.tables import seed_values
+
+    names = set(df["name"])
+    for a, b in pairs:
+        for name in (a, b):
+            if name not in names:
+                print(f"--pair {a} {b}: no finished run of config {name!r} under {root} (configs there: "
+                      f"{', '.join(sorted(names))})", file=sys.stderr)
+                return False
+        diff = paired_difference(seed_values(df, a), seed_values(df, b))
+        print(f"{a} − {b} (mIoU points, paired by seed): {format_difference(diff)}; per seed: "
+              f"{format_seed_differences(diff)}")
+    return True
+
+
 def _results(args) -> int:
     from reprokit.codeversion import SCHEME, CodeVersions
     from reprokit.runs.results import NO_MACHINE, compare_runs, load_runs, machine_counts, summary_table
@@ -130,7 +148,10 @@ def _results(args) -> int:
     if df.empty:
         print(f"no finished runs under {args.root}", file=sys.stderr)
         return 1
-    if args.against:
+    if args.pair:
+        if not _print_pairs(df, args.pair, args.root):
+            return 2
+    elif args.against:
         table = compare_runs(df, load_runs(args.against))
         if table.empty:
             print(f"no run id of {args.root} is also under {args.against}", file=sys.stderr)
@@ -318,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "compares with today's: same code, certified, stale, unknown")
     r.add_argument("--against", metavar="OTHER_ROOT",
                    help="compare with the same cells (run ids) under OTHER_ROOT: paired differences per config")
+    r.add_argument("--pair", nargs=2, action="append", metavar=("A", "B"),
+                   help="config A minus config B paired by seed, mean [95 %% t-interval] and per seed; repeatable")
     r.set_defaults(func=_results)
     a = sub.add_parser("archive", help="copy finished runs' small records (no checkpoints) to commit them")
     a.add_argument("root")

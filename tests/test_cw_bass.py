@@ -120,3 +120,16 @@ def test_inspector_map_marks_kept_band_and_ignored(tiny_cfg):
     assert set(use.unique().tolist()) <= {0, 1, 2}
     tau = dynamic_threshold(maps["confidence"][labeled["valid"]])
     assert torch.equal(use[labeled["valid"]] == 2, maps["confidence"][labeled["valid"]] <= tau)
+
+
+def test_confidence_decay_reaches_the_loss_weights_only(tiny_cfg):
+    """c = [0.32, 0.9, 0.9, 0.9]: the threshold of the undecayed mean 0.755 is 0.319, so pixel 0 is kept; had the
+    decayed confidences (x 0.9) been thresholded (tau 0.314 against c 0.288) it would be dropped."""
+    cfg = tiny_cfg(method={"name": "cw_bass", "confidence_decay": True})
+    method = build_method(cfg, cfg.data.num_classes)
+    conf, label = torch.tensor([[[0.32, 0.9, 0.9, 0.9]]]), torch.tensor([[[1, 1, 2, 2]]])
+    weights, tau, kept, _ = method.targets(conf, label, torch.ones_like(label, dtype=torch.bool))
+    assert tau.item() == pytest.approx(0.6 / (1 + math.exp(-0.5 * (0.755 - 0.5))), abs=1e-6)
+    assert kept.tolist() == label.tolist()
+    assert torch.allclose(weights, conf * 0.9)
+    assert dynamic_threshold(conf * 0.9).item() > 0.32 * 0.9  # the other reading drops pixel 0

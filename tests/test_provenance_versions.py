@@ -161,6 +161,21 @@ def test_results_against_another_folder_pairs_the_same_cells(tmp_path, digits_ro
     assert "no run id of" in capsys.readouterr().err
 
 
+def test_results_pair_two_configs_by_seed(tmp_path, digits_root, capsys, current):
+    root = tmp_path / "runs"
+    for seed, (a, b) in enumerate([(0.50, 0.48), (0.52, 0.49), (0.51, 0.50)]):
+        versioned_run(root, digits_root, f"a-s{seed}", "a", seed, a, current, "a" * 40)
+        versioned_run(root, digits_root, f"b-s{seed}", "b", seed, b, current, "a" * 40)
+    versioned_run(root, digits_root, "b-s3", "b", 3, 0.9, current, "a" * 40)  # no partner: left out
+    assert cli.main(["results", str(root), "--pair", "a", "b", "--pair", "b", "a"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == ("a − b (mIoU points, paired by seed): +2.00 [-0.48, +4.48] (3); "
+                      "per seed: s0 +2.00, s1 +3.00, s2 +1.00")
+    assert out[1].startswith("b − a (mIoU points, paired by seed): -2.00 [-4.48, +0.48] (3)")
+    assert cli.main(["results", str(root), "--pair", "a", "c"]) == 2
+    assert "no finished run of config 'c'" in capsys.readouterr().err
+
+
 def test_per_run_listing_and_archive_keep_what_tables_need(tmp_path, digits_root, capsys, current):
     root = tmp_path / "runs"
     run = versioned_run(root, digits_root, "a", "x", 0, 0.5, current, "a" * 40)

@@ -140,8 +140,9 @@ def test_bank_centres_match_the_entries():
     bank = MemoryBank(num_classes=3, size=4, dim=2)
     push(bank, 0, torch.tensor([[1.0, 0.0], [0.0, 3.0]]))
     push(bank, 2, torch.tensor([[2.0, 0.0]] * 6))  # wraps around the ring
-    centres, filled = bank.centres()
-    assert filled.tolist() == [True, False, True]
+    centres, count = bank.centres()
+    filled = count > 0
+    assert count.tolist() == [2, 0, 4]
     assert torch.allclose(centres[0], torch.tensor([0.5, 0.5])) and torch.allclose(centres[2], torch.tensor([1.0, 0.0]))
     f, labels = torch.randn(20, 2), torch.randint(0, 3, (20,))
     from_centres = similarity_term(pixel_cosines(f.T[None], centres), labels[None], filled)

@@ -119,14 +119,15 @@ class CWBASS(TeacherStudent):
         return single_views(unlabeled) if self.params.views == "single" else super().views(unlabeled, step)
 
     def targets(self, confidence: torch.Tensor, label: torch.Tensor, valid: torch.Tensor):
-        """(confidence after the optional decay, threshold, kept pseudo-labels, boundary band) of one batch of
-        teacher outputs: the threshold is taken over the valid pixels, the band from the labels before it."""
+        """(loss weights: the confidence after the optional decay, threshold, kept pseudo-labels, boundary band)
+        of one batch of teacher outputs. The threshold is taken over the valid pixels and filters on the
+        confidence before the decay, which reaches the loss weights only (the authors' code); the band comes
+        from the labels before the threshold."""
         p = self.params
-        if p.confidence_decay:
-            confidence = decayed_confidence(confidence, p.decay_factor)
         tau = dynamic_threshold(confidence[valid]) if p.dynamic_threshold else confidence.new_tensor(0.0)
         kept = thresholded_labels(label, confidence, tau) if p.dynamic_threshold else label
-        return confidence, tau, kept, boundary_mask(label, self.num_classes)
+        weights = decayed_confidence(confidence, p.decay_factor) if p.confidence_decay else confidence
+        return weights, tau, kept, boundary_mask(label, self.num_classes)
 
     @torch.no_grad()
     def pseudo_labels(self, batch):

@@ -31,11 +31,11 @@ from reprokit.methods.losses import supervised_loss, weighted_ce
 from reprokit.methods.semi import (MixedViews, TeacherParams, TeacherStudent, accuracy, split_forward,
                                    teacher_targets, unsup_weight)
 from reprokit.methods.teachers import ema_copy
-from reprokit.methods.stpg_equations import (SELECTION_CATEGORIES, MemoryBank, anchor_contrastive_loss,
-                                             anchor_contrastive_term, anchor_uniformity_loss,
-                                             dual_contrastive_losses, make_anchors, match_anchors, mismatch_scores,
-                                             pixel_cosines, select_pixels, similarity_loss, similarity_term,
-                                             update_prototypes)
+from reprokit.methods.stpg_equations import (CONTRASTIVE_REDUCTIONS, MATCHING_COSTS, SELECTION_CATEGORIES,
+                                             MemoryBank, anchor_contrastive_loss, anchor_contrastive_term,
+                                             anchor_uniformity_loss, dual_contrastive_losses, make_anchors,
+                                             match_anchors, mismatch_scores, pixel_cosines, random_prototypes,
+                                             select_pixels, similarity_loss, similarity_term, update_prototypes)
 from reprokit.models.deeplab import build_network
 
 
@@ -53,11 +53,24 @@ class STPGParams(TeacherParams):
     dual_teacher: bool = True  # Table 4 "DM"
     # Table 5; all three = no selection
     pixel_selection: list = chosen(CATEGORIES, factory=lambda: ["cons", "hmis"])
+    # Eq. 5 as the authors' code computes it (one agreeing pixel per class added, scores normalised to sum 1),
+    # or exactly as printed
+    mismatch_score: str = chosen(("code", "eq5"), "code")
     contrastive: bool = True  # Table 4 "DCL"
     lambda_ctr: float = ranged(NON_NEGATIVE, 0.1)
     tau: float = ranged(POSITIVE, 0.5)  # temperature of Eqs. 12 and 15
     phi: float = ranged(PROBABILITY, 0.95)  # memory bank admission confidence
     alpha: float = ranged(PROBABILITY, 0.99)  # prototype EMA, Eq. 13 (authors' code: 0.9)
+    prototype_unit: bool = False  # renormalise each updated prototype to length 1 (code)
+    # what updates the prototypes: the Gen-Student's projections of every labeled pixel, starting from the
+    # first batch's means (paper), or the bank teacher's correct and confident ones from bank_start on,
+    # starting from random unit vectors (code)
+    prototype_source: str = chosen(("gen_student", "bank_teacher"), "gen_student")
+    anchor_matching: str = chosen(MATCHING_COSTS, "euclidean")  # Eq. 14's cost (code: cosine)
+    # code: a class with one feature in its set (labeled or unlabeled) takes part in neither contrastive term,
+    # one with a single memory entry in no similarity term
+    contrastive_skips: bool = True
+    contrastive_reduction: str = chosen(CONTRASTIVE_REDUCTIONS, "feature")  # Eqs. 15-16 per feature (code: class)
     bank_size: int = ranged(NON_NEGATIVE, 256)  # N per class; 0 removes contrastive learning (Fig. 8a)
     # features admitted per class and step; 0 = bank_size // labeled batch size
     bank_top_k: int = ranged(NON_NEGATIVE, 0)
@@ -109,7 +122,9 @@ class STPG(TeacherStudent):
             self.pro_teacher = ema_copy(self.pro_student)
         if self.use_contrastive:
             self.register_buffer("anchors", make_anchors(num_classes, proj, params.tau, seed=cfg.train.seed))
-            self.register_buffer("prototypes", torch.zeros(num_classes, proj))
+            start = (random_prototypes(num_classes, proj, cfg.train.seed) if params.prototype_source == "bank_teacher"
+                     else torch.zeros(num_classes, proj))
+            self.register_buffer("prototypes", start)
             self.register_buffer("assignment", torch.arange(num_classes))
             self.bank = MemoryBank(num_classes, params.bank_size, proj)
 
@@ -138,11 +153,17 @@ class STPG(TeacherStudent):
         batch's class mismatch scores (Eq. 5) to the base maps."""
         maps = super().pseudo_labels(batch)
         student, teacher = maps["student_pred"], maps["teacher_label"]
-        scores = mismatch_scores(student, teacher, self.num_classes, valid=batch.get("valid"))
+        scores = self.mismatch_scores(student, teacher, batch.get("valid"))
         _, hmis, lmis = select_pixels(student, teacher, scores)
         maps["category"] = (hmis.to(torch.uint8) + 2 * lmis.to(torch.uint8))
         maps["scores"] = scores
         return maps
+
+    def mismatch_scores(self, student_pred, teacher_pred, valid):
+        """Eq. 5 of the batch, in the form ``mismatch_score`` names."""
+        code = self.params.mismatch_score == "code"
+        return mismatch_scores(student_pred, teacher_pred, self.num_classes, valid=valid, prior_count=int(code),
+                               normalise=code)
 
     # --- the step ------------------------------------------------------------------------------
     def training_step(self, labeled, unlabeled, step):
@@ -176,7 +197,7 @@ class STPG(TeacherStudent):
         # Professional module (Eqs. 2-7): Gen-Teacher labels on the selected pixels.
         pro_pred = pro_logits[b:].detach().max(1).indices  # same as argmax, faster on CPU (docs/measurements.md)
         teacher_pred = torch.where(views.valid, gen_label, pro_pred)  # padding: no class, counts as agreement
-        scores = mismatch_scores(pro_pred, teacher_pred, self.num_classes, valid=views.valid)
+        scores = self.mismatch_scores(pro_pred, teacher_pred, views.valid)
         masks = dict(zip(CATEGORIES, select_pixels(pro_pred, teacher_pred, scores)))
         selected = torch.zeros_like(views.valid)
         for name in p.pixel_selection:
@@ -199,29 +220,46 @@ class STPG(TeacherStudent):
         size = proj.shape[-2:]
         y_small = at_feature_size(y_l, size)
         with torch.no_grad():
-            labeled_feats = pixels(proj[:b].detach())
-            self.prototypes.copy_(update_prototypes(self.prototypes, labeled_feats, y_small.reshape(-1), p.alpha))
-            if not self.phase(step, p.matching_freeze) or step == 0:
-                self.assignment.copy_(match_anchors(self.prototypes, self.anchors))
+            if p.prototype_source == "gen_student":
+                self.update_prototypes(pixels(proj[:b].detach()), y_small.reshape(-1))
+            if p.prototype_source == "gen_student" or step == 0:
+                self.rematch(step)
             if self.phase(step, p.bank_start):
                 self.admit_to_bank(step, bank_out["proj"][:b], bank_probs[:b], y_small)
         diagnostics["bank_fill"] = self.bank.count.float().mean() / p.bank_size
         if self.phase(step, p.contrastive_start):
             labels = torch.cat([y_small, at_feature_size(pro_label, size)]).flatten(1)
             ac, sim = dual_contrastive_losses(proj.flatten(2), labels, self.anchors[self.assignment],
-                                              *self.bank.centres(), p.tau)
+                                              *self.bank.centres(), p.tau, first_set=b,
+                                              min_count=2 if p.contrastive_skips else 1,
+                                              reduction=p.contrastive_reduction)
             losses["ac"], losses["sim"] = p.lambda_ctr * ac, p.lambda_ctr * sim
+
+    def update_prototypes(self, feats, labels) -> None:
+        """Eq. 13 with features [N, D] and their labels (255: left out)."""
+        p = self.params
+        self.prototypes.copy_(update_prototypes(self.prototypes, feats, labels, p.alpha, unit=p.prototype_unit))
+
+    def rematch(self, step) -> None:
+        """Eq. 14, every step until ``matching_freeze`` (and at step 0)."""
+        if not self.phase(step, self.params.matching_freeze) or step == 0:
+            self.assignment.copy_(match_anchors(self.prototypes, self.anchors, self.params.anchor_matching))
 
     def admit_to_bank(self, step, teacher_proj, teacher_probs, y_small):
         """Offers the bank teacher's projections of labeled pixels, with its prediction and confidence at the
-        projection's resolution."""
+        projection's resolution; with ``prototype_source: bank_teacher`` the pixels the bank accepts (correct
+        and confident) also update the prototypes, before the top-K (the code's order)."""
         p = self.params
         probs = F.interpolate(teacher_probs, size=y_small.shape[-2:], mode="bilinear", align_corners=False)
         conf, pred = probs.max(1)
+        feats, labels, pred, conf = pixels(teacher_proj), y_small.reshape(-1), pred.reshape(-1), conf.reshape(-1)
+        if p.prototype_source == "bank_teacher":
+            eligible = MemoryBank.eligible(labels, pred, conf, p.phi)
+            self.update_prototypes(feats, labels.masked_fill(~eligible, IGNORE_INDEX))
+            self.rematch(step)
         top_k = p.bank_top_k or max(1, p.bank_size // y_small.shape[0])
         anchors = self.anchors[self.assignment] if self.phase(step, p.proximity_start) else None
-        self.bank.admit(pixels(teacher_proj), y_small.reshape(-1), pred.reshape(-1), conf.reshape(-1), p.phi,
-                        top_k, anchors)
+        self.bank.admit(feats, labels, pred, conf, p.phi, top_k, anchors)
 
     def selection_diagnostics(self, masks, scores, views: MixedViews, gen_label, pro_label) -> dict:
         """Selection ratios and per-class mismatch scores; with hidden ground truth, the accuracy of the

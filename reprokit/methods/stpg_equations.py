@@ -22,12 +22,17 @@ SELECTION_CATEGORIES = {"cons": "consistent", "hmis": "highly mismatched", "lmis
 
 
 def mismatch_scores(student_pred: torch.Tensor, teacher_pred: torch.Tensor, num_classes: int,
-                    valid: torch.Tensor | None = None) -> torch.Tensor:
+                    valid: torch.Tensor | None = None, prior_count: int = 0, normalise: bool = False) -> torch.Tensor:
     """Class-level mismatch scores I (Eq. 5) from the confusion matrix M of the two predictions.
 
     ``M[p, q]`` counts pixels where the student (Pro-Student) predicts p and the teacher (Gen-Teacher)
     predicts q. ``I_q = (row_q - m_qq) / row_q + (col_q - m_qq) / col_q``; a term whose denominator
     is 0 counts as 0. Pixels where ``valid`` is False are left out.
+
+    The authors' code differs where the paper is silent: it adds ``prior_count = 1`` agreeing pixel of every
+    class to M before the ratios (so a class seen once, and wrongly, no longer scores as high as a class
+    missed many times) and ``normalise``s the scores to sum 1 (a sum of 0, nothing mismatched, stays 0).
+    The normalisation alone leaves Eq. 6's selection as it is; the added counts change it on small batches.
 
     Free of host synchronisation, so it can run every step on a GPU without stalling it: left-out pixels
     go to a spare bin rather than being dropped by boolean indexing (which needs their count on the host),
@@ -41,10 +46,16 @@ def mismatch_scores(student_pred: torch.Tensor, teacher_pred: torch.Tensor, num_
     m = torch.zeros(cells + 1, dtype=torch.long, device=idx.device)
     m = m.scatter_add_(0, idx, idx.new_ones(1).expand_as(idx))[:cells]
     m = m.reshape(num_classes, num_classes).double()
+    if prior_count:
+        m = m + prior_count * torch.eye(num_classes, dtype=m.dtype, device=m.device)
     diag, rows, cols = m.diagonal(), m.sum(1), m.sum(0)
     row_term = torch.where(rows > 0, (rows - diag) / rows.clamp(min=1), torch.zeros_like(rows))
     col_term = torch.where(cols > 0, (cols - diag) / cols.clamp(min=1), torch.zeros_like(cols))
-    return (row_term + col_term).float()
+    scores = row_term + col_term
+    if normalise:
+        total = scores.sum()
+        scores = torch.where(total > 0, scores / total.clamp(min=torch.finfo(scores.dtype).tiny), scores)
+    return scores.float()
 
 
 def select_pixels(student_pred: torch.Tensor, teacher_pred: torch.Tensor, scores: torch.Tensor
@@ -97,24 +108,43 @@ def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) 
 
 
 def update_prototypes(prototypes: torch.Tensor, features: torch.Tensor, labels: torch.Tensor,
-                      alpha: float = 0.99) -> torch.Tensor:
+                      alpha: float = 0.99, unit: bool = False) -> torch.Tensor:
     """Eq. 13: ``c_i <- alpha c_i + (1 - alpha) mean_i`` for each class i present in ``labels``.
 
     ``mean_i`` is the normalised mean of the class's L2-normalised features. Classes absent from
-    ``labels`` are unchanged; a class whose prototype is still all zeros takes ``mean_i`` directly
-    (the EMA would otherwise start from the origin).
+    ``labels`` (or labelled outside the classes, e.g. 255) are unchanged; a class whose prototype is still all
+    zeros takes ``mean_i`` directly (the EMA would otherwise start from the origin). ``unit`` renormalises the
+    updated prototype to length 1, as the authors' code does: the plain EMA of unit vectors shrinks towards
+    the origin when the means turn, and Eq. 14's Euclidean matching then weighs prototypes by their length.
     """
     means, present = class_means(features, labels, prototypes.shape[0])
     fresh = prototypes.abs().sum(1) == 0
     updated = torch.where(fresh[:, None], means, alpha * prototypes + (1 - alpha) * means)
+    if unit:
+        updated = F.normalize(updated, dim=1)
     return torch.where(present[:, None], updated.to(prototypes.dtype), prototypes)
 
 
-def match_anchors(prototypes: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+def random_prototypes(num_classes: int, dim: int, seed: int) -> torch.Tensor:
+    """Random unit vectors, the authors' code's starting prototypes (drawn from ``seed``, so runs repeat)."""
+    g = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(num_classes, dim, generator=g), dim=1)
+
+
+MATCHING_COSTS = ("euclidean", "cosine")
+
+
+def match_anchors(prototypes: torch.Tensor, anchors: torch.Tensor, cost: str = "euclidean") -> torch.Tensor:
     """Eq. 14: the permutation sigma minimising ``sum_i ||anchors[sigma[i]] - prototypes[i]||``
-    (Hungarian algorithm, scipy's linear_sum_assignment); ``sigma[i]`` is the anchor of class i."""
-    cost = torch.cdist(prototypes.double().cpu(), anchors.double().cpu())
-    rows, cols = linear_sum_assignment(cost.numpy())
+    (Hungarian algorithm, scipy's linear_sum_assignment); ``sigma[i]`` is the anchor of class i.
+
+    ``cost="cosine"`` maximises ``sum_i cos(anchors[sigma[i]], prototypes[i])`` instead, as the authors' code
+    does. The two can pick different permutations even for unit prototypes: a sum of distances
+    ``sqrt(2 - 2 cos)`` is not a monotone function of the sum of cosines.
+    """
+    p, a = prototypes.double().cpu(), anchors.double().cpu()
+    costs = torch.cdist(p, a) if cost == "euclidean" else -(F.normalize(p, dim=1) @ F.normalize(a, dim=1).T)
+    rows, cols = linear_sum_assignment(costs.numpy())
     sigma = torch.empty(len(rows), dtype=torch.long)
     sigma[torch.as_tensor(rows)] = torch.as_tensor(cols)
     return sigma.to(prototypes.device)
@@ -173,15 +203,61 @@ def similarity_loss(features: torch.Tensor, labels: torch.Tensor, memory: list[t
     return similarity_term(pixel_cosines(features.T[None], centres), labels[None], filled)
 
 
+CONTRASTIVE_REDUCTIONS = ("feature", "class")
+
+
+def _set_class_cells(labels: torch.Tensor, first_set: int | None, num_classes: int) -> torch.Tensor:
+    """Per feature of ``labels`` [B, P], the index ``set * C + class`` of its (feature set, class) cell, the rows
+    before ``first_set`` forming set 0 and the others set 1 (all rows set 0 when None); features labelled
+    outside the classes go to the spare cell ``2 C``."""
+    rows = torch.arange(labels.shape[0], device=labels.device)
+    sets = (rows >= first_set).long() if first_set is not None else torch.zeros_like(rows)
+    known = (labels >= 0) & (labels < num_classes)
+    return torch.where(known, sets[:, None] * num_classes + labels.clamp(0, num_classes - 1), 2 * num_classes)
+
+
+def _cell_sums(values: torch.Tensor, cell: torch.Tensor, keep: torch.Tensor, cells: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of ``values`` over kept features, kept count) per cell: fixed-size scatters, no host round trip."""
+    keep = keep.to(values.dtype)
+    sums = values.new_zeros(cells + 1).index_add_(0, cell.reshape(-1), (values * keep).reshape(-1))
+    counts = values.new_zeros(cells + 1).index_add_(0, cell.reshape(-1), keep.reshape(-1))
+    return sums[:cells], counts[:cells]
+
+
 def dual_contrastive_losses(features: torch.Tensor, labels: torch.Tensor, assigned_anchors: torch.Tensor,
-                            centres: torch.Tensor, filled: torch.Tensor, tau: float
+                            centres: torch.Tensor, bank_count: torch.Tensor, tau: float,
+                            first_set: int | None = None, min_count: int = 1, reduction: str = "feature"
                             ) -> tuple[torch.Tensor, torch.Tensor]:
     """(Eq. 15, Eq. 16) for projections ``[B, D, P]`` and labels ``[B, P]`` from one product against the
-    stacked anchors and memory centres, as the training step needs both on the same features."""
-    cos = pixel_cosines(features, torch.cat([assigned_anchors, centres.to(assigned_anchors.dtype)]))
+    stacked anchors and memory centres, as the training step needs both on the same features.
+
+    The rows before ``first_set`` form one feature set and the rest another (the step's labeled and
+    unlabeled images; one set when None). ``min_count = 2`` is the authors' code's edge case: a class with fewer than two features
+    in its set takes part in neither term, and a class with fewer than two memory entries in no Eq. 16 term
+    (with 1, every feature counts and Eq. 16 needs one entry). ``reduction="feature"`` averages each term over
+    the features (Eqs. 15-16); ``"class"`` is the code's: per set and class the mean over its features, summed
+    over the sets and the classes that take part, divided by the number of classes.
+    """
     num_classes = centres.shape[0]
-    return (anchor_contrastive_term(cos[:, :num_classes], labels, tau),
-            similarity_term(cos[:, num_classes:], labels, filled))
+    cos = pixel_cosines(features, torch.cat([assigned_anchors, centres.to(assigned_anchors.dtype)]))
+    filled = bank_count >= min_count
+    cell, cells = _set_class_cells(labels, first_set, num_classes), 2 * num_classes
+    if min_count > 1:
+        per_cell = torch.zeros(cells + 1, dtype=torch.long, device=labels.device).scatter_add_(
+            0, cell.reshape(-1), torch.ones_like(cell.reshape(-1)))
+        labels = labels.masked_fill(per_cell[cell] < min_count, IGNORE_INDEX)
+    if reduction == "feature":
+        return (anchor_contrastive_term(cos[:, :num_classes], labels, tau),
+                similarity_term(cos[:, num_classes:], labels, filled))
+    known = (labels >= 0) & (labels < num_classes)
+    idx = torch.where(known, labels, 0).long()
+    anchor_ce = F.cross_entropy(cos[:, :num_classes] / tau, idx, reduction="none")
+    dissimilarity = 1 - cos[:, num_classes:].gather(1, idx[:, None])[:, 0]
+    terms = []
+    for values, keep in ((anchor_ce, known), (dissimilarity, known & filled[idx])):
+        sums, counts = _cell_sums(values, cell, keep, cells)
+        terms.append((sums / counts.clamp(min=1)).sum() / num_classes)
+    return terms[0], terms[1]
 
 
 class MemoryBank(nn.Module):
@@ -220,9 +296,15 @@ class MemoryBank(nn.Module):
         self.count[classes] = torch.clamp(self.count[classes] + added, max=self.size)
 
     def centres(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean normalised entry per class [C, D], which classes hold entries [C]) straight from the ring
-        buffer (order does not matter for a mean; unused slots are zero)."""
-        return self.unit.sum(1) / self.count.clamp(min=1)[:, None].to(self.unit.dtype), self.count > 0
+        """(mean normalised entry per class [C, D], entries per class [C]) straight from the ring buffer (order
+        does not matter for a mean; unused slots are zero)."""
+        return self.unit.sum(1) / self.count.clamp(min=1)[:, None].to(self.unit.dtype), self.count
+
+    @staticmethod
+    def eligible(labels: torch.Tensor, teacher_pred: torch.Tensor, teacher_conf: torch.Tensor, phi: float
+                 ) -> torch.Tensor:
+        """The pixels the bank may hold: the teacher is right and its confidence exceeds ``phi``."""
+        return (teacher_pred == labels) & (teacher_conf > phi) & (labels != IGNORE_INDEX)
 
     @torch.no_grad()
     def admit(self, features: torch.Tensor, labels: torch.Tensor, teacher_pred: torch.Tensor,
@@ -235,7 +317,7 @@ class MemoryBank(nn.Module):
             return
         num_classes = self.bank.shape[0]
         classes = torch.arange(num_classes, device=features.device)
-        eligible = (teacher_pred == labels) & (teacher_conf > phi) & (labels != IGNORE_INDEX)
+        eligible = self.eligible(labels, teacher_pred, teacher_conf, phi)
         own = eligible[None] & (labels[None] == classes[:, None])  # [C, N]
         if anchors is not None:
             key = F.normalize(anchors.to(features.dtype), dim=1) @ F.normalize(features, dim=1).T
