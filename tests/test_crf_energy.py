@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from reprokit.methods.crf_energy import bilateral_filter, dense_crf_energy_loss
+from reprokit.data.transforms import normalize
+from reprokit.methods.crf_energy import bilateral_filter, colours, dense_crf_energy_loss
 
 RED, BLUE = (200.0, 30.0, 30.0), (30.0, 30.0, 200.0)
 CODE = dict(weight=1e-7, sigma_rgb=15.0, sigma_xy=100.0, scale=0.5, reference_crop=448)
@@ -28,6 +29,12 @@ def loss(probs, image, undecided=None, **kw):
     valid = torch.ones(b, h, w, dtype=torch.bool)
     undecided = torch.zeros(b, h, w, dtype=torch.bool) if undecided is None else undecided
     return dense_crf_energy_loss(probs, image, valid, undecided, **{**CODE, **kw})
+
+
+def test_colours_undo_the_data_normalisation_into_the_codes_0_255_units():
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    image = two_regions()
+    assert torch.allclose(colours(normalize(image / 255.0, mean, std), mean, std), image, atol=1e-3)
 
 
 def test_the_filter_is_the_bilateral_affinity_matrix_times_the_maps():

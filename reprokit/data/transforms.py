@@ -163,9 +163,3 @@ def mix(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def normalize(img: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     return TF.normalize(img, list(mean), list(std))
-
-
-def denormalize(img: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """The inverse of :func:`normalize` on a batch [B, 3, H, W]: colours in [0, 1] again."""
-    shape = (1, -1, 1, 1)
-    return img * img.new_tensor(list(std)).view(shape) + img.new_tensor(list(mean)).view(shape)

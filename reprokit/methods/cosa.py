@@ -30,13 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from reprokit.config import COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY, ConfigError, chosen, ranged
-from reprokit.data.transforms import denormalize
 from reprokit.labels import IGNORE_INDEX
 from reprokit.methods.base import MethodEntry, StepOutput
 from reprokit.methods.display import CategoryLayer, HeatLayer, LabelLayer
 from reprokit.methods.cam import (CAMHead, WeakParams, build_backbone, cam_pseudo_labels, class_labels,
                                   image_classification_loss, image_label_protocols, normalise_cams)
-from reprokit.methods.crf_energy import dense_crf_energy_loss
+from reprokit.methods.crf_energy import colours, dense_crf_energy_loss
 from reprokit.methods.semi import accuracy
 from reprokit.methods.teachers import EMATeachers, ema_copy
 from reprokit.models.cells import CellGrid, cells_to_pixels, labels_at_cells, pixels_at_cells
@@ -482,7 +481,7 @@ class CoSA(EMATeachers):
         """The dense-CRF energy of the ON's segmentation ``seg`` [B, K, H, W] (logits at the pixels of the
         normalised image ``x`` it saw), gated by the CPL ``cpl`` (its 255s are the undecided pixels)."""
         p, data = self.params, self.cfg.data
-        colour = 255.0 * denormalize(x.float(), data.mean, data.std)
+        colour = colours(x, data.mean, data.std)
         return dense_crf_energy_loss(seg.float().softmax(1), colour, valid, cpl == IGNORE_INDEX,
                                      weight=p.crf_energy_weight, sigma_rgb=p.crf_sigma_rgb, sigma_xy=p.crf_sigma_xy,
                                      scale=p.crf_scale, reference_crop=p.crf_reference_crop)

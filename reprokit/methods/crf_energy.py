@@ -26,6 +26,13 @@ import torch.nn.functional as F
 CHUNK_ELEMENTS = 1 << 26
 
 
+def colours(image: torch.Tensor, mean, std) -> torch.Tensor:
+    """The 0-255 colours of a batch [B, 3, H, W] normalised with ``mean`` and ``std`` (the data config's): the
+    units in which the code's ``sigma_rgb`` is set."""
+    image, shape = image.float(), (1, -1, 1, 1)
+    return 255.0 * (image * image.new_tensor(list(std)).view(shape) + image.new_tensor(list(mean)).view(shape))
+
+
 def bilateral_filter(image: torch.Tensor, maps: torch.Tensor, sigma_rgb: float, sigma_xy: float) -> torch.Tensor:
     """W maps, exactly: ``maps`` [B, K, H, W] filtered with the bilateral Gaussian affinity of ``image``
     [B, 3, H, W] (colour in the units of ``sigma_rgb``, positions in pixels over ``sigma_xy``)."""
