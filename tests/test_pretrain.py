@@ -144,22 +144,32 @@ def test_config_accepts_glyphs_none_and_files_for_narrow_backbones_but_not_image
         from_dict({"train": {"iters": 1}, "model": {"width": 16, "pretrained": "imagenet"}})
 
 
-def recorded_backbones(folder: Path) -> list[dict]:
-    origins = [recorded_origin(run_dir) for run_dir in sorted(folder.iterdir()) if run_dir.is_dir()]
+def recorded_backbones(folder: Path, image_labels: bool | None = None) -> list[dict]:
+    """The backbones the records of ``folder`` started from; ``image_labels`` True / False keeps only the runs
+    of the image-label rows (``digits-weak-cam``, ``digits-weak-cosa``) / only the others."""
+    runs = [r for r in sorted(folder.iterdir()) if r.is_dir()]
+    if image_labels is not None:
+        runs = [r for r in runs if r.name.startswith(("digits-weak-cam-", "digits-weak-cosa-")) == image_labels]
+    origins = [recorded_origin(run_dir) for run_dir in runs]
     return [origin["backbone"] for origin in origins if "backbone" in origin]
 
 
 def test_the_shipped_backbone_is_the_one_the_benchmark_records_start_from(monkeypatch):
-    """The repository ships the digits backbone so that every machine starts from the same weights: those of
-    the benchmark records, which replacing it would cut off from the code. The machine-check records started
-    from the weights their processor built (shipped before, kept by git), all from the same ones."""
+    """The repository ships the digits backbones so that every machine starts from the same weights: those of
+    the benchmark records, which replacing them would cut off from the code. The image-label rows' stride-4
+    network (no stem max-pool) has a backbone of its own. The machine-check records started from the weights
+    their processor built (shipped before, kept by git), all from the same ones."""
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(root)
     monkeypatch.delenv("REPROKIT_PRETRAINED_DIR", raising=False)
     shipped = backbone_description(load_config("params/digits/table4/ls.yaml").model)
     assert shipped["sha256"] is not None and shipped["heldout_top1"] > 0.98
-    benchmark = recorded_backbones(root / "docs/runs/benchmark") + recorded_backbones(root / "docs/runs/quick")
+    benchmark = recorded_backbones(root / "docs/runs/benchmark", False) + recorded_backbones(root / "docs/runs/quick")
     assert len(benchmark) >= 4 and all(b == shipped for b in benchmark), (shipped, benchmark)
+    stride4 = backbone_description(load_config("params/digits/weak/cam.yaml").model)
+    assert stride4["sha256"] not in (None, shipped["sha256"]) and stride4["heldout_top1"] > 0.98
+    image_labels = recorded_backbones(root / "docs/runs/benchmark", True)
+    assert len(image_labels) >= 5 and all(b == stride4 for b in image_labels), (stride4, image_labels)
     machine_check = recorded_backbones(root / "docs/runs/machine-check")
     assert len(machine_check) >= 8 and len({b["sha256"] for b in machine_check}) == 1
     assert machine_check[0]["sha256"] != shipped["sha256"]
