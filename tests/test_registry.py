@@ -73,6 +73,9 @@ def test_new_methods_join_the_comparison_and_have_ablation_tables_without_paper_
         last = "CAM pseudo-masks (two stages)" if name == "cosa_ablation" else "Mean Teacher"
         assert list(table["Row"])[0] == full and list(table["Row"])[-1] == last
         assert "paper" not in table.columns and (tmp_path / "out" / f"{name}.md").is_file()
+        caption = (tmp_path / "out" / f"{name}.md").read_text().splitlines()[0]
+        supervision = "with image-level labels" if name == "cosa_ablation" else "at 1/8 labels"
+        assert supervision in caption and ("1/8" in caption) == (name != "cosa_ablation"), caption
 
 
 def test_figures_skip_artefacts_without_any_run_and_refuse_unknown_names(tmp_path, capsys):

@@ -87,11 +87,11 @@ def build_tables_1_3(inputs: Inputs) -> Built:
     return inputs.finish(built, inputs.used(names))
 
 
-def build_ablation(inputs: Inputs, source: str | None) -> Built:
+def build_ablation(inputs: Inputs, source: str | None, labels: str = "at 1/8 labels") -> Built:
     """Table 4 or Table 5 (``source``): one row per ablation, beside the paper's numbers of the preset's
     protocol, or of the only protocol the paper's table has (its Table 5 covers Cityscapes alone). Without a
     ``source`` (the component ablations of CW-BASS, FARCLUSS and CoSA, which their papers do not give on these rows)
-    the table has no paper columns."""
+    the table has no paper columns. ``labels`` names the supervision its rows train with, for the caption."""
     paper = tables.paper_numbers()
     protocols = list(paper[paper["source"] == source]["dataset"].unique())
     paper_ds = inputs.preset.paper_dataset if inputs.preset.paper_dataset in protocols else next(iter(protocols), None)
@@ -99,7 +99,7 @@ def build_ablation(inputs: Inputs, source: str | None) -> Built:
     if source is None:
         table = table.drop(columns=["paper", "paper gain"])
     reference = f", and the paper's {paper_ds} numbers" if paper_ds else ""
-    caption = (f"{source or inputs.name} on {inputs.preset.name} at 1/8 labels: reprokit mIoU (%) (mean ± std "
+    caption = (f"{source or inputs.name} on {inputs.preset.name} {labels}: reprokit mIoU (%) (mean ± std "
                f"(seeds)), gain over the first row (paired by seed: mean [95 % t-interval] (seeds)){reference}; "
                f"{inputs.note()}")
     return inputs.finish(Built(tables.write_table(table, inputs.out / inputs.name, caption), inputs.missing(), table))
